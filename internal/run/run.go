@@ -1,0 +1,178 @@
+// Package run is the vocabulary shared by the engine, the journal, metrics,
+// logs and the status API: what a run is, the stages it moves through and
+// the events it emits. It holds data and pure helpers only, so every
+// consumer can import it without importing the engine.
+package run
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// Stage is where a run is in the run model of DESIGN.md. Each stage is
+// written to the journal before the engine acts on it.
+type Stage string
+
+// Stages. Succeeded, Failed and Skipped are terminal.
+const (
+	StagePending      Stage = "pending"
+	StageWaiting      Stage = "waiting"
+	StageSnapshotting Stage = "snapshotting"
+	StageExporting    Stage = "exporting"
+	StageRestoring    Stage = "restoring"
+	StageSucceeded    Stage = "succeeded"
+	StageFailed       Stage = "failed"
+	StageSkipped      Stage = "skipped"
+)
+
+// Terminal reports whether the run has ended.
+func (s Stage) Terminal() bool {
+	return s == StageSucceeded || s == StageFailed || s == StageSkipped
+}
+
+// Action is what a policy asks for.
+type Action string
+
+// Actions, one per policy.
+const (
+	ActionSnapshot    Action = "snapshot"    // on-demand snapshot, optionally chained to an export
+	ActionExport      Action = "export"      // export of the newest completed snapshot (source: latest)
+	ActionFlexRestore Action = "flexRestore" // restore the newest flex snapshot into a target
+)
+
+// Reasons a run ends failed or skipped. They are metric label values, so the
+// set is closed.
+const (
+	ReasonTimeout         = "timeout"          // a stage exceeded its timeout
+	ReasonSnapshotFailed  = "snapshot_failed"  // Atlas marked the snapshot failed
+	ReasonExportFailed    = "export_failed"    // Atlas marked the export Failed
+	ReasonExportCancelled = "export_cancelled" // Atlas marked the export Cancelled
+	ReasonRestoreFailed   = "restore_failed"   // Atlas marked the restore FAILED
+	ReasonNoSnapshot      = "no_snapshot"      // nothing completed to export or restore
+	ReasonNotFound        = "not_found"        // cluster, bucket or snapshot vanished
+	ReasonAtlasError      = "atlas_error"      // Atlas refused the request for good
+	ReasonOverlap         = "overlap"          // skipped: the previous run is still in flight
+	ReasonMissed          = "missed"           // skipped: slot passed while the daemon was down
+	ReasonNotSupported    = "not_supported"    // skipped: paused, no backup, below M10, flex
+	ReasonShutdown        = "shutdown"         // skipped: the daemon stopped before it started
+)
+
+// ID identifies a run. It is derived from the policy, the target and the
+// slot, so the same slot can never produce two runs.
+type ID string
+
+// NewID derives the run id for one slot of one policy on one target. Manual
+// triggers pass their trigger time as the slot and manual=true.
+func NewID(policy, projectID, cluster string, slot time.Time, manual bool) ID {
+	kind := "s"
+	if manual {
+		kind = "m"
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s\x00%s\x00%d", kind, policy, projectID, cluster, slot.UTC().UnixNano()))
+	return ID(hex.EncodeToString(sum[:])[:20])
+}
+
+// Marker is the text stamped into the snapshot description and the export's
+// customData so a run can find its own objects in Atlas after a crash.
+func (id ID) Marker() string { return "backupd:" + string(id) }
+
+// Target is one cluster a policy acts on.
+type Target struct {
+	ProjectID string `json:"projectID"`
+	Cluster   string `json:"cluster"`
+}
+
+func (t Target) String() string { return t.ProjectID + "/" + t.Cluster }
+
+// Run is one policy on one target for one slot. It is the journal's record
+// and the payload of every event.
+type Run struct {
+	ID          ID        `json:"id"`
+	Policy      string    `json:"policy"`
+	Action      Action    `json:"action"`
+	Target      Target    `json:"target"`
+	Slot        time.Time `json:"slot"`        // the cron slot (or trigger time)
+	ScheduledAt time.Time `json:"scheduledAt"` // slot plus jitter: when it was due to start
+	Manual      bool      `json:"manual,omitempty"`
+	CatchUp     bool      `json:"catchUp,omitempty"` // fired late for a slot missed while down
+
+	Stage  Stage  `json:"stage"`
+	Reason string `json:"reason,omitempty"` // for failed and skipped
+	Detail string `json:"detail,omitempty"` // human explanation (Atlas's message, ...)
+
+	// Atlas ids, recorded as soon as they are known.
+	SnapshotID     string `json:"snapshotID,omitempty"`
+	SnapshotKind   string `json:"snapshotKind,omitempty"` // replicaSet | shardedCluster
+	SnapshotStatus string `json:"snapshotStatus,omitempty"`
+	SnapshotBytes  int64  `json:"snapshotBytes,omitempty"`
+	ExportBucketID string `json:"exportBucketID,omitempty"`
+	ExportJobID    string `json:"exportJobID,omitempty"`
+	ExportState    string `json:"exportState,omitempty"`
+	ExportProgress string `json:"exportProgress,omitempty"` // "12/40" collections
+	FlexSnapshotID string `json:"flexSnapshotID,omitempty"`
+	RestoreJobID   string `json:"restoreJobID,omitempty"`
+	RestoreStatus  string `json:"restoreStatus,omitempty"`
+
+	// Intents: set and persisted before a POST is sent. A run that restarts
+	// with an intent but no id must look for its marker before posting again.
+	SnapshotRequested bool `json:"snapshotRequested,omitempty"`
+	ExportRequested   bool `json:"exportRequested,omitempty"`
+	RestoreRequested  bool `json:"restoreRequested,omitempty"`
+
+	CreatedAt      time.Time `json:"createdAt"`
+	StageStartedAt time.Time `json:"stageStartedAt"`
+	UpdatedAt      time.Time `json:"updatedAt"`
+	FinishedAt     time.Time `json:"finishedAt,omitzero"`
+}
+
+// Result maps a terminal run to the result label of backupd_runs_total:
+// success, failure or timeout. Skipped and unfinished runs return "".
+func (r Run) Result() string {
+	switch {
+	case r.Stage == StageSucceeded:
+		return "success"
+	case r.Stage == StageFailed && r.Reason == ReasonTimeout:
+		return "timeout"
+	case r.Stage == StageFailed:
+		return "failure"
+	}
+	return ""
+}
+
+// Event is one transition of a run, emitted after the journal has it.
+type Event struct {
+	Run  Run       `json:"run"`
+	From Stage     `json:"from"` // "" for a run's first event
+	At   time.Time `json:"at"`
+	// StageDuration is how long the run spent in From (zero for the first event).
+	StageDuration time.Duration `json:"stageDuration"`
+	// Note is set for events that are not stage changes: progress of a
+	// poll ("snapshot inProgress", "export 12/40") so live views can show it.
+	Note string `json:"note,omitempty"`
+}
+
+// Observer receives run events. Implementations must not block for long: the
+// engine calls them synchronously, in order, from the run's goroutine.
+type Observer interface {
+	Observe(Event)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(Event)
+
+// Observe calls f(e).
+func (f ObserverFunc) Observe(e Event) { f(e) }
+
+// Observers fans one event out to several observers in order.
+type Observers []Observer
+
+// Observe calls every observer in order.
+func (os Observers) Observe(e Event) {
+	for _, o := range os {
+		if o != nil {
+			o.Observe(e)
+		}
+	}
+}

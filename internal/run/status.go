@@ -1,0 +1,41 @@
+package run
+
+import "time"
+
+// Status is the daemon's answer to "what is backupd doing?", served by
+// /api/v1/status and printed by `backupd status`. It carries no secrets.
+type Status struct {
+	Version   string         `json:"version"`
+	StartedAt time.Time      `json:"startedAt"`
+	Now       time.Time      `json:"now"`
+	Ready     bool           `json:"ready"`
+	Policies  []PolicyStatus `json:"policies"`
+}
+
+// PolicyStatus is one policy and everything it currently resolves to.
+type PolicyStatus struct {
+	Name     string         `json:"name"`
+	Action   Action         `json:"action"`
+	Schedule string         `json:"schedule"`
+	Timezone string         `json:"timezone"`
+	Targets  []TargetStatus `json:"targets"`
+	// Unresolved lists clusters a selector matched but the policy cannot act
+	// on (paused, backup disabled, below M10, flex for snapshots), with why.
+	Unresolved []SkippedTarget `json:"unresolved,omitempty"`
+}
+
+// TargetStatus is one policy on one target.
+type TargetStatus struct {
+	Target      Target    `json:"target"`
+	NextRun     time.Time `json:"nextRun,omitzero"`
+	LastRun     *Run      `json:"lastRun,omitempty"`
+	LastSuccess time.Time `json:"lastSuccess,omitzero"`
+	InFlight    *Run      `json:"inFlight,omitempty"`
+}
+
+// SkippedTarget is a matched cluster the policy will not act on.
+type SkippedTarget struct {
+	Target Target `json:"target"`
+	Reason string `json:"reason"` // a Reason* constant, usually not_supported
+	Detail string `json:"detail"` // e.g. "cluster is paused"
+}

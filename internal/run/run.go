@@ -97,6 +97,9 @@ type Run struct {
 	ScheduledAt time.Time `json:"scheduledAt"` // slot plus jitter: when it was due to start
 	Manual      bool      `json:"manual,omitempty"`
 	CatchUp     bool      `json:"catchUp,omitempty"` // fired late for a slot missed while down
+	// Spec is the policy as it was when the run was created: a run finishes
+	// what it started even if a reload changes or removes its policy.
+	Spec Spec `json:"spec"`
 
 	Stage  Stage  `json:"stage"`
 	Reason string `json:"reason,omitempty"` // for failed and skipped
@@ -175,4 +178,51 @@ func (os Observers) Observe(e Event) {
 			o.Observe(e)
 		}
 	}
+}
+
+// Spec is everything a run needs from its policy, copied into the run.
+type Spec struct {
+	// snapshot action
+	RetentionInDays int    `json:"retentionInDays,omitempty"`
+	Description     string `json:"description,omitempty"`
+	// export (chained after a snapshot, or alone with Source "latest")
+	ExportBucketID string  `json:"exportBucketID,omitempty"`
+	ExportSource   string  `json:"exportSource,omitempty"`
+	CustomData     []Label `json:"customData,omitempty"`
+	// flexRestore action; the run's Target is the flex source cluster
+	FlexSnapshot    string `json:"flexSnapshot,omitempty"` // "latest"
+	TargetProjectID string `json:"targetProjectID,omitempty"`
+	TargetCluster   string `json:"targetCluster,omitempty"`
+
+	Timeouts Timeouts `json:"timeouts"`
+}
+
+// Label is one user key/value for an export's customData.
+type Label struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Timeouts bound each stage, measured from the moment the stage was entered
+// (persisted, so a restart does not reset them).
+type Timeouts struct {
+	Wait     time.Duration `json:"wait"`
+	Snapshot time.Duration `json:"snapshot"`
+	Export   time.Duration `json:"export"`
+	Restore  time.Duration `json:"restore"`
+}
+
+// For returns the timeout of a stage, or 0 for stages without one.
+func (t Timeouts) For(s Stage) time.Duration {
+	switch s {
+	case StagePending, StageWaiting:
+		return t.Wait
+	case StageSnapshotting:
+		return t.Snapshot
+	case StageExporting:
+		return t.Export
+	case StageRestoring:
+		return t.Restore
+	}
+	return 0
 }

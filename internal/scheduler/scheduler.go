@@ -232,9 +232,6 @@ func (s *Scheduler) iterate(ctx context.Context) {
 		if failed[q.st] || ctx.Err() != nil {
 			continue
 		}
-		if q.CatchUp || q.Skip != "" {
-			s.logf("scheduler: %s: slot %s (due %s) was missed; %s", q.Entry.Key, q.Slot.Format(time.RFC3339), q.At.Format(time.RFC3339), missedAction(q.Firing))
-		}
 		if err := s.fire(ctx, q.Firing); err != nil {
 			failed[q.st] = true
 			q.st.failures++
@@ -242,6 +239,9 @@ func (s *Scheduler) iterate(ctx context.Context) {
 				s.logf("scheduler: %s: firing slot %s failed, will retry: %v", q.Entry.Key, q.Slot.Format(time.RFC3339), err)
 			}
 			continue
+		}
+		if q.CatchUp || q.Skip != "" {
+			s.logf("scheduler: %s: slot %s (due %s) was missed; %s", q.Entry.Key, q.Slot.Format(time.RFC3339), q.At.Format(time.RFC3339), missedAction(q.Firing))
 		}
 		q.st.pending = q.st.pending[1:]
 		q.st.mark.LastSlot = q.Slot
@@ -258,9 +258,9 @@ func (s *Scheduler) iterate(ctx context.Context) {
 // missedAction says in a log line what happens to a missed slot.
 func missedAction(f Firing) string {
 	if f.Skip != "" {
-		return "recording it as skipped (" + f.Skip + ")"
+		return "recorded it as skipped (" + f.Skip + ")"
 	}
-	return "running it once as a catch-up"
+	return "handed it to the engine as one catch-up run"
 }
 
 // apply takes the latest Set into the loop's state.

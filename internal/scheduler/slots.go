@@ -142,6 +142,23 @@ func NextSlot(e Entry, after time.Time) time.Time {
 	return e.Schedule.Next(after.In(loc))
 }
 
+// Upcoming returns the next n fire times (slot plus offset) of e strictly
+// after `after`, in e.Location, for `backupd validate` and status pages.
+// It ignores marks: for a schedule added right now, a slot that has passed
+// but whose jittered time has not is listed, yet Due will not fire it.
+func Upcoming(e Entry, after time.Time, n int) []time.Time {
+	loc := e.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	off := max(e.Offset, 0)
+	var out []time.Time
+	for slot := NextSlot(e, after.Add(-off)); len(out) < n && !slot.IsZero(); slot = NextSlot(e, slot) {
+		out = append(out, slot.Add(off).In(loc))
+	}
+	return out
+}
+
 // nextEvery returns the first multiple of d (whole seconds, at least one)
 // since the Unix epoch that is strictly after t.
 func nextEvery(d time.Duration, t time.Time) time.Time {

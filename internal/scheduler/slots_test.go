@@ -56,6 +56,8 @@ func TestNextSlot(t *testing.T) {
 	every6h := mkEntry(t, "@every 6h", nil, 0, "")
 	ptrEvery := every6h
 	ptrEvery.Schedule = &cron.ConstantDelaySchedule{Delay: 6 * time.Hour}
+	zeroDelay := every6h
+	zeroDelay.Schedule = cron.ConstantDelaySchedule{}
 	tests := []struct {
 		name  string
 		e     Entry
@@ -82,6 +84,8 @@ func TestNextSlot(t *testing.T) {
 			[]string{"2026-01-01T18:00:00Z", "2026-01-02T00:00:00Z"}},
 		{"@every pointer schedule", ptrEvery, "2026-01-01T12:00:00Z",
 			[]string{"2026-01-01T18:00:00Z"}},
+		{"@every with a zero delay ticks every second", zeroDelay, "2026-01-01T12:00:00.5Z",
+			[]string{"2026-01-01T12:00:01Z", "2026-01-01T12:00:02Z"}},
 		{"@every before 1970", every6h, "1969-12-31T23:00:00Z",
 			[]string{"1970-01-01T00:00:00Z"}},
 		{"impossible date never fires", mkEntry(t, "0 0 30 2 *", nil, 0, ""), "2026-01-01T00:00:00Z",
@@ -375,5 +379,27 @@ func TestEntryValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error naming the policy and containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestUpcoming(t *testing.T) {
+	berlin := mustLoc(t, "Europe/Berlin")
+	e := mkEntry(t, "30 2 * * *", berlin, 10*time.Minute, "")
+	got := Upcoming(e, ts(t, "2026-03-28T00:00:00Z"), 3)
+	want := []string{"2026-03-28T02:40:00+01:00", "2026-03-30T02:40:00+02:00", "2026-03-31T02:40:00+02:00"}
+	if len(got) != len(want) {
+		t.Fatalf("Upcoming = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].Format(time.RFC3339) != want[i] {
+			t.Fatalf("Upcoming[%d] = %s, want %s (in Berlin)", i, got[i].Format(time.RFC3339), want[i])
+		}
+	}
+	// A slot whose fire time is still ahead is included even if the slot itself passed.
+	if got := Upcoming(e, ts(t, "2026-03-28T01:35:00Z"), 1); len(got) != 1 || !got[0].Equal(ts(t, "2026-03-28T01:40:00Z")) {
+		t.Fatalf("Upcoming just after the slot = %v, want the 02:40 CET fire time", got)
+	}
+	if got := Upcoming(mkEntry(t, "0 0 30 2 *", nil, 0, ""), ts(t, "2026-01-01T00:00:00Z"), 5); len(got) != 0 {
+		t.Fatalf("Upcoming of an impossible date = %v, want none", got)
 	}
 }

@@ -1,0 +1,203 @@
+package atlas
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/backupd/backupd/internal/clock"
+)
+
+// defaultTokenLifetime applies when the token endpoint omits expires_in;
+// Atlas documents service-account tokens as valid for one hour.
+const defaultTokenLifetime = time.Hour
+
+// tokenCache holds one service-account token and renews it shortly before it
+// expires. Expiry is tracked on the injected clock (x/oauth2's own expiry
+// check reads time.Now, which tests cannot move). The grant itself is
+// clientcredentials.Config.Token with HTTP Basic auth and OUR http.Client
+// passed through oauth2.HTTPClient, so http.DefaultClient is never used.
+// Each fetch runs under the requesting call's context: there is no captured
+// long-lived context that could go stale, and cancelling a call interrupts
+// its token fetch without poisoning the cache for other callers.
+type tokenCache struct {
+	conf   clientcredentials.Config
+	client *http.Client
+	clock  clock.Clock
+	sem    chan struct{} // one fetch at a time; waiting is cancellable
+
+	mu      sync.Mutex
+	tok     *oauth2.Token
+	renewAt time.Time // on clock; the token is reused until then
+}
+
+func (tc *tokenCache) cached() *oauth2.Token {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.tok != nil && tc.clock.Now().Before(tc.renewAt) {
+		return tc.tok
+	}
+	return nil
+}
+
+// token returns a valid token, fetching a new one when the cached one is
+// missing, invalidated or within its renewal margin.
+func (tc *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
+	if t := tc.cached(); t != nil {
+		return t, nil
+	}
+	select {
+	case tc.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-tc.sem }()
+	if t := tc.cached(); t != nil {
+		return t, nil // another caller fetched while we waited
+	}
+	start := tc.clock.Now()
+	tok, err := tc.conf.Token(context.WithValue(ctx, oauth2.HTTPClient, tc.client))
+	if err != nil {
+		return nil, err
+	}
+	life := tokenLifetime(tok)
+	// Renew a minute early (or a quarter of the lifetime for short tokens) so
+	// a request never leaves with a token that expires in flight.
+	margin := min(time.Minute, life/4)
+	tc.mu.Lock()
+	tc.tok = tok
+	tc.renewAt = start.Add(life - margin)
+	tc.mu.Unlock()
+	return tok, nil
+}
+
+// invalidate drops tok if it is still the cached one (after Atlas rejected it).
+func (tc *tokenCache) invalidate(tok *oauth2.Token) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.tok == tok {
+		tc.tok = nil
+	}
+}
+
+// tokenLifetime reads expires_in from the raw token response; clientcredentials
+// keeps it only in the token's extra fields.
+func tokenLifetime(tok *oauth2.Token) time.Duration {
+	var secs float64
+	switch v := tok.Extra("expires_in").(type) {
+	case float64:
+		secs = v
+	case json.Number:
+		secs, _ = v.Float64()
+	case string:
+		secs, _ = strconv.ParseFloat(v, 64)
+	}
+	if secs <= 0 || secs > (30*24*time.Hour).Seconds() {
+		return defaultTokenLifetime
+	}
+	return time.Duration(secs * float64(time.Second))
+}
+
+// tokenError marks a failure to obtain a token: the API request was never sent.
+type tokenError struct{ err error }
+
+func (e *tokenError) Error() string { return "obtaining service account token: " + e.err.Error() }
+func (e *tokenError) Unwrap() error { return e.err }
+
+// bearerTransport adds "Authorization: Bearer" from the token cache.
+type bearerTransport struct {
+	base   http.RoundTripper
+	tokens *tokenCache
+}
+
+func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := t.tokens.token(req.Context())
+	if err != nil {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, &tokenError{err: err}
+	}
+	if st := attemptFrom(req.Context()); st != nil {
+		st.token = tok
+	}
+	r2 := req.Clone(req.Context())
+	r2.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	return t.base.RoundTrip(r2)
+}
+
+// tokenHookTransport reports token requests to the hook as "fetch_token".
+type tokenHookTransport struct {
+	base      http.RoundTripper
+	clock     clock.Clock
+	hook      RequestHook
+	userAgent string
+}
+
+func (t *tokenHookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r2 := req.Clone(req.Context())
+	r2.Header.Set("User-Agent", t.userAgent)
+	start := t.clock.Now()
+	resp, err := t.base.RoundTrip(r2)
+	info := RequestInfo{Operation: OpFetchToken, Method: req.Method, Attempt: 1, Duration: t.clock.Now().Sub(start)}
+	if err == nil {
+		info.StatusCode = resp.StatusCode
+		info.RateLimited = resp.StatusCode == http.StatusTooManyRequests
+	}
+	t.hook(info)
+	return resp, err
+}
+
+// attemptState records, for one API attempt, facts the transports learn:
+// whether any leg may have reached the server, and which token was used.
+type attemptState struct {
+	maybeSent atomic.Bool
+	token     *oauth2.Token
+}
+
+type attemptKey struct{}
+
+func attemptFrom(ctx context.Context) *attemptState {
+	st, _ := ctx.Value(attemptKey{}).(*attemptState)
+	return st
+}
+
+// probeTransport sits directly above the base transport and decides, for each
+// failed leg, whether the request could have reached Atlas. It counts a leg
+// as certainly unsent only when the failure is a dial error, or when the base
+// is an *http.Transport whose trace shows no connection was ever obtained.
+// Anything else (reset, EOF, timeout after connecting) may have been processed.
+type probeTransport struct {
+	base   http.RoundTripper
+	traced bool // base is *http.Transport, so httptrace callbacks are reliable
+}
+
+func (p *probeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	st := attemptFrom(req.Context())
+	if st == nil {
+		return p.base.RoundTrip(req)
+	}
+	var gotConn atomic.Bool
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	resp, err := p.base.RoundTrip(req)
+	if err != nil && !isDialError(err) && (!p.traced || gotConn.Load()) {
+		st.maybeSent.Store(true)
+	}
+	return resp, err
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}

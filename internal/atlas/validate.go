@@ -1,0 +1,60 @@
+package atlas
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+)
+
+// Patterns from the OpenAPI spec's path parameters and request schemas.
+// They are checked before sending so a typo fails fast with the field named,
+// instead of costing a rate-limit token and a vague 400/404.
+var (
+	hexIDPattern         = regexp.MustCompile(`^[a-f0-9]{24}$`)
+	clusterNamePattern   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]*$`)
+	restoreTargetPattern = regexp.MustCompile(`^[\p{L}\p{N}\-_.(),:&@+']{1,64}$`)
+)
+
+// ArgError reports an argument rejected before any request was sent.
+type ArgError struct {
+	Operation string // the operation that refused to start
+	Field     string // e.g. "projectID", "snapshotID", "req.retentionInDays"
+	Value     string // the offending value, quoted in Error (never a secret)
+	Rule      string // what the value must satisfy
+}
+
+// Error renders `atlas OP: invalid FIELD "VALUE": RULE`.
+func (e *ArgError) Error() string {
+	return fmt.Sprintf("atlas %s: invalid %s %s: %s", e.Operation, e.Field, strconv.Quote(sanitize(e.Value, 80)), e.Rule)
+}
+
+func checkID(op, field, v string) error {
+	if !hexIDPattern.MatchString(v) {
+		return &ArgError{Operation: op, Field: field, Value: v, Rule: "must be 24 lowercase hexadecimal digits (^[a-f0-9]{24}$)"}
+	}
+	return nil
+}
+
+func checkClusterName(op, field, v string) error {
+	if !clusterNamePattern.MatchString(v) {
+		return &ArgError{Operation: op, Field: field, Value: v, Rule: "must match ^[a-zA-Z0-9][a-zA-Z0-9-]*$ (letters, digits, hyphens; not starting with a hyphen)"}
+	}
+	return nil
+}
+
+func checkRestoreTarget(op, field, v string) error {
+	if !restoreTargetPattern.MatchString(v) {
+		return &ArgError{Operation: op, Field: field, Value: v, Rule: `must be 1-64 letters, digits or -_.(),:&@+'`}
+	}
+	return nil
+}
+
+// firstErr returns the first non-nil error, so validations read as a list.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -82,3 +82,16 @@ func TestRealClockTimer(t *testing.T) {
 		t.Fatal("real clock returned zero time")
 	}
 }
+
+func TestScaledClockRunsFaster(t *testing.T) {
+	c := Scaled(3600) // an hour per second
+	start := c.Now()
+	tm := c.NewTimer(time.Hour)
+	got := <-tm.C()
+	if elapsed := got.Sub(start); elapsed < time.Hour {
+		t.Fatalf("timer for 1h of scaled time fired after %v of scaled time", elapsed)
+	}
+	if c.NewTimer(time.Hour).Stop() != true {
+		t.Fatal("Stop of a pending scaled timer reported false")
+	}
+}

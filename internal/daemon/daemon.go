@@ -1,0 +1,685 @@
+// Package daemon wires backupd's components into the long-running service:
+// it starts them in a fixed order, reloads the configuration on request,
+// keeps the resolved targets fresh, and stops everything in reverse order.
+//
+// Start order: journal → metrics (rebuilt from the journal) → Atlas client →
+// authentication and target resolution → engine (re-attaches in-flight
+// runs) → scheduler → HTTP server → READY=1. Stop order is the reverse; the
+// engine's runs persist their state and resume at the next start.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/buildinfo"
+	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/engine"
+	"github.com/backupd/backupd/internal/httpapi"
+	"github.com/backupd/backupd/internal/journal"
+	"github.com/backupd/backupd/internal/logging"
+	"github.com/backupd/backupd/internal/metrics"
+	"github.com/backupd/backupd/internal/policy"
+	"github.com/backupd/backupd/internal/run"
+	"github.com/backupd/backupd/internal/scheduler"
+)
+
+// Notifier is systemd's notify protocol (READY=1, RELOADING=1, STOPPING=1,
+// WATCHDOG=1). The daemon calls it at each lifecycle step; outside systemd
+// it is a no-op.
+type Notifier interface {
+	Notify(state string) error
+	// WatchdogInterval is WatchdogSec as systemd set it, or 0 when off.
+	WatchdogInterval() time.Duration
+}
+
+// Options are the daemon's injected dependencies.
+type Options struct {
+	ConfigPath string
+	Env        policy.Env
+	Clock      clock.Clock
+	// LogOutput receives the logs (default: stderr).
+	LogOutput zapcore.WriteSyncer
+	// Transport is the base HTTP transport to Atlas (default: a fresh one).
+	// The demo passes the in-process simulator's.
+	Transport http.RoundTripper
+	// Listen overrides server.listen (tests and the demo use ":0").
+	Listen string
+	// Notifier defaults to a no-op.
+	Notifier Notifier
+	// Observers also receive every run event (the demo's live summary).
+	Observers []run.Observer
+	// PollMin and PollMax override the engine's polling backoff (the demo).
+	PollMin, PollMax time.Duration
+}
+
+// Daemon is one backupd process's worth of components.
+type Daemon struct {
+	opts Options
+	clk  clock.Clock
+
+	reloadMu sync.Mutex // serialises Reload and discovery
+	mu       sync.RWMutex
+	cfg      *policy.Config
+	resolved map[string]policy.Resolution // by policy name
+	client   *atlas.Client
+
+	log     *zap.Logger
+	journal journal.Journal
+	metrics *metrics.Metrics
+	atlas   *swapAtlas
+	engine  *engine.Engine
+	sched   *scheduler.Scheduler
+	http    *httpapi.Server
+	addr    net.Addr
+	started time.Time
+	ready   chan struct{}
+}
+
+// New loads and validates the configuration; an invalid one is returned as
+// *policy.Errors and nothing is started.
+func New(opts Options) (*Daemon, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real()
+	}
+	if opts.Notifier == nil {
+		opts.Notifier = nopNotifier{}
+	}
+	cfg, err := policy.Load(opts.ConfigPath, opts.Env)
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, ready: make(chan struct{})}, nil
+}
+
+// Config returns the configuration in force.
+func (d *Daemon) Config() *policy.Config {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.cfg
+}
+
+// Addr is the HTTP server's address once Run has started it.
+func (d *Daemon) Addr() net.Addr {
+	<-d.ready
+	return d.addr
+}
+
+// Ready is closed once the daemon is serving.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// Run starts every component, serves until ctx ends, then stops them in
+// reverse order. It returns an error only if start-up failed.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg := d.Config()
+	out := d.opts.LogOutput
+	if out == nil {
+		out = zapcore.Lock(zapcore.AddSync(stderr{}))
+	}
+	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, out)
+	if err != nil {
+		return fmt.Errorf("setting up logging: %w", err)
+	}
+	d.log = log
+	defer func() { _ = log.Sync() }()
+	d.started = d.clk.Now()
+	for _, w := range cfg.Warnings {
+		log.Warn("config warning", zap.String("where", w.String()))
+	}
+
+	// 1. The journal: nothing runs without knowing what was in flight.
+	if cfg.State.Path == "" {
+		d.journal = journal.NewMemory()
+		log.Warn("state.path is empty: the journal is in memory only; recovery after a restart relies on the markers in Atlas")
+	} else {
+		j, err := journal.Open(cfg.State.Path, journal.Options{})
+		if err != nil {
+			return err
+		}
+		d.journal = j
+	}
+	defer d.journal.Close()
+
+	// 2. Metrics, rebuilt from the journal.
+	d.metrics = metrics.New(buildinfo.String())
+	if err := d.rebuildMetrics(); err != nil {
+		return err
+	}
+
+	// 3. The Atlas client.
+	client, err := d.newClient(cfg)
+	if err != nil {
+		return err
+	}
+	d.client = client
+	d.atlas = &swapAtlas{}
+	d.atlas.set(engine.FromClient(client))
+
+	// 4. Authenticate and resolve targets. Failure is not fatal: the
+	// daemon is not ready until Atlas answers, and keeps trying.
+	if err := client.Authenticate(ctx); err != nil {
+		log.Error("cannot authenticate to Atlas yet; will retry", zap.Error(err))
+	} else {
+		log.Info("authenticated to Atlas", zap.String("baseURL", cfg.Atlas.BaseURL))
+	}
+	d.resolveAll(ctx, cfg)
+
+	// 5. The engine: re-attach what was in flight.
+	observers := run.Observers{d.metrics, logging.RunObserver(log)}
+	for _, o := range d.opts.Observers {
+		observers = append(observers, o)
+	}
+	d.engine = engine.New(engine.Config{
+		Clock: d.clk, Journal: d.journal, Atlas: d.atlas, Observer: observers, Logger: log,
+		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: cfg.State.Path == "",
+	})
+	d.engine.SetPolicies(d.enginePolicies(cfg))
+	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer d.engine.Wait()
+	defer stopRuns()
+	if err := d.engine.Start(runCtx); err != nil {
+		return err
+	}
+	if cfg.State.Path == "" {
+		d.seedMarksFromAtlas(cfg)
+	}
+
+	// 6. The scheduler.
+	d.sched = scheduler.New(d.clk, markStore{d.journal}, d.fire, scheduler.Options{
+		Logf: func(f string, a ...any) { log.Sugar().Infof(f, a...) },
+	})
+	d.sched.Set(d.entries(cfg))
+	d.metrics.SetPolicies(policyInfos(cfg))
+	schedCtx, stopSched := context.WithCancel(ctx)
+	schedDone := make(chan struct{})
+	go func() { defer close(schedDone); _ = d.sched.Run(schedCtx) }()
+	defer func() { stopSched(); <-schedDone }()
+
+	// 7. HTTP.
+	listen := cfg.Server.Listen
+	if d.opts.Listen != "" {
+		listen = d.opts.Listen
+	}
+	d.http = httpapi.New(httpapi.Config{
+		Listen: listen, AdminToken: d.adminToken, Metrics: d.metrics.Handler(), Backend: backend{d},
+		Healthy: d.healthy, Ready: d.readyErr, Logger: log, Clock: d.clk,
+	})
+	addr, err := d.http.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("starting the HTTP server on %s: %w", listen, err)
+	}
+	d.addr = addr
+	log.Info("backupd started", zap.String("version", buildinfo.String()), zap.String("listen", addr.String()),
+		zap.Int("policies", len(cfg.Policies)), zap.String("config", cfg.Source))
+	close(d.ready)
+	_ = d.opts.Notifier.Notify("READY=1")
+
+	// 8. Background upkeep: target discovery, next-run gauges, pruning, watchdog.
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); d.upkeep(schedCtx) }()
+	go func() { defer bg.Done(); d.watchdog(schedCtx) }()
+
+	<-ctx.Done()
+	log.Info("stopping: no new runs start; runs in flight persist and resume at the next start")
+	_ = d.opts.Notifier.Notify("STOPPING=1")
+	stopSched()
+	<-schedDone
+	bg.Wait()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := d.http.Shutdown(shutCtx); err != nil {
+		log.Warn("HTTP server did not stop cleanly", zap.Error(err))
+	}
+	stopRuns()
+	d.engine.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+// Reload re-reads the configuration. An invalid one is rejected, counted
+// and logged, and the running one stays.
+func (d *Daemon) Reload(ctx context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	_ = d.opts.Notifier.Notify(reloadingState(d.clk.Now()))
+	defer func() { _ = d.opts.Notifier.Notify("READY=1") }()
+	cfg, err := policy.Load(d.opts.ConfigPath, d.opts.Env)
+	if err != nil {
+		d.metrics.ConfigReload(false)
+		d.log.Error("config reload rejected; the running configuration stays", zap.Error(err))
+		return err
+	}
+	old := d.Config()
+	if atlasChanged(old.Atlas, cfg.Atlas) {
+		client, err := d.newClient(cfg)
+		if err != nil {
+			d.metrics.ConfigReload(false)
+			d.log.Error("config reload rejected; the running configuration stays", zap.Error(err))
+			return err
+		}
+		d.mu.Lock()
+		d.client = client
+		d.mu.Unlock()
+		d.atlas.set(engine.FromClient(client))
+		if err := client.Authenticate(ctx); err != nil {
+			d.log.Error("cannot authenticate to Atlas with the new configuration; will retry", zap.Error(err))
+		}
+	}
+	if old.Log != cfg.Log {
+		d.log.Warn("log settings change at the next restart")
+	}
+	if old.State.Path != cfg.State.Path || old.Server.Listen != cfg.Server.Listen {
+		d.log.Warn("state.path and server.listen change at the next restart")
+	}
+	for _, w := range cfg.Warnings {
+		d.log.Warn("config warning", zap.String("where", w.String()))
+	}
+	d.mu.Lock()
+	d.cfg = cfg
+	d.mu.Unlock()
+	d.resolveAllLocked(ctx, cfg)
+	d.apply(cfg)
+	d.metrics.ConfigReload(true)
+	d.log.Info("configuration reloaded", zap.Int("policies", len(cfg.Policies)))
+	return nil
+}
+
+// apply pushes the configuration and resolved targets to the engine,
+// scheduler and metrics.
+func (d *Daemon) apply(cfg *policy.Config) {
+	d.engine.SetPolicies(d.enginePolicies(cfg))
+	d.sched.Set(d.entries(cfg))
+	d.metrics.SetPolicies(policyInfos(cfg))
+}
+
+func reloadingState(now time.Time) string {
+	return fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", now.UnixMicro())
+}
+
+func atlasChanged(a, b policy.Atlas) bool {
+	if a.BaseURL != b.BaseURL || a.RequestsPerMinute != b.RequestsPerMinute || a.Timeout != b.Timeout {
+		return true
+	}
+	sa := func(s *policy.ServiceAccount) string {
+		if s == nil {
+			return ""
+		}
+		return s.ClientID + "\x00" + s.ClientSecret.Reveal()
+	}
+	ak := func(k *policy.APIKey) string {
+		if k == nil {
+			return ""
+		}
+		return k.PublicKey + "\x00" + k.PrivateKey.Reveal()
+	}
+	return sa(a.ServiceAccount) != sa(b.ServiceAccount) || ak(a.APIKey) != ak(b.APIKey)
+}
+
+func (d *Daemon) newClient(cfg *policy.Config) (*atlas.Client, error) {
+	ac := atlas.Config{
+		BaseURL: cfg.Atlas.BaseURL, RequestsPerMinute: cfg.Atlas.RequestsPerMinute, Timeout: cfg.Atlas.Timeout,
+		Transport: d.opts.Transport, Clock: d.clk, UserAgent: "backupd/" + buildinfo.String(),
+		Hook: func(i atlas.RequestInfo) {
+			d.metrics.ObserveAtlasRequest(i.Operation, metrics.StatusCode(i.StatusCode), i.Duration, i.RateLimited)
+		},
+	}
+	if sa := cfg.Atlas.ServiceAccount; sa != nil {
+		ac.ServiceAccount = &atlas.ServiceAccount{ClientID: sa.ClientID, ClientSecret: sa.ClientSecret.Reveal()}
+	}
+	if k := cfg.Atlas.APIKey; k != nil {
+		ac.APIKey = &atlas.APIKey{PublicKey: k.PublicKey, PrivateKey: k.PrivateKey.Reveal()}
+	}
+	c, err := atlas.New(ac)
+	if err != nil {
+		return nil, fmt.Errorf("configuring the Atlas client: %w", err)
+	}
+	return c, nil
+}
+
+func (d *Daemon) currentClient() *atlas.Client {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.client
+}
+
+// resolveAll resolves every policy's targets against Atlas.
+func (d *Daemon) resolveAll(ctx context.Context, cfg *policy.Config) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.resolveAllLocked(ctx, cfg)
+}
+
+// resolveAllLocked keeps a policy's previous resolution when Atlas cannot
+// answer, so an outage never drops targets from the schedule.
+func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) {
+	lister := d.currentClient().Clusters
+	next := map[string]policy.Resolution{}
+	d.mu.RLock()
+	prev := d.resolved
+	d.mu.RUnlock()
+	for _, p := range cfg.Policies {
+		res, err := policy.Resolve(ctx, p, lister)
+		if err != nil {
+			if old, ok := prev[p.Name]; ok {
+				res = old
+			}
+			d.log.Warn("cannot resolve targets; keeping the previous ones", zap.String("policy", p.Name), zap.Error(err))
+			if _, ok := prev[p.Name]; !ok {
+				continue
+			}
+		}
+		next[p.Name] = res
+	}
+	// Targets that disappeared lose their series.
+	for name, old := range prev {
+		kept := map[run.Target]bool{}
+		for _, t := range next[name].Targets {
+			kept[t] = true
+		}
+		for _, t := range old.Targets {
+			if !kept[t] {
+				d.metrics.DeleteTarget(name, t)
+			}
+		}
+	}
+	d.mu.Lock()
+	d.resolved = next
+	d.mu.Unlock()
+}
+
+func (d *Daemon) resolution(name string) policy.Resolution {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.resolved[name]
+}
+
+// enginePolicies converts the configuration for the engine.
+func (d *Daemon) enginePolicies(cfg *policy.Config) []engine.Policy {
+	out := make([]engine.Policy, 0, len(cfg.Policies))
+	for _, p := range cfg.Policies {
+		out = append(out, engine.Policy{Name: p.Name, Action: p.Action(), Spec: specOf(p), Targets: d.resolution(p.Name).Targets})
+	}
+	return out
+}
+
+// SpecOf copies what a run needs from a policy.
+func specOf(p policy.Policy) run.Spec {
+	s := run.Spec{Timeouts: run.Timeouts{Wait: p.Timeouts.Wait, Snapshot: p.Timeouts.Snapshot, Export: p.Timeouts.Export, Restore: p.Timeouts.Restore}}
+	if p.Snapshot != nil {
+		s.RetentionInDays, s.Description = p.Snapshot.RetentionInDays, p.Snapshot.Description
+	}
+	if p.Export != nil {
+		s.ExportBucketID, s.ExportSource = p.Export.BucketID, p.Export.Source
+		for _, l := range p.Export.CustomData {
+			s.CustomData = append(s.CustomData, run.Label{Key: l.Key, Value: l.Value})
+		}
+	}
+	if f := p.FlexRestore; f != nil {
+		s.FlexSnapshot, s.TargetProjectID, s.TargetCluster = f.Snapshot, f.TargetProjectID, f.TargetCluster
+	}
+	return s
+}
+
+// entries builds the scheduler's entries: one per policy and resolved target.
+func (d *Daemon) entries(cfg *policy.Config) []scheduler.Entry {
+	var out []scheduler.Entry
+	for _, p := range cfg.Policies {
+		for _, t := range d.resolution(p.Name).Targets {
+			out = append(out, entryFor(p, t))
+		}
+	}
+	return out
+}
+
+func entryFor(p policy.Policy, t run.Target) scheduler.Entry {
+	return scheduler.Entry{
+		Key: engine.Key(p.Name, t), Policy: p.Name, Target: t,
+		Spec: p.Schedule + " TZ=" + p.Timezone, Schedule: p.Cron, Location: p.Location,
+		Offset: policy.JitterOffset(p.Name, t, p.Jitter), Missed: p.Missed,
+	}
+}
+
+func policyInfos(cfg *policy.Config) []metrics.PolicyInfo {
+	out := make([]metrics.PolicyInfo, 0, len(cfg.Policies))
+	for _, p := range cfg.Policies {
+		out = append(out, metrics.PolicyInfo{Name: p.Name, Action: string(p.Action()), Schedule: p.Schedule, Timezone: p.Timezone, Interval: p.Interval()})
+	}
+	return out
+}
+
+// fire hands a scheduler firing to the engine.
+func (d *Daemon) fire(ctx context.Context, f scheduler.Firing) error {
+	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, f.Skip)
+}
+
+// seedMarksFromAtlas gives the scheduler, when there is no journal, the
+// newest slot Atlas's markers show for each target, so slots after it are
+// caught up per the policy's missed setting instead of being forgotten.
+func (d *Daemon) seedMarksFromAtlas(cfg *policy.Config) {
+	slots := d.engine.RecoveredSlots()
+	for _, p := range cfg.Policies {
+		for _, t := range d.resolution(p.Name).Targets {
+			e := entryFor(p, t)
+			if s, ok := slots[e.Key]; ok {
+				_ = d.journal.SetMark(e.Key, journal.Mark{LastSlot: s, Since: s, Schedule: e.Spec})
+			}
+		}
+	}
+}
+
+func (d *Daemon) rebuildMetrics() error {
+	sums, err := d.journal.Summaries()
+	if err != nil {
+		return fmt.Errorf("reading run summaries from the journal: %w", err)
+	}
+	rs := make([]metrics.Restored, 0, len(sums))
+	for _, s := range sums {
+		rs = append(rs, metrics.Restored{Policy: s.Policy, Target: s.Target, Last: s.Last, LastSuccess: s.LastSuccess, SnapshotBytes: s.LastSnapshotBytes})
+	}
+	d.metrics.Rebuild(rs)
+	active, err := d.journal.Active()
+	if err != nil {
+		return fmt.Errorf("reading in-flight runs from the journal: %w", err)
+	}
+	d.metrics.RebuildInflight(active)
+	return nil
+}
+
+// upkeep refreshes the next-run gauges, re-resolves targets every
+// atlas.discoveryInterval, retries authentication and prunes history.
+func (d *Daemon) upkeep(ctx context.Context) {
+	const gaugeEvery = 15 * time.Second
+	lastDiscovery := d.clk.Now()
+	for {
+		d.publishNextRuns()
+		if err := clock.Sleep(ctx, d.clk, gaugeEvery); err != nil {
+			return
+		}
+		cfg := d.Config()
+		if d.clk.Now().Sub(lastDiscovery) < cfg.Atlas.DiscoveryInterval {
+			continue
+		}
+		lastDiscovery = d.clk.Now()
+		if d.clk.Now().Sub(d.currentClient().LastAuthenticated()) > cfg.Atlas.DiscoveryInterval {
+			if err := d.currentClient().Authenticate(ctx); err != nil {
+				d.log.Warn("Atlas authentication failed", zap.Error(err))
+			}
+		}
+		d.reloadMu.Lock()
+		d.resolveAllLocked(ctx, cfg)
+		d.apply(cfg)
+		d.reloadMu.Unlock()
+		if n, err := d.journal.Prune(d.clk.Now(), cfg.State.HistoryRuns, cfg.State.HistoryAge); err != nil {
+			d.log.Warn("pruning run history failed", zap.Error(err))
+		} else if n > 0 {
+			d.log.Info("pruned run history", zap.Int("runs", n))
+		}
+	}
+}
+
+func (d *Daemon) publishNextRuns() {
+	cfg := d.Config()
+	next := d.sched.Next()
+	for _, p := range cfg.Policies {
+		for _, t := range d.resolution(p.Name).Targets {
+			if at, ok := next[engine.Key(p.Name, t)]; ok {
+				d.metrics.SetNextRun(p.Name, t, at)
+			}
+		}
+	}
+}
+
+// healthy: the scheduler loop is alive (it iterates at least every minute).
+func (d *Daemon) healthy() error {
+	hb := d.sched.Heartbeat()
+	if age := d.clk.Now().Sub(hb); hb.IsZero() || age > 3*time.Minute {
+		return fmt.Errorf("scheduler loop last ran %s ago", age.Round(time.Second))
+	}
+	return nil
+}
+
+// readyErr: config valid (it is, or we would not run), journal open, and
+// Atlas answered an authenticated request recently.
+func (d *Daemon) readyErr() error {
+	if err := d.healthy(); err != nil {
+		return err
+	}
+	last := d.currentClient().LastAuthenticated()
+	window := max(2*d.Config().Atlas.DiscoveryInterval, 15*time.Minute)
+	if last.IsZero() {
+		return errors.New("not yet authenticated to Atlas")
+	}
+	if age := d.clk.Now().Sub(last); age > window {
+		return fmt.Errorf("no successful Atlas request for %s", age.Round(time.Second))
+	}
+	return nil
+}
+
+func (d *Daemon) adminToken() string {
+	return d.Config().Server.AdminToken.Reveal()
+}
+
+// watchdog pings systemd at half of WatchdogSec, only while the scheduler
+// loop is alive, so a hung loop gets the service restarted.
+func (d *Daemon) watchdog(ctx context.Context) {
+	iv := d.opts.Notifier.WatchdogInterval()
+	if iv <= 0 {
+		return
+	}
+	for {
+		if d.healthy() == nil {
+			_ = d.opts.Notifier.Notify("WATCHDOG=1")
+		} else {
+			d.log.Error("scheduler loop is not alive; withholding the watchdog ping")
+		}
+		if clock.Sleep(ctx, d.clk, iv/2) != nil {
+			return
+		}
+	}
+}
+
+// Status is the daemon's view for /api/v1/status and `backupd status`.
+func (d *Daemon) Status() run.Status {
+	cfg := d.Config()
+	sums, err := d.journal.Summaries()
+	if err != nil {
+		d.log.Warn("reading summaries for status", zap.Error(err))
+	}
+	byKey := map[string]journal.Summary{}
+	for _, s := range sums {
+		byKey[engine.Key(s.Policy, s.Target)] = s
+	}
+	next := d.sched.Next()
+	st := run.Status{Version: buildinfo.String(), StartedAt: d.started, Now: d.clk.Now(), Ready: d.readyErr() == nil}
+	for _, p := range cfg.Policies {
+		res := d.resolution(p.Name)
+		ps := run.PolicyStatus{Name: p.Name, Action: p.Action(), Schedule: p.Schedule, Timezone: p.Timezone, Unresolved: res.Skipped}
+		for _, t := range res.Targets {
+			k := engine.Key(p.Name, t)
+			ts := run.TargetStatus{Target: t, NextRun: next[k]}
+			if s, ok := byKey[k]; ok {
+				ts.LastRun = s.Last
+				for _, at := range s.LastSuccess {
+					if at.After(ts.LastSuccess) {
+						ts.LastSuccess = at
+					}
+				}
+			}
+			if r, ok := d.engine.InFlight(p.Name, t); ok {
+				ts.InFlight = &r
+			}
+			ps.Targets = append(ps.Targets, ts)
+		}
+		st.Policies = append(st.Policies, ps)
+	}
+	sort.Slice(st.Policies, func(i, k int) bool { return st.Policies[i].Name < st.Policies[k].Name })
+	return st
+}
+
+// backend adapts the daemon to the HTTP API.
+type backend struct{ d *Daemon }
+
+func (b backend) Status(context.Context) run.Status { return b.d.Status() }
+
+func (b backend) Runs(_ context.Context, policyName string, limit int) ([]run.Run, error) {
+	return b.d.journal.History(journal.Query{Policy: policyName, Limit: limit})
+}
+
+func (b backend) Trigger(ctx context.Context, policyName string, t *run.Target) ([]run.Run, error) {
+	rs, err := b.d.engine.Trigger(context.WithoutCancel(ctx), policyName, t)
+	switch {
+	case errors.Is(err, engine.ErrUnknownPolicy):
+		return rs, fmt.Errorf("%w: %v", httpapi.ErrUnknownPolicy, err)
+	case errors.Is(err, engine.ErrUnknownTarget):
+		return rs, fmt.Errorf("%w: %v", httpapi.ErrUnknownTarget, err)
+	}
+	return rs, err
+}
+
+// markStore adapts the journal's marks to the scheduler's.
+type markStore struct{ j journal.Journal }
+
+func (m markStore) Mark(key string) (scheduler.Mark, bool, error) {
+	jm, ok, err := m.j.Mark(key)
+	return scheduler.Mark{LastSlot: jm.LastSlot, Since: jm.Since, Spec: jm.Schedule}, ok, err
+}
+
+func (m markStore) SetMark(key string, sm scheduler.Mark) error {
+	return m.j.SetMark(key, journal.Mark{LastSlot: sm.LastSlot, Since: sm.Since, Schedule: sm.Spec})
+}
+
+func (m markStore) DeleteMark(key string) error { return m.j.DeleteMark(key) }
+
+// swapAtlas lets a reload replace the Atlas client under a running engine.
+type swapAtlas struct {
+	mu sync.RWMutex
+	a  engine.Atlas
+}
+
+func (s *swapAtlas) set(a engine.Atlas) {
+	s.mu.Lock()
+	s.a = a
+	s.mu.Unlock()
+}
+
+func (s *swapAtlas) get() engine.Atlas {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.a
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Notify(string) error              { return nil }
+func (nopNotifier) WatchdogInterval() time.Duration { return 0 }

@@ -1,0 +1,383 @@
+// Package engine carries runs from a fired slot to a terminal state: it waits
+// for the cluster, takes the snapshot, chains the export or runs the flex
+// restore, and writes every transition to the journal before acting on it.
+//
+// The engine decides nothing about time: the scheduler tells it which slot
+// fired, and it derives the run id from that slot, so a slot can only ever
+// produce one run — across crashes, restarts and reloads.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/journal"
+	"github.com/backupd/backupd/internal/run"
+)
+
+// Policy is what the engine needs to know of a configured policy.
+type Policy struct {
+	Name    string
+	Action  run.Action
+	Spec    run.Spec
+	Targets []run.Target // resolved targets; Trigger acts on these
+}
+
+// Config wires the engine's dependencies.
+type Config struct {
+	Clock    clock.Clock
+	Journal  journal.Journal
+	Atlas    Atlas
+	Observer run.Observer // receives every transition after the journal has it
+	Logger   *zap.Logger
+	// PollMin and PollMax bound the polling backoff (default 10s and 1m).
+	PollMin, PollMax time.Duration
+	// MarkerRecovery makes Start rebuild in-flight runs from the markers
+	// backupd leaves in Atlas; set it when the journal is memory-only.
+	MarkerRecovery bool
+	// RecoveryWindow bounds how far back marker recovery looks (default 48h).
+	RecoveryWindow time.Duration
+}
+
+// ErrUnknownPolicy and ErrUnknownTarget are returned by Trigger.
+var (
+	ErrUnknownPolicy = errors.New("unknown policy")
+	ErrUnknownTarget = errors.New("target is not one of the policy's resolved targets")
+	ErrStopping      = errors.New("backupd is shutting down")
+)
+
+// Engine runs policies on targets. Create it with New, call Start once, then
+// Fire (from the scheduler) and Trigger (from the admin API).
+type Engine struct {
+	cfg   Config
+	clk   clock.Clock
+	j     journal.Journal
+	atlas Atlas
+	obs   run.Observer
+	log   *zap.Logger
+	locks *clusterLocks
+
+	mu        sync.Mutex
+	policies  map[string]Policy
+	inflight  map[string]run.Run   // key: policy|project|cluster → the run in flight
+	seen      map[run.ID]bool      // runs marker recovery found in Atlas
+	lastSlots map[string]time.Time // newest slot per key marker recovery found
+	ctx       context.Context      // set by Start; run goroutines live under it
+	wg        sync.WaitGroup
+}
+
+// New returns an engine; nothing runs until Start.
+func New(cfg Config) *Engine {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = run.Observers(nil)
+	}
+	if cfg.PollMin <= 0 {
+		cfg.PollMin = 10 * time.Second
+	}
+	if cfg.PollMax <= 0 {
+		cfg.PollMax = time.Minute
+	}
+	if cfg.RecoveryWindow <= 0 {
+		cfg.RecoveryWindow = 48 * time.Hour
+	}
+	return &Engine{
+		cfg: cfg, clk: cfg.Clock, j: cfg.Journal, atlas: cfg.Atlas, obs: cfg.Observer, log: cfg.Logger,
+		locks:     newClusterLocks(),
+		policies:  map[string]Policy{},
+		inflight:  map[string]run.Run{},
+		seen:      map[run.ID]bool{},
+		lastSlots: map[string]time.Time{},
+	}
+}
+
+func key(policy string, t run.Target) string { return policy + "|" + t.ProjectID + "|" + t.Cluster }
+
+// SetPolicies replaces the policy set (start and reload). Runs in flight keep
+// the spec they started with.
+func (e *Engine) SetPolicies(ps []Policy) {
+	m := make(map[string]Policy, len(ps))
+	for _, p := range ps {
+		m[p.Name] = p
+	}
+	e.mu.Lock()
+	e.policies = m
+	e.mu.Unlock()
+}
+
+// Policy returns a configured policy by name.
+func (e *Engine) Policy(name string) (Policy, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.policies[name]
+	return p, ok
+}
+
+// Start re-attaches every run the journal holds in flight (and, when the
+// journal is memory-only, every run Atlas's markers show in flight) and
+// carries each to the end in the background. Runs stop, with their state
+// persisted, when ctx ends; Wait waits for them.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	if e.ctx != nil {
+		e.mu.Unlock()
+		return errors.New("engine already started")
+	}
+	e.ctx = ctx
+	e.mu.Unlock()
+
+	active, err := e.j.Active()
+	if err != nil {
+		return fmt.Errorf("reading in-flight runs from the journal: %w", err)
+	}
+	recovered, err := e.recoverFromMarkers(ctx)
+	if err != nil {
+		return err
+	}
+	active = append(active, recovered...)
+	// Runs past the waiting stage already hold their cluster in Atlas's
+	// eyes: start them first so they take their locks before waiting runs.
+	sort.SliceStable(active, func(i, k int) bool {
+		return stageOrder(active[i].Stage) > stageOrder(active[k].Stage)
+	})
+	for _, r := range active {
+		e.log.Info("re-attaching run", runFields(r)...)
+		e.launch(r, true)
+	}
+	return nil
+}
+
+func stageOrder(s run.Stage) int {
+	switch s {
+	case run.StageSnapshotting, run.StageExporting, run.StageRestoring:
+		return 2
+	case run.StageWaiting:
+		return 1
+	}
+	return 0
+}
+
+// Wait blocks until every run goroutine has returned (after the Start
+// context ended).
+func (e *Engine) Wait() { e.wg.Wait() }
+
+// Active returns the runs in flight, oldest first.
+func (e *Engine) Active() []run.Run {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]run.Run, 0, len(e.inflight))
+	for _, r := range e.inflight {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].CreatedAt.Before(out[k].CreatedAt) })
+	return out
+}
+
+// InFlight returns the run in flight for a policy on a target.
+func (e *Engine) InFlight(policy string, t run.Target) (run.Run, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.inflight[key(policy, t)]
+	return r, ok
+}
+
+// Fire starts the run for one scheduled slot. It returns once the run is
+// durable in the journal (or was already there: firing a slot twice is
+// harmless). skip, when set, records the slot as skipped for that reason.
+func (e *Engine) Fire(ctx context.Context, policy string, t run.Target, slot, at time.Time, catchUp bool, skip string) error {
+	p, ok := e.Policy(policy)
+	if !ok {
+		return fmt.Errorf("firing %s for %s: %w", policy, t, ErrUnknownPolicy)
+	}
+	r := e.newRun(p, t, slot, at, false)
+	r.CatchUp = catchUp
+	_, err := e.admit(ctx, r, skip)
+	return err
+}
+
+// Trigger runs a policy now on one target (or on all its resolved targets
+// when t is nil), with the same locks and overlap rules as a scheduled slot.
+// It returns the runs it created, including ones recorded as skipped.
+func (e *Engine) Trigger(ctx context.Context, policy string, t *run.Target) ([]run.Run, error) {
+	p, ok := e.Policy(policy)
+	if !ok {
+		return nil, fmt.Errorf("triggering %q: %w", policy, ErrUnknownPolicy)
+	}
+	targets := p.Targets
+	if t != nil {
+		found := false
+		for _, pt := range p.Targets {
+			if pt == *t {
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("triggering %q on %s: %w", policy, t, ErrUnknownTarget)
+		}
+		targets = []run.Target{*t}
+	}
+	now := e.clk.Now()
+	var out []run.Run
+	for _, tg := range targets {
+		r := e.newRun(p, tg, now, now, true)
+		r, err := e.admit(ctx, r, "")
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (e *Engine) newRun(p Policy, t run.Target, slot, at time.Time, manual bool) run.Run {
+	now := e.clk.Now()
+	return run.Run{
+		ID:             run.NewID(p.Name, t.ProjectID, t.Cluster, slot, manual),
+		Policy:         p.Name,
+		Action:         p.Action,
+		Target:         t,
+		Slot:           slot,
+		ScheduledAt:    at,
+		Manual:         manual,
+		Spec:           p.Spec,
+		Stage:          run.StagePending,
+		CreatedAt:      now,
+		StageStartedAt: now,
+		UpdatedAt:      now,
+	}
+}
+
+// admit persists a new run (pending, or skipped) and launches it. A run id
+// already in the journal is returned as it is: its slot was handled.
+func (e *Engine) admit(ctx context.Context, r run.Run, skip string) (run.Run, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctx == nil {
+		return r, errors.New("engine not started")
+	}
+	if existing, ok, err := e.j.Get(r.ID); err != nil {
+		return r, fmt.Errorf("looking up run %s: %w", r.ID, err)
+	} else if ok {
+		return existing, nil
+	}
+	if e.seen[r.ID] {
+		r.Detail = "already started before the restart (found by its Atlas marker)"
+		return r, nil
+	}
+	if e.ctx.Err() != nil || ctx.Err() != nil {
+		if !r.Manual {
+			// Not recorded: the scheduler keeps the slot and a restart catches it up.
+			return r, ErrStopping
+		}
+		skip = run.ReasonShutdown
+	}
+	k := key(r.Policy, r.Target)
+	if prev, busy := e.inflight[k]; busy && skip == "" {
+		skip = run.ReasonOverlap
+		r.Detail = "run " + string(prev.ID) + " is still " + string(prev.Stage)
+	}
+	if skip != "" {
+		r.Stage = run.StageSkipped
+		r.Reason = skip
+		r.FinishedAt = r.CreatedAt
+		if r.Detail == "" {
+			r.Detail = skipDetail(skip)
+		}
+	}
+	if err := e.j.Put(r); err != nil {
+		return r, fmt.Errorf("recording run %s: %w", r.ID, err)
+	}
+	e.emit(r, "", 0, "")
+	if !r.Stage.Terminal() {
+		e.inflight[k] = r
+		e.wg.Add(1)
+		go e.execute(e.ctx, r)
+	}
+	return r, nil
+}
+
+func skipDetail(reason string) string {
+	switch reason {
+	case run.ReasonMissed:
+		return "the slot passed while backupd was not running (missed: skip)"
+	case run.ReasonShutdown:
+		return "backupd was shutting down"
+	}
+	return ""
+}
+
+// launch starts a re-attached run.
+func (e *Engine) launch(r run.Run, reattached bool) {
+	e.mu.Lock()
+	e.inflight[key(r.Policy, r.Target)] = r
+	e.mu.Unlock()
+	if reattached {
+		e.emit(r, r.Stage, 0, "re-attached after restart")
+	}
+	e.wg.Add(1)
+	go e.execute(e.ctx, r)
+}
+
+// save persists r (stamping UpdatedAt) and tells observers. It is called
+// before the engine acts on the new state.
+func (e *Engine) save(r run.Run, from run.Stage, note string) (run.Run, error) {
+	now := e.clk.Now()
+	var stageDur time.Duration
+	prevStart := r.StageStartedAt
+	if from != r.Stage {
+		stageDur = now.Sub(prevStart)
+		r.StageStartedAt = now
+		if r.Stage.Terminal() {
+			r.FinishedAt = now
+		}
+	}
+	r.UpdatedAt = now
+	if err := e.j.Put(r); err != nil {
+		return r, fmt.Errorf("recording run %s stage %s: %w", r.ID, r.Stage, err)
+	}
+	e.mu.Lock()
+	k := key(r.Policy, r.Target)
+	if r.Stage.Terminal() {
+		if cur, ok := e.inflight[k]; ok && cur.ID == r.ID {
+			delete(e.inflight, k)
+		}
+	} else {
+		e.inflight[k] = r
+	}
+	e.mu.Unlock()
+	if from == r.Stage {
+		e.emit(r, from, 0, note)
+	} else {
+		e.emit(r, from, stageDur, note)
+	}
+	return r, nil
+}
+
+func (e *Engine) emit(r run.Run, from run.Stage, d time.Duration, note string) {
+	e.obs.Observe(run.Event{Run: r, From: from, At: e.clk.Now(), StageDuration: d, Note: note})
+}
+
+func runFields(r run.Run) []zap.Field {
+	fs := []zap.Field{
+		zap.String("policy", r.Policy), zap.String("project", r.Target.ProjectID),
+		zap.String("cluster", r.Target.Cluster), zap.String("run", string(r.ID)), zap.String("stage", string(r.Stage)),
+	}
+	for _, kv := range [][2]string{{"snapshotID", r.SnapshotID}, {"exportJobID", r.ExportJobID}, {"exportBucketID", r.ExportBucketID}, {"flexSnapshotID", r.FlexSnapshotID}, {"restoreJobID", r.RestoreJobID}} {
+		if kv[1] != "" {
+			fs = append(fs, zap.String(kv[0], kv[1]))
+		}
+	}
+	return fs
+}

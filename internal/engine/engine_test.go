@@ -1,0 +1,704 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/atlas/atlassim"
+	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/engine"
+	"github.com/backupd/backupd/internal/journal"
+	"github.com/backupd/backupd/internal/run"
+)
+
+const (
+	project  = "32b6e34b3d91647abb20e7b8"
+	bucketID = "32b6e34b3d91647abb20e7b9"
+	saID     = "mdb_sa_id_engine"
+	saSecret = "mdb_sa_sk_engine-secret"
+)
+
+var timeouts = run.Timeouts{Wait: 2 * time.Hour, Snapshot: 4 * time.Hour, Export: 24 * time.Hour, Restore: 6 * time.Hour}
+
+// fleet builds a simulator with the clusters the tests use. It must be
+// called inside the synctest bubble so its clock is virtual.
+func fleet(t *testing.T) *atlassim.Sim {
+	t.Helper()
+	sim := atlassim.New(atlassim.Options{Clock: clock.Real(), Seed: 1})
+	must(t, sim.AddProject(project))
+	must(t, sim.AddCluster(project, atlassim.ClusterSpec{Name: "rs", Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, BackupEnabled: true}))
+	must(t, sim.AddCluster(project, atlassim.ClusterSpec{Name: "sharded", Type: atlas.ClusterSharded, Tier: "M30", State: atlas.ClusterIdle, BackupEnabled: true, Shards: 2}))
+	must(t, sim.AddCluster(project, atlassim.ClusterSpec{Name: "paused", Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, Paused: true, BackupEnabled: true}))
+	must(t, sim.AddCluster(project, atlassim.ClusterSpec{Name: "staging", Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, BackupEnabled: true}))
+	must(t, sim.AddFlexCluster(project, "flex-prod"))
+	_, err := sim.SeedFlexSnapshot(project, "flex-prod", atlassim.SeedFlexSnapshot{Age: 6 * time.Hour})
+	must(t, err)
+	_, err = sim.AddBucket(project, atlas.ExportBucket{ID: bucketID, BucketName: "backups", CloudProvider: "AWS", IAMRoleID: "32b6e34b3d91647abb20e7ba"})
+	must(t, err)
+	sim.AddServiceAccount(saID, saSecret)
+	return sim
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recorder collects events and lets a test wait for a run to end.
+type recorder struct {
+	mu     sync.Mutex
+	events []run.Event
+	ended  map[run.ID]chan run.Run
+	hook   func(run.Event)
+}
+
+func newRecorder() *recorder { return &recorder{ended: map[run.ID]chan run.Run{}} }
+
+func (r *recorder) ch(id run.ID) chan run.Run {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.ended[id]
+	if !ok {
+		c = make(chan run.Run, 1)
+		r.ended[id] = c
+	}
+	return c
+}
+
+func (r *recorder) Observe(e run.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	hook := r.hook
+	r.mu.Unlock()
+	if hook != nil {
+		hook(e)
+	}
+	if e.Run.Stage.Terminal() && e.From != e.Run.Stage {
+		select {
+		case r.ch(e.Run.ID) <- e.Run:
+		default:
+		}
+	}
+}
+
+// entered returns when run id entered stage.
+func (r *recorder) entered(id run.ID, stage run.Stage) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.events {
+		if e.Run.ID == id && e.Run.Stage == stage && e.From != stage {
+			return e.At
+		}
+	}
+	return time.Time{}
+}
+
+func (r *recorder) stages(id run.ID) []run.Stage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []run.Stage
+	for _, e := range r.events {
+		if e.Run.ID == id && e.From != e.Run.Stage {
+			out = append(out, e.Run.Stage)
+		}
+	}
+	return out
+}
+
+// harness is one engine "process" over a simulator and a journal.
+type harness struct {
+	t      *testing.T
+	sim    *atlassim.Sim
+	j      journal.Journal
+	rec    *recorder
+	eng    *engine.Engine
+	cancel context.CancelFunc
+	wrap   func(engine.Atlas) engine.Atlas
+}
+
+func start(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies []engine.Policy, markerRecovery bool, wrap func(engine.Atlas) engine.Atlas) *harness {
+	t.Helper()
+	client, err := atlas.New(atlas.Config{
+		BaseURL:           "http://atlas.sim",
+		ServiceAccount:    &atlas.ServiceAccount{ClientID: saID, ClientSecret: saSecret},
+		Transport:         sim.Transport(),
+		RequestsPerMinute: 6000,
+		Clock:             clock.Real(),
+	})
+	must(t, err)
+	var a engine.Atlas = engine.FromClient(client)
+	if wrap != nil {
+		a = wrap(a)
+	}
+	rec := newRecorder()
+	eng := engine.New(engine.Config{Clock: clock.Real(), Journal: j, Atlas: a, Observer: rec, MarkerRecovery: markerRecovery})
+	eng.SetPolicies(policies)
+	ctx, cancel := context.WithCancel(context.Background())
+	must(t, eng.Start(ctx))
+	return &harness{t: t, sim: sim, j: j, rec: rec, eng: eng, cancel: cancel}
+}
+
+// stop simulates the process dying: everything is cancelled at once.
+func (h *harness) stop() {
+	h.cancel()
+	h.eng.Wait()
+}
+
+func (h *harness) await(id run.ID) run.Run {
+	h.t.Helper()
+	select {
+	case r := <-h.rec.ch(id):
+		return r
+	case <-time.After(72 * time.Hour): // virtual time inside the bubble
+		h.t.Fatalf("run %s did not end within 72h of virtual time; stages %v", id, h.rec.stages(id))
+		return run.Run{}
+	}
+}
+
+func snapshotPolicy(name, cluster string, export bool) engine.Policy {
+	p := engine.Policy{
+		Name: name, Action: run.ActionSnapshot,
+		Spec:    run.Spec{RetentionInDays: 7, Description: "nightly", Timeouts: timeouts},
+		Targets: []run.Target{{ProjectID: project, Cluster: cluster}},
+	}
+	if export {
+		p.Spec.ExportBucketID = bucketID
+		p.Spec.CustomData = []run.Label{{Key: "team", Value: "payments"}}
+	}
+	return p
+}
+
+var slot = time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
+
+func fire(t *testing.T, h *harness, p engine.Policy, target string, s time.Time) run.ID {
+	t.Helper()
+	tg := run.Target{ProjectID: project, Cluster: target}
+	must(t, h.eng.Fire(context.Background(), p.Name, tg, s, s, false, ""))
+	return run.NewID(p.Name, project, target, s, false)
+}
+
+func TestSnapshotThenExportChain(t *testing.T) {
+	for _, cluster := range []string{"rs", "sharded"} {
+		t.Run(cluster, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sim := fleet(t)
+				p := snapshotPolicy("nightly", cluster, true)
+				h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+				defer h.stop()
+				began := time.Now()
+				id := fire(t, h, p, cluster, slot)
+				r := h.await(id)
+
+				if r.Stage != run.StageSucceeded {
+					t.Fatalf("run ended %s{%s}: %s", r.Stage, r.Reason, r.Detail)
+				}
+				want := []run.Stage{run.StagePending, run.StageWaiting, run.StageSnapshotting, run.StageExporting, run.StageSucceeded}
+				if got := h.rec.stages(id); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("stages = %v, want %v", got, want)
+				}
+				snaps := sim.Snapshots(project, cluster)
+				if len(snaps) != 1 || !strings.Contains(snaps[0].Description, "backupd:"+string(id)) || !strings.HasPrefix(snaps[0].Description, "nightly") {
+					t.Fatalf("snapshots in Atlas = %+v, want one carrying the run marker", snaps)
+				}
+				wantKind := atlas.KindReplicaSet
+				if cluster == "sharded" {
+					wantKind = atlas.KindShardedCluster
+				}
+				if r.SnapshotKind != string(wantKind) || r.SnapshotID != snaps[0].ID || r.SnapshotBytes <= 0 {
+					t.Fatalf("run snapshot fields = kind %q id %q bytes %d", r.SnapshotKind, r.SnapshotID, r.SnapshotBytes)
+				}
+				exports := sim.Exports(project, cluster)
+				if len(exports) != 1 || exports[0].SnapshotID != r.SnapshotID || exports[0].ExportBucketID != bucketID {
+					t.Fatalf("exports = %+v", exports)
+				}
+				labels := map[string]string{}
+				for _, l := range exports[0].CustomData {
+					labels[l.Key] = l.Value
+				}
+				if labels["team"] != "payments" || labels["backupd.run"] != string(id) || labels["backupd.policy"] != "nightly" || labels["backupd.scheduledAt"] != "2026-11-24T02:00:00Z" {
+					t.Fatalf("export customData = %v", labels)
+				}
+				// Polling backs off to at most a minute: completion is noticed
+				// within a poll interval of Atlas finishing.
+				if finished := exports[0].FinishedAt; r.FinishedAt.Sub(finished) > time.Minute {
+					t.Fatalf("export finished at %v but the run noticed at %v", finished, r.FinishedAt)
+				}
+				if elapsed := time.Since(began); elapsed > 2*time.Hour {
+					t.Fatalf("chain took %v of virtual time", elapsed)
+				}
+			})
+		})
+	}
+}
+
+func TestExportLatestUsesNewestCompletedNonFallback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		now := time.Now()
+		older, err := sim.SeedSnapshot(project, "rs", atlassim.SeedSnapshot{Type: atlas.SnapshotScheduled, Status: atlas.SnapshotCompleted, CreatedAt: now.Add(-48 * time.Hour)})
+		must(t, err)
+		newest, err := sim.SeedSnapshot(project, "rs", atlassim.SeedSnapshot{Type: atlas.SnapshotScheduled, Status: atlas.SnapshotCompleted, CreatedAt: now.Add(-24 * time.Hour)})
+		must(t, err)
+		_, err = sim.SeedSnapshot(project, "rs", atlassim.SeedSnapshot{Type: atlas.SnapshotFallback, Status: atlas.SnapshotCompleted, CreatedAt: now.Add(-time.Hour)})
+		must(t, err)
+		_ = older
+
+		p := engine.Policy{Name: "weekly", Action: run.ActionExport, Targets: []run.Target{{ProjectID: project, Cluster: "rs"}},
+			Spec: run.Spec{ExportBucketID: bucketID, ExportSource: "latest", Timeouts: timeouts}}
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+		defer h.stop()
+		r := h.await(fire(t, h, p, "rs", slot))
+		if r.Stage != run.StageSucceeded || r.SnapshotID != newest {
+			t.Fatalf("run = %s{%s} snapshot %s, want succeeded exporting %s", r.Stage, r.Reason, r.SnapshotID, newest)
+		}
+		if n := sim.Calls("take_snapshot"); n != 0 {
+			t.Fatalf("source: latest took %d snapshots, want 0", n)
+		}
+	})
+}
+
+func TestExportLatestWithoutSnapshotFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		p := engine.Policy{Name: "weekly", Action: run.ActionExport, Targets: []run.Target{{ProjectID: project, Cluster: "rs"}},
+			Spec: run.Spec{ExportBucketID: bucketID, ExportSource: "latest", Timeouts: timeouts}}
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+		defer h.stop()
+		r := h.await(fire(t, h, p, "rs", slot))
+		if r.Stage != run.StageFailed || r.Reason != run.ReasonNoSnapshot {
+			t.Fatalf("run = %s{%s}, want failed{no_snapshot}", r.Stage, r.Reason)
+		}
+	})
+}
+
+func TestFlexRestore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		p := engine.Policy{Name: "refresh", Action: run.ActionFlexRestore, Targets: []run.Target{{ProjectID: project, Cluster: "flex-prod"}},
+			Spec: run.Spec{FlexSnapshot: "latest", TargetProjectID: project, TargetCluster: "staging", Timeouts: timeouts}}
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+		defer h.stop()
+		id := fire(t, h, p, "flex-prod", slot)
+		r := h.await(id)
+		if r.Stage != run.StageSucceeded || r.RestoreJobID == "" || r.RestoreStatus != string(atlas.FlexCompleted) {
+			t.Fatalf("run = %s{%s} %s job %q status %q", r.Stage, r.Reason, r.Detail, r.RestoreJobID, r.RestoreStatus)
+		}
+		want := []run.Stage{run.StagePending, run.StageWaiting, run.StageRestoring, run.StageSucceeded}
+		if got := h.rec.stages(id); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("stages = %v, want %v", got, want)
+		}
+		if jobs := sim.RestoreJobs(project, "flex-prod"); len(jobs) != 1 || jobs[0].TargetDeploymentItemName != "staging" {
+			t.Fatalf("restore jobs = %+v", jobs)
+		}
+	})
+}
+
+func TestAtlasSideFailures(t *testing.T) {
+	cases := []struct {
+		name       string
+		setup      func(*atlassim.Sim)
+		cluster    string
+		export     bool
+		wantStage  run.Stage
+		wantReason string
+	}{
+		{"snapshot failed", func(s *atlassim.Sim) { s.FailNextSnapshots(1) }, "rs", true, run.StageFailed, run.ReasonSnapshotFailed},
+		{"export failed", func(s *atlassim.Sim) { s.FailNextExports(1, false) }, "rs", true, run.StageFailed, run.ReasonExportFailed},
+		{"export cancelled", func(s *atlassim.Sim) { s.FailNextExports(1, true) }, "rs", true, run.StageFailed, run.ReasonExportCancelled},
+		{"paused cluster", func(*atlassim.Sim) {}, "paused", false, run.StageSkipped, run.ReasonNotSupported},
+		{"unknown cluster", func(*atlassim.Sim) {}, "gone", false, run.StageFailed, run.ReasonNotFound},
+		{"bucket removed", func(s *atlassim.Sim) { must(t, s.RemoveBucket(project, bucketID)) }, "rs", true, run.StageFailed, run.ReasonNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sim := fleet(t)
+				tc.setup(sim)
+				p := snapshotPolicy("nightly", tc.cluster, tc.export)
+				h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+				defer h.stop()
+				r := h.await(fire(t, h, p, tc.cluster, slot))
+				if r.Stage != tc.wantStage || r.Reason != tc.wantReason {
+					t.Fatalf("run = %s{%s} (%s), want %s{%s}", r.Stage, r.Reason, r.Detail, tc.wantStage, tc.wantReason)
+				}
+				if r.Detail == "" {
+					t.Fatal("a failed or skipped run must say why in Detail")
+				}
+				// The next slot runs normally.
+				if tc.cluster == "rs" {
+					next := h.await(fire(t, h, p, tc.cluster, slot.Add(24*time.Hour)))
+					if next.Stage != run.StageSucceeded && tc.name != "bucket removed" {
+						t.Fatalf("next slot = %s{%s} %s, want succeeded", next.Stage, next.Reason, next.Detail)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestClusterDeletedMidRunFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		p := snapshotPolicy("nightly", "rs", true)
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+		defer h.stop()
+		var once sync.Once
+		h.rec.mu.Lock()
+		h.rec.hook = func(e run.Event) {
+			if e.Run.SnapshotID != "" {
+				once.Do(func() { must(t, sim.DeleteCluster(project, "rs")) })
+			}
+		}
+		h.rec.mu.Unlock()
+		r := h.await(fire(t, h, p, "rs", slot))
+		if r.Stage != run.StageFailed || r.Reason != run.ReasonNotFound {
+			t.Fatalf("run = %s{%s} (%s), want failed{not_found}", r.Stage, r.Reason, r.Detail)
+		}
+	})
+}
+
+func TestWaitsOutForeignOnDemandSnapshotAndBusyCluster(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		// Someone else's on-demand snapshot is in progress (for 20 minutes),
+		// and the cluster is updating (for 10).
+		sim.SetTimings(atlassim.Timings{SnapshotInProgress: 20 * time.Minute})
+		_, err := sim.SeedSnapshot(project, "rs", atlassim.SeedSnapshot{Type: atlas.SnapshotOnDemand, Status: atlas.SnapshotInProgress, CreatedAt: time.Now()})
+		must(t, err)
+		must(t, sim.SetClusterState(project, "rs", atlas.ClusterUpdating))
+		p := snapshotPolicy("nightly", "rs", false)
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+		defer h.stop()
+		began := time.Now()
+		id := fire(t, h, p, "rs", slot)
+		// Atlas finishes the update ten (virtual) minutes later.
+		time.AfterFunc(10*time.Minute, func() { _ = sim.SetClusterState(project, "rs", atlas.ClusterIdle) })
+		r := h.await(id)
+		if r.Stage != run.StageSucceeded {
+			t.Fatalf("run = %s{%s} %s", r.Stage, r.Reason, r.Detail)
+		}
+		var requested time.Time
+		for _, c := range sim.CallLog() {
+			if c.Op == "take_snapshot" && requested.IsZero() {
+				requested = c.At
+			}
+		}
+		if requested.Sub(began) < 20*time.Minute {
+			t.Fatalf("snapshot requested %v after the run began, before the foreign on-demand snapshot finished", requested.Sub(began))
+		}
+		if sim.Calls("take_snapshot") != 1 {
+			t.Fatalf("take_snapshot called %d times, want 1", sim.Calls("take_snapshot"))
+		}
+	})
+}
+
+func TestWaitTimeoutFailsWithoutDeleting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		must(t, sim.SetClusterState(project, "rs", atlas.ClusterRepairing))
+		p := snapshotPolicy("nightly", "rs", false)
+		p.Spec.Timeouts.Wait = 30 * time.Minute
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+		defer h.stop()
+		began := time.Now()
+		r := h.await(fire(t, h, p, "rs", slot))
+		if r.Stage != run.StageFailed || r.Reason != run.ReasonTimeout {
+			t.Fatalf("run = %s{%s}, want failed{timeout}", r.Stage, r.Reason)
+		}
+		if took := time.Since(began); took < 30*time.Minute || took > 31*time.Minute {
+			t.Fatalf("timed out after %v, want 30m", took)
+		}
+		if r.Result() != "timeout" || sim.Calls("take_snapshot") != 0 {
+			t.Fatalf("result %q, take_snapshot calls %d", r.Result(), sim.Calls("take_snapshot"))
+		}
+	})
+}
+
+func TestOverlapSkipsAndClusterLockSerialisesPolicies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		a := snapshotPolicy("a", "rs", true)
+		b := snapshotPolicy("b", "rs", false)
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{a, b}, false, nil)
+		defer h.stop()
+		first := fire(t, h, a, "rs", slot)
+		second := fire(t, h, a, "rs", slot.Add(time.Minute)) // a's previous run still in flight
+		other := fire(t, h, b, "rs", slot)                   // another policy on the same cluster
+
+		sk, ok, err := h.j.Get(second)
+		must(t, err)
+		if !ok || sk.Stage != run.StageSkipped || sk.Reason != run.ReasonOverlap {
+			t.Fatalf("second slot = %+v, want skipped{overlap}", sk)
+		}
+		ra, rb := h.await(first), h.await(other)
+		if ra.Stage != run.StageSucceeded || rb.Stage != run.StageSucceeded {
+			t.Fatalf("runs = %s{%s}, %s{%s}", ra.Stage, ra.Reason, rb.Stage, rb.Reason)
+		}
+		// One operation at a time on the cluster: the two runs' active
+		// periods (snapshot requested → run finished) never intersect.
+		early, late := ra, rb
+		if rb.FinishedAt.Before(ra.FinishedAt) {
+			early, late = rb, ra
+		}
+		if began := h.rec.entered(late.ID, run.StageSnapshotting); began.Before(early.FinishedAt) {
+			t.Fatalf("run %s began snapshotting at %v, before run %s finished at %v", late.Policy, began, early.Policy, early.FinishedAt)
+		}
+		if n := sim.Calls("take_snapshot"); n != 2 {
+			t.Fatalf("take_snapshot calls = %d, want 2", n)
+		}
+	})
+}
+
+func TestFiringASlotTwiceRunsItOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		p := snapshotPolicy("nightly", "rs", false)
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+		defer h.stop()
+		id := fire(t, h, p, "rs", slot)
+		h.await(id)
+		fire(t, h, p, "rs", slot)
+		synctest.Wait()
+		if n := sim.Calls("take_snapshot"); n != 1 {
+			t.Fatalf("take_snapshot calls = %d, want 1", n)
+		}
+	})
+}
+
+func TestManualTrigger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		p := snapshotPolicy("nightly", "rs", false)
+		p.Targets = append(p.Targets, run.Target{ProjectID: project, Cluster: "sharded"})
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+		defer h.stop()
+
+		if _, err := h.eng.Trigger(context.Background(), "nope", nil); !errors.Is(err, engine.ErrUnknownPolicy) {
+			t.Fatalf("unknown policy: err = %v", err)
+		}
+		if _, err := h.eng.Trigger(context.Background(), "nightly", &run.Target{ProjectID: project, Cluster: "other"}); !errors.Is(err, engine.ErrUnknownTarget) {
+			t.Fatalf("unknown target: err = %v", err)
+		}
+		one, err := h.eng.Trigger(context.Background(), "nightly", &run.Target{ProjectID: project, Cluster: "rs"})
+		must(t, err)
+		if again, err := h.eng.Trigger(context.Background(), "nightly", &run.Target{ProjectID: project, Cluster: "rs"}); err != nil || again[0].ID != one[0].ID {
+			t.Fatalf("a second trigger at the same instant = %v, %v; want the same run", again, err)
+		}
+		time.Sleep(time.Second) // virtual: the operator triggers again a second later
+		again, err := h.eng.Trigger(context.Background(), "nightly", nil)
+		must(t, err)
+		if len(one) != 1 || !one[0].Manual || len(again) != 2 {
+			t.Fatalf("triggered %d then %d runs", len(one), len(again))
+		}
+		for _, r := range again {
+			if r.Target.Cluster == "rs" && (r.Stage != run.StageSkipped || r.Reason != run.ReasonOverlap) {
+				t.Fatalf("trigger while rs is in flight = %s{%s}, want skipped{overlap}", r.Stage, r.Reason)
+			}
+		}
+		for _, r := range append(one, again...) {
+			if !r.Stage.Terminal() {
+				if got := h.await(r.ID); got.Stage != run.StageSucceeded {
+					t.Fatalf("manual run on %s = %s{%s}", got.Target, got.Stage, got.Reason)
+				}
+			}
+		}
+	})
+}
+
+func TestAtlasStormsDuringEveryStage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		sim.SetFaults(atlassim.Faults{ErrorRate: 0.3, DropAfterApplyRate: 0.3})
+		sim.Burst429(5, 30*time.Second)
+		p := snapshotPolicy("nightly", "rs", true)
+		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+		defer h.stop()
+		var ids []run.ID
+		for i := range 5 {
+			ids = append(ids, fire(t, h, p, "rs", slot.Add(time.Duration(i)*24*time.Hour)))
+			if r := h.await(ids[i]); r.Stage != run.StageSucceeded {
+				t.Fatalf("run %d = %s{%s} %s", i, r.Stage, r.Reason, r.Detail)
+			}
+		}
+		assertExactlyOnce(t, sim, "rs", ids, true)
+	})
+}
+
+// assertExactlyOnce checks Atlas holds exactly one snapshot (and export)
+// per run marker.
+func assertExactlyOnce(t *testing.T, sim *atlassim.Sim, cluster string, ids []run.ID, export bool) {
+	t.Helper()
+	for _, id := range ids {
+		n := 0
+		var snapID string
+		for _, s := range sim.Snapshots(project, cluster) {
+			if strings.Contains(s.Description, id.Marker()) {
+				n++
+				snapID = s.ID
+			}
+		}
+		if n != 1 {
+			t.Fatalf("run %s: %d snapshots carry its marker, want 1", id, n)
+		}
+		if !export {
+			continue
+		}
+		e := 0
+		for _, j := range sim.Exports(project, cluster) {
+			for _, l := range j.CustomData {
+				if l.Key == "backupd.run" && l.Value == string(id) {
+					e++
+					if j.SnapshotID != snapID {
+						t.Fatalf("run %s exported snapshot %s, want %s", id, j.SnapshotID, snapID)
+					}
+				}
+			}
+		}
+		if e != 1 {
+			t.Fatalf("run %s: %d exports carry its marker, want 1", id, e)
+		}
+	}
+}
+
+// crashAfterPost cuts the "process" right after a POST took effect in
+// Atlas, before the engine could record the id it returned.
+type crashAfterPost struct {
+	engine.Atlas
+	op     string
+	cancel func()
+	done   bool
+}
+
+func (c *crashAfterPost) crash(op string, err error) error {
+	if err == nil && op == c.op && !c.done {
+		c.done = true
+		c.cancel()
+		return context.Canceled
+	}
+	return err
+}
+
+func (c *crashAfterPost) TakeSnapshot(ctx context.Context, p, cl string, req atlas.OnDemandSnapshotRequest) (*atlas.Snapshot, error) {
+	s, err := c.Atlas.TakeSnapshot(ctx, p, cl, req)
+	return s, c.crash("take_snapshot", err)
+}
+
+func (c *crashAfterPost) CreateExport(ctx context.Context, p, cl string, req atlas.ExportJobRequest) (*atlas.ExportJob, error) {
+	j, err := c.Atlas.CreateExport(ctx, p, cl, req)
+	return j, c.crash("create_export", err)
+}
+
+// TestCrashAtEveryBoundary kills the engine after each persisted transition
+// of a snapshot+export chain and after each POST, restarts it on the same
+// journal (or, without a journal, from Atlas markers alone) and checks the
+// slot produced exactly one snapshot and one export.
+func TestCrashAtEveryBoundary(t *testing.T) {
+	// A clean run persists this many events; crash after each of them.
+	const maxEvents = 14
+	type point struct {
+		name       string
+		afterEvent int
+		afterPost  string
+	}
+	var points []point
+	for i := 1; i <= maxEvents; i++ {
+		points = append(points, point{name: fmt.Sprintf("after-event-%d", i), afterEvent: i})
+	}
+	points = append(points, point{name: "after-snapshot-post", afterPost: "take_snapshot"}, point{name: "after-export-post", afterPost: "create_export"})
+
+	for _, durable := range []bool{true, false} {
+		for _, pt := range points {
+			name := pt.name + "/journal"
+			if !durable {
+				name = pt.name + "/markers-only"
+			}
+			t.Run(name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					sim := fleet(t)
+					p := snapshotPolicy("nightly", "rs", true)
+					path := filepath.Join(t.TempDir(), "state.db")
+					openJ := func() journal.Journal {
+						if !durable {
+							return journal.NewMemory()
+						}
+						j, err := journal.Open(path, journal.Options{NoSync: true})
+						must(t, err)
+						return j
+					}
+					j := openJ()
+					var h *harness
+					crashed := make(chan struct{})
+					var crashOnce sync.Once
+					doCrash := func() { crashOnce.Do(func() { close(crashed) }) }
+					wrap := func(a engine.Atlas) engine.Atlas {
+						if pt.afterPost == "" {
+							return a
+						}
+						return &crashAfterPost{Atlas: a, op: pt.afterPost, cancel: func() { doCrash() }}
+					}
+					h = start(t, sim, j, []engine.Policy{p}, !durable, wrap)
+					count := 0
+					h.rec.mu.Lock()
+					h.rec.hook = func(e run.Event) {
+						count++
+						if pt.afterEvent > 0 && count == pt.afterEvent {
+							doCrash()
+						}
+					}
+					h.rec.mu.Unlock()
+					id := fire(t, h, p, "rs", slot)
+					select {
+					case <-crashed:
+						h.stop()
+					case r := <-h.rec.ch(id):
+						// The run ended before this crash point: nothing to test beyond once-ness.
+						h.stop()
+						if r.Stage != run.StageSucceeded {
+							t.Fatalf("run = %s{%s}", r.Stage, r.Reason)
+						}
+						_ = j.Close()
+						assertExactlyOnce(t, sim, "rs", []run.ID{id}, true)
+						return
+					}
+					_ = j.Close()
+
+					// Restart: a new engine, the journal reopened (or empty).
+					j2 := openJ()
+					defer j2.Close()
+					h2 := start(t, sim, j2, []engine.Policy{p}, !durable, nil)
+					defer h2.stop()
+					// The scheduler would fire the slot again if its mark was not
+					// advanced; firing twice must be harmless.
+					if durable || h2.eng.RecoveredSlots()[engine.Key(p.Name, run.Target{ProjectID: project, Cluster: "rs"})].IsZero() {
+						fire(t, h2, p, "rs", slot)
+					}
+					got, ok, err := j2.Get(id)
+					must(t, err)
+					switch {
+					case ok && !got.Stage.Terminal():
+						got = h2.await(id)
+					case !ok:
+						// Without a journal a run that had already finished
+						// leaves nothing to re-attach: Atlas holds its result.
+						synctest.Wait()
+						got.Stage = run.StageSucceeded
+					}
+					if got.Stage != run.StageSucceeded {
+						t.Fatalf("after restart run = %s{%s} %s", got.Stage, got.Reason, got.Detail)
+					}
+					assertExactlyOnce(t, sim, "rs", []run.ID{id}, true)
+				})
+			})
+		}
+	}
+}

@@ -1,0 +1,770 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/run"
+)
+
+// execute carries one run to a terminal stage. It returns early, leaving the
+// persisted state for the next start, only when ctx ends.
+func (e *Engine) execute(ctx context.Context, r run.Run) {
+	defer e.wg.Done()
+	locks := lockKeys(r)
+	defer e.locks.release(locks, r.ID)
+
+	var err error
+	for !r.Stage.Terminal() {
+		switch r.Stage {
+		case run.StagePending:
+			r, err = e.to(r, run.StageWaiting, "")
+		case run.StageWaiting:
+			r, err = e.wait(ctx, r, locks)
+		case run.StageSnapshotting:
+			r, err = e.lockThen(ctx, r, locks, e.snapshot)
+		case run.StageExporting:
+			r, err = e.lockThen(ctx, r, locks, e.export)
+		case run.StageRestoring:
+			r, err = e.lockThen(ctx, r, locks, e.restore)
+		default:
+			r, err = e.fail(r, run.ReasonAtlasError, "unknown stage "+string(r.Stage))
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				e.log.Info("run paused by shutdown; it resumes at the next start", runFields(r)...)
+				return
+			}
+			// Only the journal can fail here: without it the run cannot
+			// safely proceed. Retry after a pause rather than lose the run.
+			e.log.Error("run cannot record its state; retrying", append(runFields(r), zap.Error(err))...)
+			if clock.Sleep(ctx, e.clk, e.cfg.PollMin) != nil {
+				return
+			}
+		}
+	}
+}
+
+// lockKeys are the clusters a run must own while it works.
+func lockKeys(r run.Run) []string {
+	keys := []string{r.Target.ProjectID + "/" + r.Target.Cluster}
+	if r.Action == run.ActionFlexRestore && r.Spec.TargetCluster != "" {
+		keys = append(keys, r.Spec.TargetProjectID+"/"+r.Spec.TargetCluster)
+	}
+	return keys
+}
+
+// lockThen re-takes the cluster lock of a re-attached run (which already owns
+// the cluster in Atlas) and then runs the stage.
+func (e *Engine) lockThen(ctx context.Context, r run.Run, keys []string, stage func(context.Context, run.Run) (run.Run, error)) (run.Run, error) {
+	if err := e.locks.acquire(ctx, e.clk, keys, r.ID, time.Time{}); err != nil {
+		return r, err
+	}
+	return stage(ctx, r)
+}
+
+// to moves r to stage and persists it.
+func (e *Engine) to(r run.Run, stage run.Stage, note string) (run.Run, error) {
+	from := r.Stage
+	r.Stage = stage
+	return e.save(r, from, note)
+}
+
+func (e *Engine) fail(r run.Run, reason, detail string) (run.Run, error) {
+	from := r.Stage
+	r.Stage, r.Reason, r.Detail = run.StageFailed, reason, detail
+	e.log.Warn("run failed", append(runFields(r), zap.String("reason", reason), zap.String("detail", detail))...)
+	return e.save(r, from, "")
+}
+
+func (e *Engine) skip(r run.Run, reason, detail string) (run.Run, error) {
+	from := r.Stage
+	r.Stage, r.Reason, r.Detail = run.StageSkipped, reason, detail
+	return e.save(r, from, "")
+}
+
+func (e *Engine) timeout(r run.Run, what string) (run.Run, error) {
+	return e.fail(r, run.ReasonTimeout, fmt.Sprintf("%s did not finish within %s (timeouts.%s); nothing was deleted in Atlas",
+		what, r.Spec.Timeouts.For(r.Stage), timeoutKey(r.Stage)))
+}
+
+func timeoutKey(s run.Stage) string {
+	switch s {
+	case run.StageSnapshotting:
+		return "snapshot"
+	case run.StageExporting:
+		return "export"
+	case run.StageRestoring:
+		return "restore"
+	}
+	return "wait"
+}
+
+// deadline is when r's current stage times out (zero: never).
+func deadline(r run.Run) time.Time {
+	d := r.Spec.Timeouts.For(r.Stage)
+	if d <= 0 {
+		return time.Time{}
+	}
+	return r.StageStartedAt.Add(d)
+}
+
+// poller hands out the polling backoff: PollMin doubling up to PollMax, and
+// never past the stage deadline so a timeout is noticed on time.
+type poller struct {
+	e   *Engine
+	cur time.Duration
+}
+
+func (e *Engine) newPoller() *poller { return &poller{e: e} }
+
+// sleep waits for the next poll. It returns errDeadline if the stage's
+// deadline has passed (before or during the wait) and ctx.Err() on shutdown.
+func (p *poller) sleep(ctx context.Context, r run.Run) error {
+	if p.cur == 0 {
+		p.cur = p.e.cfg.PollMin
+	} else {
+		p.cur = min(p.cur*2, p.e.cfg.PollMax)
+	}
+	d := p.cur
+	dl := deadline(r)
+	if !dl.IsZero() {
+		left := dl.Sub(p.e.clk.Now())
+		if left <= 0 {
+			return errDeadline
+		}
+		if left < d {
+			d = left
+		}
+	}
+	if err := clock.Sleep(ctx, p.e.clk, d); err != nil {
+		return err
+	}
+	if !dl.IsZero() && !p.e.clk.Now().Before(dl) {
+		return errDeadline
+	}
+	return nil
+}
+
+// reset starts the backoff again after progress was made.
+func (p *poller) reset() { p.cur = 0 }
+
+// wait takes the cluster lock and waits until Atlas can take the action:
+// the cluster exists, is IDLE and supports it, and no on-demand snapshot is
+// queued or in progress on it — whoever took it.
+func (e *Engine) wait(ctx context.Context, r run.Run, locks []string) (run.Run, error) {
+	if err := e.locks.acquire(ctx, e.clk, locks, r.ID, deadline(r)); err != nil {
+		if errors.Is(err, errDeadline) {
+			holder, _ := e.locks.holder(locks[0])
+			return e.timeout(r, "waiting for run "+string(holder)+" on the same cluster")
+		}
+		return r, err
+	}
+	p := e.newPoller()
+	for {
+		next, done, err := e.ready(ctx, r)
+		if err != nil || done {
+			return next, err
+		}
+		r = next
+		if err := p.sleep(ctx, r); err != nil {
+			if errors.Is(err, errDeadline) {
+				return e.timeout(r, "waiting for the cluster ("+r.Detail+")")
+			}
+			return r, err
+		}
+	}
+}
+
+// ready checks once whether r can leave the waiting stage. done reports that
+// r moved on (to its action's stage or to a terminal one); otherwise r.Detail
+// says what it is waiting for.
+func (e *Engine) ready(ctx context.Context, r run.Run) (run.Run, bool, error) {
+	t := r.Target
+	if r.Action == run.ActionFlexRestore {
+		fc, err := e.atlas.GetFlexCluster(ctx, t.ProjectID, t.Cluster)
+		switch classify(ctx, err) {
+		case errNone:
+		case errStopped:
+			return r, false, err
+		case errNotFound:
+			next, err := e.fail(r, run.ReasonNotFound, "flex cluster "+t.String()+" not found")
+			return next, true, err
+		case errRejected:
+			next, err := e.fail(r, run.ReasonAtlasError, err.Error())
+			return next, true, err
+		default:
+			r.Detail = "Atlas unavailable: " + err.Error()
+			return r, false, nil
+		}
+		if fc.StateName != "" && fc.StateName != atlas.ClusterIdle {
+			r.Detail = "flex cluster is " + string(fc.StateName)
+			return r, false, nil
+		}
+		r.Detail = ""
+		next, err := e.to(r, run.StageRestoring, "")
+		return next, true, err
+	}
+
+	c, err := e.atlas.GetCluster(ctx, t.ProjectID, t.Cluster)
+	switch classify(ctx, err) {
+	case errNone:
+	case errStopped:
+		return r, false, err
+	case errNotFound:
+		next, err := e.fail(r, run.ReasonNotFound, "cluster "+t.String()+" not found")
+		return next, true, err
+	case errRejected:
+		next, err := e.fail(r, run.ReasonAtlasError, err.Error())
+		return next, true, err
+	default:
+		r.Detail = "Atlas unavailable: " + err.Error()
+		return r, false, nil
+	}
+	if why := unsupported(c); why != "" {
+		next, err := e.skip(r, run.ReasonNotSupported, why)
+		return next, true, err
+	}
+	if c.StateName != "" && c.StateName != atlas.ClusterIdle {
+		r.Detail = "cluster is " + string(c.StateName)
+		return r, false, nil
+	}
+	r.SnapshotKind = string(atlas.KindReplicaSet)
+	if c.ClusterType == atlas.ClusterSharded || c.ClusterType == atlas.ClusterGeoSharded {
+		r.SnapshotKind = string(atlas.KindShardedCluster)
+	}
+	if r.Action == run.ActionExport {
+		r.Detail = ""
+		next, err := e.to(r, run.StageExporting, "")
+		return next, true, err
+	}
+	snaps, err := e.atlas.ListSnapshots(ctx, t.ProjectID, t.Cluster, atlas.SnapshotKind(r.SnapshotKind))
+	if k := classify(ctx, err); k == errStopped {
+		return r, false, err
+	} else if k != errNone {
+		r.Detail = "listing snapshots: " + err.Error()
+		return r, false, nil
+	}
+	for _, s := range snaps {
+		if s.SnapshotType == atlas.SnapshotOnDemand && (s.Status == atlas.SnapshotQueued || s.Status == atlas.SnapshotInProgress) {
+			r.Detail = "on-demand snapshot " + s.ID + " is " + string(s.Status)
+			return r, false, nil
+		}
+	}
+	r.Detail = ""
+	next, err := e.to(r, run.StageSnapshotting, "")
+	return next, true, err
+}
+
+// unsupported says why Atlas cannot take cloud backups of c, or "".
+func unsupported(c *atlas.Cluster) string {
+	switch {
+	case c.Paused:
+		return "cluster is paused"
+	case !c.BackupEnabled:
+		return "cloud backup is not enabled on the cluster"
+	}
+	size := c.InstanceSize()
+	for _, small := range []string{"M0", "M2", "M5", "FLEX"} {
+		if size == small {
+			return "tier " + size + " is below M10"
+		}
+	}
+	for _, rs := range c.ReplicationSpecs {
+		for _, rc := range rs.RegionConfigs {
+			if rc.ProviderName == "TENANT" || rc.ProviderName == "FLEX" {
+				return "shared-tier (" + rc.ProviderName + ") clusters cannot take cloud backup snapshots"
+			}
+		}
+	}
+	return ""
+}
+
+// snapshotDescription is the description sent with the snapshot: the user's
+// text plus the run marker, policy and slot, so a restart without a journal
+// can find and finish the run.
+func snapshotDescription(r run.Run) string {
+	marker := fmt.Sprintf("%s policy=%s slot=%s", r.ID.Marker(), r.Policy, r.Slot.UTC().Format(time.RFC3339))
+	if r.Manual {
+		marker += " manual"
+	}
+	return strings.TrimSpace(r.Spec.Description + " [" + marker + "]")
+}
+
+// snapshot requests the snapshot (or adopts the one an earlier attempt
+// created) and polls it to completed or failed.
+func (e *Engine) snapshot(ctx context.Context, r run.Run) (run.Run, error) {
+	t := r.Target
+	kind := atlas.SnapshotKind(r.SnapshotKind)
+	p := e.newPoller()
+	for r.SnapshotID == "" {
+		if r.SnapshotRequested {
+			// An earlier request may have taken effect: adopt before posting again.
+			snaps, err := e.atlas.ListSnapshots(ctx, t.ProjectID, t.Cluster, kind)
+			switch classify(ctx, err) {
+			case errNone:
+				if s := findSnapshot(snaps, r.ID); s != nil {
+					r = adoptSnapshot(r, s)
+					var err error
+					if r, err = e.to(r, r.Stage, "adopted snapshot "+s.ID+" found by its marker"); err != nil {
+						return r, err
+					}
+					continue
+				}
+			case errStopped:
+				return r, err
+			case errNotFound:
+				return e.fail(r, run.ReasonNotFound, err.Error())
+			default:
+				if err := e.pause(ctx, p, r); err != nil {
+					return e.stageErr(r, err, "reconciling the snapshot request")
+				}
+				continue
+			}
+		}
+		r.SnapshotRequested = true
+		var err error
+		r, err = e.to(r, r.Stage, "requesting on-demand snapshot")
+		if err != nil {
+			return r, err
+		}
+		s, err := e.atlas.TakeSnapshot(ctx, t.ProjectID, t.Cluster, atlas.OnDemandSnapshotRequest{
+			Description: snapshotDescription(r), RetentionInDays: r.Spec.RetentionInDays,
+		})
+		switch classify(ctx, err) {
+		case errNone:
+			r = adoptSnapshot(r, s)
+			if r, err = e.to(r, r.Stage, "snapshot "+s.ID+" "+string(s.Status)); err != nil {
+				return r, err
+			}
+		case errStopped:
+			return r, err
+		case errUnknown:
+			e.log.Warn("snapshot request outcome unknown; reconciling by listing", append(runFields(r), zap.Error(err))...)
+		case errBusy:
+			// Someone took an on-demand snapshot since we looked: wait it out.
+			r.SnapshotRequested = false
+			r.Detail = "another on-demand snapshot is queued or in progress"
+			if r, err = e.to(r, r.Stage, r.Detail); err != nil {
+				return r, err
+			}
+			if err := p.sleep(ctx, r); err != nil {
+				return e.stageErr(r, err, "waiting for another on-demand snapshot")
+			}
+		case errNotFound:
+			return e.fail(r, run.ReasonNotFound, err.Error())
+		case errRejected:
+			if atlas.IsCode(err, notSupportedCodes...) {
+				return e.skip(r, run.ReasonNotSupported, err.Error())
+			}
+			return e.fail(r, run.ReasonAtlasError, err.Error())
+		default: // transient: the request certainly did not take effect
+			r.SnapshotRequested = false
+			if err := e.pause(ctx, p, r); err != nil {
+				return e.stageErr(r, err, "requesting the snapshot")
+			}
+		}
+	}
+
+	p.reset()
+	for {
+		s, err := e.atlas.GetSnapshot(ctx, t.ProjectID, t.Cluster, r.SnapshotID, atlas.SnapshotKind(r.SnapshotKind))
+		switch classify(ctx, err) {
+		case errNone:
+			if string(s.Status) != r.SnapshotStatus {
+				r.SnapshotStatus = string(s.Status)
+				r.SnapshotBytes = s.StorageSizeBytes
+				if r, err = e.to(r, r.Stage, "snapshot "+s.ID+" "+string(s.Status)); err != nil {
+					return r, err
+				}
+			}
+			switch s.Status {
+			case atlas.SnapshotCompleted:
+				r.Detail = ""
+				if r.Spec.ExportBucketID != "" {
+					return e.to(r, run.StageExporting, "")
+				}
+				return e.to(r, run.StageSucceeded, "")
+			case atlas.SnapshotFailed:
+				return e.fail(r, run.ReasonSnapshotFailed, "Atlas reports snapshot "+s.ID+" failed")
+			}
+		case errStopped:
+			return r, err
+		case errNotFound:
+			return e.fail(r, run.ReasonNotFound, "snapshot "+r.SnapshotID+" disappeared: "+err.Error())
+		}
+		if err := p.sleep(ctx, r); err != nil {
+			return e.stageErr(r, err, "snapshot "+r.SnapshotID)
+		}
+	}
+}
+
+func adoptSnapshot(r run.Run, s *atlas.Snapshot) run.Run {
+	r.SnapshotID = s.ID
+	if s.Type != "" {
+		r.SnapshotKind = string(s.Type)
+	}
+	r.SnapshotStatus = string(s.Status)
+	r.SnapshotBytes = s.StorageSizeBytes
+	r.Detail = ""
+	return r
+}
+
+func findSnapshot(snaps []atlas.Snapshot, id run.ID) *atlas.Snapshot {
+	m := id.Marker()
+	for i := range snaps {
+		if strings.Contains(snaps[i].Description, m) {
+			return &snaps[i]
+		}
+	}
+	return nil
+}
+
+// pause sleeps one poll interval after a transient failure.
+func (e *Engine) pause(ctx context.Context, p *poller, r run.Run) error { return p.sleep(ctx, r) }
+
+// stageErr turns a poll error into the run's outcome: a passed deadline
+// fails the run with timeout, anything else (shutdown) is returned.
+func (e *Engine) stageErr(r run.Run, err error, what string) (run.Run, error) {
+	if errors.Is(err, errDeadline) {
+		return e.timeout(r, what)
+	}
+	return r, err
+}
+
+// exportLabels are the customData sent with the export: the user's keys
+// plus backupd's markers.
+func exportLabels(r run.Run) []atlas.Label {
+	out := make([]atlas.Label, 0, len(r.Spec.CustomData)+3)
+	for _, l := range r.Spec.CustomData {
+		out = append(out, atlas.Label{Key: l.Key, Value: l.Value})
+	}
+	return append(out,
+		atlas.Label{Key: "backupd.policy", Value: r.Policy},
+		atlas.Label{Key: "backupd.run", Value: string(r.ID)},
+		atlas.Label{Key: "backupd.scheduledAt", Value: r.ScheduledAt.UTC().Format(time.RFC3339)},
+	)
+}
+
+func findExport(jobs []atlas.ExportJob, id run.ID) *atlas.ExportJob {
+	for i := range jobs {
+		for _, l := range jobs[i].CustomData {
+			if l.Key == "backupd.run" && l.Value == string(id) {
+				return &jobs[i]
+			}
+		}
+	}
+	return nil
+}
+
+// newestExportable is the newest completed snapshot that is not a fallback.
+func newestExportable(snaps []atlas.Snapshot) *atlas.Snapshot {
+	var best *atlas.Snapshot
+	for i := range snaps {
+		s := &snaps[i]
+		if s.Status != atlas.SnapshotCompleted || s.SnapshotType == atlas.SnapshotFallback {
+			continue
+		}
+		if best == nil || s.CreatedAt.After(best.CreatedAt) {
+			best = s
+		}
+	}
+	return best
+}
+
+// export creates the export job (or adopts the one an earlier attempt
+// created) and polls it to a terminal state.
+func (e *Engine) export(ctx context.Context, r run.Run) (run.Run, error) {
+	t := r.Target
+	p := e.newPoller()
+	if r.SnapshotID == "" { // source: latest
+		for r.SnapshotID == "" {
+			snaps, err := e.atlas.ListSnapshots(ctx, t.ProjectID, t.Cluster, atlas.SnapshotKind(r.SnapshotKind))
+			switch classify(ctx, err) {
+			case errNone:
+				s := newestExportable(snaps)
+				if s == nil {
+					return e.fail(r, run.ReasonNoSnapshot, "no completed, non-fallback snapshot of "+t.String()+" to export")
+				}
+				r = adoptSnapshot(r, s)
+				if r, err = e.to(r, r.Stage, "exporting newest completed snapshot "+s.ID); err != nil {
+					return r, err
+				}
+			case errStopped:
+				return r, err
+			case errNotFound:
+				return e.fail(r, run.ReasonNotFound, err.Error())
+			default:
+				if err := p.sleep(ctx, r); err != nil {
+					return e.stageErr(r, err, "finding the snapshot to export")
+				}
+			}
+		}
+	}
+	r.ExportBucketID = r.Spec.ExportBucketID
+	for r.ExportJobID == "" {
+		if r.ExportRequested {
+			jobs, err := e.atlas.ListExports(ctx, t.ProjectID, t.Cluster)
+			switch classify(ctx, err) {
+			case errNone:
+				if j := findExport(jobs, r.ID); j != nil {
+					r.ExportJobID, r.ExportState = j.ID, string(j.State)
+					if r, err = e.to(r, r.Stage, "adopted export "+j.ID+" found by its marker"); err != nil {
+						return r, err
+					}
+					continue
+				}
+			case errStopped:
+				return r, err
+			case errNotFound:
+				return e.fail(r, run.ReasonNotFound, err.Error())
+			default:
+				if err := p.sleep(ctx, r); err != nil {
+					return e.stageErr(r, err, "reconciling the export request")
+				}
+				continue
+			}
+		}
+		r.ExportRequested = true
+		var err error
+		r, err = e.to(r, r.Stage, "requesting export of snapshot "+r.SnapshotID)
+		if err != nil {
+			return r, err
+		}
+		j, err := e.atlas.CreateExport(ctx, t.ProjectID, t.Cluster, atlas.ExportJobRequest{
+			ExportBucketID: r.Spec.ExportBucketID, SnapshotID: r.SnapshotID, CustomData: exportLabels(r),
+		})
+		switch classify(ctx, err) {
+		case errNone:
+			r.ExportJobID, r.ExportState = j.ID, string(j.State)
+			if r, err = e.to(r, r.Stage, "export "+j.ID+" "+string(j.State)); err != nil {
+				return r, err
+			}
+		case errStopped:
+			return r, err
+		case errUnknown:
+			e.log.Warn("export request outcome unknown; reconciling by listing", append(runFields(r), zap.Error(err))...)
+		case errBusy:
+			// One active export per snapshot: ours (reconcile) or someone else's (wait).
+			r.Detail = "another export of snapshot " + r.SnapshotID + " is active"
+			if err := p.sleep(ctx, r); err != nil {
+				return e.stageErr(r, err, "waiting for another export of the snapshot")
+			}
+		case errNotFound:
+			return e.fail(r, run.ReasonNotFound, err.Error())
+		case errRejected:
+			return e.fail(r, run.ReasonAtlasError, err.Error())
+		default:
+			r.ExportRequested = false
+			if err := p.sleep(ctx, r); err != nil {
+				return e.stageErr(r, err, "requesting the export")
+			}
+		}
+	}
+
+	p.reset()
+	for {
+		j, err := e.atlas.GetExport(ctx, t.ProjectID, t.Cluster, r.ExportJobID)
+		switch classify(ctx, err) {
+		case errNone:
+			progress := ""
+			if j.ExportStatus != nil {
+				progress = fmt.Sprintf("%d/%d", j.ExportStatus.ExportedCollections, j.ExportStatus.TotalCollections)
+			}
+			if string(j.State) != r.ExportState || progress != r.ExportProgress {
+				r.ExportState, r.ExportProgress = string(j.State), progress
+				note := "export " + j.ID + " " + string(j.State)
+				if progress != "" {
+					note += " " + progress + " collections"
+				}
+				if r, err = e.to(r, r.Stage, note); err != nil {
+					return r, err
+				}
+				p.reset()
+			}
+			switch j.State {
+			case atlas.ExportSuccessful:
+				r.Detail = ""
+				return e.to(r, run.StageSucceeded, "")
+			case atlas.ExportFailed:
+				detail := "Atlas reports export " + j.ID + " Failed"
+				if j.StateReason != nil {
+					detail += ": " + strings.TrimSpace(j.StateReason.ErrorCode+" "+j.StateReason.Message)
+				}
+				return e.fail(r, run.ReasonExportFailed, detail)
+			case atlas.ExportCancelled:
+				return e.fail(r, run.ReasonExportCancelled, "Atlas reports export "+j.ID+" Cancelled")
+			}
+		case errStopped:
+			return r, err
+		case errNotFound:
+			return e.fail(r, run.ReasonNotFound, "export "+r.ExportJobID+" disappeared: "+err.Error())
+		}
+		if err := p.sleep(ctx, r); err != nil {
+			return e.stageErr(r, err, "export "+r.ExportJobID)
+		}
+	}
+}
+
+// newestFlex is the newest COMPLETED flex snapshot.
+func newestFlex(snaps []atlas.FlexSnapshot) *atlas.FlexSnapshot {
+	var best *atlas.FlexSnapshot
+	for i := range snaps {
+		s := &snaps[i]
+		if s.Status != atlas.FlexCompleted {
+			continue
+		}
+		if best == nil || flexTime(*s).After(flexTime(*best)) {
+			best = s
+		}
+	}
+	return best
+}
+
+func flexTime(s atlas.FlexSnapshot) time.Time {
+	if !s.FinishTime.IsZero() {
+		return s.FinishTime
+	}
+	return s.ScheduledTime
+}
+
+// findRestore adopts a restore job this run created: flex restore jobs carry
+// no free-text field for a marker, so it matches snapshot, target and a
+// creation time no earlier than the run's request.
+func findRestore(jobs []atlas.FlexRestoreJob, r run.Run) *atlas.FlexRestoreJob {
+	for i := range jobs {
+		j := &jobs[i]
+		if j.SnapshotID == r.FlexSnapshotID && j.TargetDeploymentItemName == r.Spec.TargetCluster &&
+			(j.TargetProjectID == "" || j.TargetProjectID == r.Spec.TargetProjectID) &&
+			(j.RestoreScheduledDate.IsZero() || !j.RestoreScheduledDate.Before(r.StageStartedAt.Add(-time.Minute))) {
+			return j
+		}
+	}
+	return nil
+}
+
+// restore restores the newest completed flex snapshot into the target and
+// polls the job to COMPLETED or FAILED.
+func (e *Engine) restore(ctx context.Context, r run.Run) (run.Run, error) {
+	t := r.Target
+	p := e.newPoller()
+	for r.FlexSnapshotID == "" {
+		snaps, err := e.atlas.ListFlexSnapshots(ctx, t.ProjectID, t.Cluster)
+		switch classify(ctx, err) {
+		case errNone:
+			s := newestFlex(snaps)
+			if s == nil {
+				return e.fail(r, run.ReasonNoSnapshot, "flex cluster "+t.String()+" has no COMPLETED snapshot")
+			}
+			r.FlexSnapshotID = s.ID
+			if r, err = e.to(r, r.Stage, "restoring flex snapshot "+s.ID); err != nil {
+				return r, err
+			}
+		case errStopped:
+			return r, err
+		case errNotFound:
+			return e.fail(r, run.ReasonNotFound, err.Error())
+		default:
+			if err := p.sleep(ctx, r); err != nil {
+				return e.stageErr(r, err, "listing flex snapshots")
+			}
+		}
+	}
+	for r.RestoreJobID == "" {
+		if r.RestoreRequested {
+			jobs, err := e.atlas.ListFlexRestores(ctx, t.ProjectID, t.Cluster)
+			switch classify(ctx, err) {
+			case errNone:
+				if j := findRestore(jobs, r); j != nil {
+					r.RestoreJobID, r.RestoreStatus = j.ID, string(j.Status)
+					if r, err = e.to(r, r.Stage, "adopted restore job "+j.ID); err != nil {
+						return r, err
+					}
+					continue
+				}
+			case errStopped:
+				return r, err
+			case errNotFound:
+				return e.fail(r, run.ReasonNotFound, err.Error())
+			default:
+				if err := p.sleep(ctx, r); err != nil {
+					return e.stageErr(r, err, "reconciling the restore request")
+				}
+				continue
+			}
+		}
+		r.RestoreRequested = true
+		var err error
+		r, err = e.to(r, r.Stage, "requesting restore into "+r.Spec.TargetProjectID+"/"+r.Spec.TargetCluster)
+		if err != nil {
+			return r, err
+		}
+		j, err := e.atlas.CreateFlexRestore(ctx, t.ProjectID, t.Cluster, atlas.FlexRestoreJobRequest{
+			SnapshotID: r.FlexSnapshotID, TargetDeploymentItemName: r.Spec.TargetCluster, TargetProjectID: r.Spec.TargetProjectID,
+		})
+		switch classify(ctx, err) {
+		case errNone:
+			r.RestoreJobID, r.RestoreStatus = j.ID, string(j.Status)
+			if r, err = e.to(r, r.Stage, "restore job "+j.ID+" "+string(j.Status)); err != nil {
+				return r, err
+			}
+		case errStopped:
+			return r, err
+		case errUnknown:
+			e.log.Warn("restore request outcome unknown; reconciling by listing", append(runFields(r), zap.Error(err))...)
+		case errBusy:
+			r.RestoreRequested = false
+			r.Detail = "a restore into " + r.Spec.TargetCluster + " is already in progress"
+			if err := p.sleep(ctx, r); err != nil {
+				return e.stageErr(r, err, "waiting for another restore into the target")
+			}
+		case errNotFound:
+			return e.fail(r, run.ReasonNotFound, err.Error())
+		case errRejected:
+			if atlas.IsCode(err, notSupportedCodes...) {
+				return e.skip(r, run.ReasonNotSupported, err.Error())
+			}
+			return e.fail(r, run.ReasonAtlasError, err.Error())
+		default:
+			r.RestoreRequested = false
+			if err := p.sleep(ctx, r); err != nil {
+				return e.stageErr(r, err, "requesting the restore")
+			}
+		}
+	}
+
+	p.reset()
+	for {
+		j, err := e.atlas.GetFlexRestore(ctx, t.ProjectID, t.Cluster, r.RestoreJobID)
+		switch classify(ctx, err) {
+		case errNone:
+			if string(j.Status) != r.RestoreStatus {
+				r.RestoreStatus = string(j.Status)
+				if r, err = e.to(r, r.Stage, "restore job "+j.ID+" "+string(j.Status)); err != nil {
+					return r, err
+				}
+			}
+			switch j.Status {
+			case atlas.FlexCompleted:
+				r.Detail = ""
+				return e.to(r, run.StageSucceeded, "")
+			case atlas.FlexFailed:
+				return e.fail(r, run.ReasonRestoreFailed, "Atlas reports restore job "+j.ID+" FAILED")
+			}
+		case errStopped:
+			return r, err
+		case errNotFound:
+			return e.fail(r, run.ReasonNotFound, "restore job "+r.RestoreJobID+" disappeared: "+err.Error())
+		}
+		if err := p.sleep(ctx, r); err != nil {
+			return e.stageErr(r, err, "restore job "+r.RestoreJobID)
+		}
+	}
+}

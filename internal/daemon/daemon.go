@@ -681,5 +681,5 @@ func (s *swapAtlas) get() engine.Atlas {
 
 type nopNotifier struct{}
 
-func (nopNotifier) Notify(string) error              { return nil }
+func (nopNotifier) Notify(string) error             { return nil }
 func (nopNotifier) WatchdogInterval() time.Duration { return 0 }

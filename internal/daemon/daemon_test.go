@@ -1,0 +1,345 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/atlas/atlassim"
+	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/daemon"
+	"github.com/backupd/backupd/internal/policy"
+	"github.com/backupd/backupd/internal/run"
+)
+
+const (
+	project     = "32b6e34b3d91647abb20e7b8"
+	bucket      = "32b6e34b3d91647abb20e7b9"
+	clientID    = "mdb_sa_id_daemon_test"
+	secret      = "mdb_sa_sk_TOPSECRET-client-secret"
+	adminToken  = "admin-TOPSECRET-token-0123456789"
+	goodConfig  = "config.yaml"
+	hourlyPlusX = `
+atlas:
+  baseURL: http://atlas.sim
+  auth:
+    serviceAccount:
+      clientID: ` + clientID + `
+      clientSecretFile: client-secret
+  requestsPerMinute: 600
+server:
+  adminTokenFile: admin-token
+state:
+  path: STATE
+log: {level: debug, format: json}
+policies:
+  - name: hourly
+    schedule: "0 * * * *"
+    targets: [{projectID: ` + project + `, clusters: ["prod-*"]}]
+    snapshot: {retentionInDays: 3, description: hourly}
+    export: {bucketID: ` + bucket + `, customData: {team: db}}
+EXTRA`
+	flexPolicy = `
+  - name: refresh
+    schedule: "30 5 * * *"
+    flexRestore:
+      projectID: ` + project + `
+      cluster: flex-prod
+      snapshot: latest
+      targetProjectID: ` + project + `
+      targetCluster: staging
+      confirmOverwrite: true
+`
+)
+
+type env struct {
+	dir  string
+	sim  *atlassim.Sim
+	logs *syncBuffer
+	d    *daemon.Daemon
+	h    http.Handler
+	stop func()
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) Sync() error { return nil }
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func writeConfig(t *testing.T, dir, extra string) {
+	t.Helper()
+	cfg := strings.Replace(hourlyPlusX, "STATE", filepath.Join(dir, "state.db"), 1)
+	cfg = strings.Replace(cfg, "EXTRA", extra, 1)
+	if err := os.WriteFile(filepath.Join(dir, goodConfig), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startDaemon runs a whole daemon in the bubble against the simulator.
+func startDaemon(t *testing.T, extra string) *env {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range map[string]string{"client-secret": secret, "admin-token": adminToken} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig(t, dir, extra)
+	sim := atlassim.New(atlassim.Options{Clock: clock.Real(), Seed: 3})
+	for _, err := range []error{
+		sim.AddProject(project),
+		sim.AddCluster(project, atlassim.ClusterSpec{Name: "prod-a", Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, BackupEnabled: true}),
+		sim.AddCluster(project, atlassim.ClusterSpec{Name: "prod-paused", Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, BackupEnabled: true, Paused: true}),
+		sim.AddFlexCluster(project, "flex-prod"),
+		sim.AddFlexCluster(project, "staging"),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sim.AddBucket(project, atlas.ExportBucket{ID: bucket, BucketName: "backups", CloudProvider: "AWS", IAMRoleID: "32b6e34b3d91647abb20e7ba"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.SeedFlexSnapshot(project, "flex-prod", atlassim.SeedFlexSnapshot{Age: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	sim.AddServiceAccount(clientID, secret)
+
+	logs := &syncBuffer{}
+	d, err := daemon.New(daemon.Options{
+		ConfigPath: filepath.Join(dir, goodConfig), Env: policy.OSEnv(), Clock: clock.Real(),
+		LogOutput: zapcore.AddSync(logs), Transport: sim.Transport(), NoListen: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	select {
+	case <-d.Ready():
+	case err := <-done:
+		t.Fatalf("daemon did not start: %v", err)
+	}
+	e := &env{dir: dir, sim: sim, logs: logs, d: d, h: d.Handler(), done: done}
+	e.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	}
+	return e
+}
+
+func (e *env) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func (e *env) metric(t *testing.T, line string) bool {
+	t.Helper()
+	_, body := e.get(t, "/metrics")
+	for _, l := range strings.Split(body, "\n") {
+		if l == line {
+			return true
+		}
+	}
+	return false
+}
+
+func TestScriptedRunMetricsStatusAndSecrets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, flexPolicy)
+		defer e.stop()
+
+		if code, body := e.get(t, "/readyz"); code != 200 {
+			t.Fatalf("/readyz = %d %s", code, body)
+		}
+		// Let the next hourly slot fire and its chain finish.
+		next := time.Now().Truncate(time.Hour).Add(time.Hour)
+		time.Sleep(time.Until(next) + 30*time.Minute)
+		synctest.Wait()
+
+		lbl := `{cluster="prod-a",policy="hourly",project="` + project + `"`
+		for _, want := range []string{
+			`backupd_runs_total` + lbl + `,result="success"} 1`,
+			`backupd_last_run_success` + lbl + `} 1`,
+			`backupd_schedule_interval_seconds{policy="hourly"} 3600`,
+			`backupd_policy_info{action="snapshot",policy="hourly",schedule="0 * * * *",timezone="UTC"} 1`,
+			`backupd_atlas_requests_total{code="200",operation="take_snapshot"} 1`,
+			`backupd_atlas_requests_total{code="200",operation="create_export"} 1`,
+			`backupd_inflight_runs{stage="snapshotting"} 0`,
+		} {
+			if !e.metric(t, want) {
+				_, body := e.get(t, "/metrics")
+				t.Fatalf("metrics lack %q:\n%s", want, grep(body, "backupd_"))
+			}
+		}
+		_, body := e.get(t, "/metrics")
+		for _, stage := range []string{"snapshot", "export"} {
+			if !strings.Contains(body, `backupd_last_success_timestamp_seconds`+lbl+`,stage="`+stage+`"}`) {
+				t.Fatalf("no last success for stage %s:\n%s", stage, grep(body, "last_success"))
+			}
+		}
+		if !strings.Contains(body, "backupd_snapshot_size_bytes"+lbl+"}") || !strings.Contains(body, "backupd_next_run_timestamp_seconds"+lbl+"}") {
+			t.Fatalf("snapshot size or next run missing:\n%s", grep(body, "backupd_"))
+		}
+		problems, err := promlint.New(strings.NewReader(body)).Lint()
+		if err != nil || len(problems) > 0 {
+			t.Fatalf("promlint: %v %v", err, problems)
+		}
+
+		// Status shows the run and the paused cluster's reason.
+		code, sbody := e.get(t, "/api/v1/status")
+		var st run.Status
+		if code != 200 || json.Unmarshal([]byte(sbody), &st) != nil {
+			t.Fatalf("status = %d %s", code, sbody)
+		}
+		var hourly run.PolicyStatus
+		for _, p := range st.Policies {
+			if p.Name == "hourly" {
+				hourly = p
+			}
+		}
+		if len(hourly.Targets) != 1 || hourly.Targets[0].LastRun == nil || hourly.Targets[0].LastRun.Stage != run.StageSucceeded || hourly.Targets[0].NextRun.IsZero() {
+			t.Fatalf("hourly status = %+v", hourly)
+		}
+		if len(hourly.Unresolved) != 1 || hourly.Unresolved[0].Target.Cluster != "prod-paused" || hourly.Unresolved[0].Reason != run.ReasonNotSupported {
+			t.Fatalf("unresolved = %+v", hourly.Unresolved)
+		}
+
+		// A manual trigger through the API.
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/api/v1/policies/refresh/trigger", nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		e.h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusAccepted {
+			t.Fatalf("trigger = %d %s", rec.Code, rec.Body.String())
+		}
+		time.Sleep(20 * time.Minute)
+		synctest.Wait()
+		if len(e.sim.RestoreJobs(project, "flex-prod")) != 1 {
+			t.Fatalf("restore jobs = %+v", e.sim.RestoreJobs(project, "flex-prod"))
+		}
+		_, runs := e.get(t, "/api/v1/runs?policy=refresh")
+		if !strings.Contains(runs, `"stage":"succeeded"`) {
+			t.Fatalf("runs = %s", runs)
+		}
+
+		// No secret reaches logs, metrics, status or the API.
+		_, metricsText := e.get(t, "/metrics")
+		for where, text := range map[string]string{"logs": e.logs.String(), "metrics": metricsText, "status": sbody, "runs": runs} {
+			for _, s := range []string{secret, adminToken, "Bearer "} {
+				if strings.Contains(text, s) {
+					t.Errorf("%s contain secret %q", where, s)
+				}
+			}
+		}
+		if !strings.Contains(e.logs.String(), `"snapshotID"`) {
+			t.Fatal("run log lines carry no Atlas ids")
+		}
+	})
+}
+
+func TestReloadKeepsOldConfigOnErrorAndDropsRemovedPolicies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, flexPolicy)
+		defer e.stop()
+		ctx := context.Background()
+
+		// A broken config is rejected and counted; the old one stays.
+		if err := os.WriteFile(filepath.Join(e.dir, goodConfig), []byte("policies: [{name: Bad!}]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := e.d.Reload(ctx)
+		if err == nil || !strings.Contains(err.Error(), "config.yaml:") {
+			t.Fatalf("Reload(bad) = %v, want a located error", err)
+		}
+		if !e.metric(t, `backupd_config_reloads_total{result="failure"} 1`) {
+			t.Fatal("failed reload not counted")
+		}
+		if len(e.d.Config().Policies) != 2 {
+			t.Fatalf("old config replaced: %d policies", len(e.d.Config().Policies))
+		}
+
+		// A good config without the flex policy: its series go away.
+		if !e.metric(t, `backupd_schedule_interval_seconds{policy="refresh"} 86400`) {
+			t.Fatal("refresh policy metrics missing before reload")
+		}
+		writeConfig(t, e.dir, "")
+		if err := e.d.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !e.metric(t, `backupd_config_reloads_total{result="success"} 1`) {
+			t.Fatal("successful reload not counted")
+		}
+		_, body := e.get(t, "/metrics")
+		if strings.Contains(body, `policy="refresh"`) {
+			t.Fatalf("series of the removed policy remain:\n%s", grep(body, "refresh"))
+		}
+		code, _ := e.get(t, "/api/v1/status")
+		if code != 200 || len(e.d.Status().Policies) != 1 {
+			t.Fatalf("status after reload: %d, %d policies", code, len(e.d.Status().Policies))
+		}
+	})
+}
+
+func TestInvalidConfigNeverStarts(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte("atlas: {baseURL: 3}\nbogus: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := daemon.New(daemon.Options{ConfigPath: path, Env: policy.OSEnv()})
+	var perrs *policy.Errors
+	if err == nil || !asErrors(err, &perrs) || len(perrs.List) < 2 {
+		t.Fatalf("New = %v, want every located error", err)
+	}
+}
+
+func asErrors(err error, target **policy.Errors) bool {
+	pe, ok := err.(*policy.Errors)
+	if ok {
+		*target = pe
+	}
+	return ok
+}
+
+func grep(body, substr string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.Contains(l, substr) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

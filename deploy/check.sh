@@ -151,8 +151,11 @@ check "systemd-analyze security --offline=true: exposure <= $MAX_EXPOSURE" syste
 
 creds="$tmp/credentials"
 mkdir -m 0700 "$creds"
-printf 'example-client-secret\n' >"$creds/client-secret"
-printf 'example-admin-token\n' >"$creds/admin-token"
+(
+	umask 077
+	printf 'example-client-secret\n' >"$creds/client-secret"
+	printf 'example-admin-token\n' >"$creds/admin-token"
+)
 
 # The sidecar's config.yaml is the block scalar of the ConfigMap, indented 4.
 awk '/^  config\.yaml: \|/ { on = 1; next }

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -12,8 +13,12 @@ import (
 // cronParser is the standard 5-field parser with @descriptors.
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// minEvery is the shortest @every interval: cron's own granularity.
-const minEvery = time.Minute
+// Bounds of @every: cron's own granularity, and a year (robfig gives up
+// looking for a slot after five years; a longer interval is a typo).
+const (
+	minEvery = time.Minute
+	maxEvery = 366 * day
+)
 
 // parseSchedule parses a policy schedule for the given zone. It returns a
 // cron.Schedule with backupd's DST behaviour (see zonedSchedule) and
@@ -34,8 +39,8 @@ func parseSchedule(spec string, loc *time.Location) (cron.Schedule, error) {
 		if err != nil || strings.TrimSpace(rest) == "" {
 			return nil, fmt.Errorf("invalid @every interval %q: use a duration such as @every 6h or @every 1d", strings.TrimSpace(rest))
 		}
-		if d < minEvery || d%time.Second != 0 {
-			return nil, fmt.Errorf("@every interval must be whole seconds and at least %s", minEvery)
+		if d < minEvery || d > maxEvery || d%time.Second != 0 {
+			return nil, fmt.Errorf("@every interval must be whole seconds from %s to %s", minEvery, FormatDuration(maxEvery))
 		}
 		return everySchedule{every: d, loc: loc}, nil
 	}
@@ -149,6 +154,9 @@ func (e everySchedule) Next(t time.Time) time.Time {
 	if n < 0 && n%d != 0 {
 		k--
 	}
+	if k+1 > math.MaxInt64/d {
+		return time.Time{} // beyond what time.Unix(0, ns) can represent
+	}
 	return time.Unix(0, (k+1)*d).In(e.loc)
 }
 
@@ -158,22 +166,28 @@ var intervalReference = time.Date(2001, time.January, 1, 0, 0, 0, 0, time.UTC)
 
 // Interval is the nominal time between two consecutive slots: the interval
 // of @every, or the smallest gap among the first slots after a fixed
-// reference date (so "30 5 * * 1-5" is 24h). It feeds
+// reference date, measured on wall-clock time so daylight-saving changes do
+// not distort it ("30 5 * * 1-5" is 24h, "0 4 * * 0" is 168h). It feeds
 // backupd_schedule_interval_seconds and the overlap warning.
 func (p Policy) Interval() time.Duration {
+	var sched cron.Schedule
 	switch s := p.Cron.(type) {
 	case nil:
 		return 0
 	case everySchedule:
 		return s.every
+	case zonedSchedule:
+		sched = s.wall
+	default:
+		sched = s
 	}
 	var gap time.Duration
-	prev := p.Cron.Next(intervalReference.In(locOrUTC(p.Location)))
+	prev := sched.Next(intervalReference)
 	for range 24 {
 		if prev.IsZero() {
 			break
 		}
-		next := p.Cron.Next(prev)
+		next := sched.Next(prev)
 		if next.IsZero() {
 			break
 		}

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
+	"log/slog"
 
 	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/run"
@@ -93,7 +95,7 @@ func timeoutsOf(t Timeouts) timeoutsView {
 	return timeoutsView{Wait: FormatDuration(t.Wait), Snapshot: FormatDuration(t.Snapshot), Export: FormatDuration(t.Export), Restore: FormatDuration(t.Restore)}
 }
 
-func (c *Config) view() configView {
+func (c Config) view() configView {
 	v := configView{
 		Source: c.Source,
 		Atlas: atlasView{
@@ -139,16 +141,39 @@ func (c *Config) view() configView {
 
 // MarshalJSON renders the redacted view: the YAML key names with defaults
 // filled in, durations as text and every secret as "[redacted]".
-func (c *Config) MarshalJSON() ([]byte, error) {
+func (c Config) MarshalJSON() ([]byte, error) {
 	return json.Marshal(c.view())
 }
 
 // String renders the redacted JSON view, so a Config can be logged or
 // printed (fmt, zap, slog) without leaking credentials.
-func (c *Config) String() string {
+func (c Config) String() string {
 	b, err := json.Marshal(c.view())
 	if err != nil {
 		return "policy.Config{unprintable}"
 	}
 	return string(b)
 }
+
+// Format prints the redacted view for every fmt verb. Without it, verbs
+// such as %d print nested pointers raw, bypassing Secret's own redaction.
+func (c Config) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
+
+// LogValue gives log/slog the redacted view.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// String shows the client id and a redacted secret.
+func (s ServiceAccount) String() string {
+	return "{ClientID:" + s.ClientID + " ClientSecret:" + redacted + "}"
+}
+
+// Format redacts for every fmt verb (see Config.Format).
+func (s ServiceAccount) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
+
+// String shows the public key and a redacted private key.
+func (k APIKey) String() string {
+	return "{PublicKey:" + k.PublicKey + " PrivateKey:" + redacted + "}"
+}
+
+// Format redacts for every fmt verb (see Config.Format).
+func (k APIKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }

@@ -1,0 +1,94 @@
+package policy
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/backupd/backupd/internal/run"
+)
+
+// exampleEnv provides the secret files config.example.yaml names.
+func exampleEnv() Env {
+	return testEnv(nil, fakeFS{files: map[string]string{
+		"/run/credentials/backupd/client-secret": "example-client-secret\n",
+		"/run/credentials/backupd/admin-token":   "example-admin-token\n",
+	}})
+}
+
+// FuzzLoad feeds arbitrary bytes to the parser: it must never panic or
+// hang, every rejection must be located, and every accepted config must be
+// printable and plannable.
+func FuzzLoad(f *testing.F) {
+	if example, err := os.ReadFile("../../config.example.yaml"); err == nil {
+		f.Add(example)
+	}
+	for _, s := range []string{
+		base,
+		"",
+		"policies: &p [*p]\n",
+		"a: 1\n---\nb: 2\n",
+		"policies:\n  - name: x\n    schedule: \"TZ=UTC\"\n",
+		"policies:\n  - {name: x, schedule: \"@every 1d\", flexRestore: {}}\n",
+		"defaults: {jitter: 99999999d}\n" + base,
+	} {
+		f.Add([]byte(s))
+	}
+	env := exampleEnv()
+	env.Getenv = saEnv.Getenv
+	target := run.Target{ProjectID: "32b6e34b3d91647abb20e7b8", Cluster: "c"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data, "fuzz.yaml", env)
+		if err != nil {
+			var errs *Errors
+			if !errors.As(err, &errs) || len(errs.List) == 0 {
+				t.Fatalf("rejection without issues: %v", err)
+			}
+			for _, is := range errs.List {
+				if is.File != "fuzz.yaml" || is.Line < 1 || is.Message == "" {
+					t.Fatalf("unlocated issue %+v", is)
+				}
+			}
+			return
+		}
+		_ = cfg.String()
+		for _, p := range cfg.Policies {
+			if p.Cron == nil || p.Location == nil {
+				t.Fatalf("accepted policy %q without schedule or zone", p.Name)
+			}
+			_ = p.Interval()
+			_ = NextFires(p, target, time.Date(2026, 3, 29, 0, 0, 0, 0, time.UTC), 3)
+		}
+	})
+}
+
+func TestExampleConfig(t *testing.T) {
+	cfg, err := Load("../../config.example.yaml", withRealConfig(exampleEnv()))
+	if err != nil {
+		t.Fatalf("config.example.yaml is invalid:\n%v", err)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Fatalf("config.example.yaml has warnings: %v", cfg.Warnings)
+	}
+	var actions []run.Action
+	for _, p := range cfg.Policies {
+		actions = append(actions, p.Action())
+	}
+	if len(actions) != 3 || actions[0] != run.ActionSnapshot || actions[1] != run.ActionExport || actions[2] != run.ActionFlexRestore {
+		t.Fatalf("example should show all three actions, got %v", actions)
+	}
+}
+
+// withRealConfig reads the config file itself from disk and everything
+// else from env.
+func withRealConfig(env Env) Env {
+	inner := env.ReadFile
+	env.ReadFile = func(p string) ([]byte, error) {
+		if p == "../../config.example.yaml" {
+			return os.ReadFile(p)
+		}
+		return inner(p)
+	}
+	return env
+}

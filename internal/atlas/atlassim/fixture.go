@@ -36,6 +36,7 @@ type Fixture struct {
 // FixtureProject is one Atlas project (group) of a fixture.
 type FixtureProject struct {
 	ID                string                `yaml:"id"`
+	Name              string                `yaml:"name"` // default "project-<id>"
 	Clusters          []FixtureCluster      `yaml:"clusters"`
 	FlexClusters      []FixtureFlexCluster  `yaml:"flexClusters"`
 	Buckets           []FixtureBucket       `yaml:"buckets"`
@@ -280,7 +281,7 @@ func (f *Fixture) Apply(s *Sim) error {
 }
 
 func (f *Fixture) applyProject(s *Sim, pi int, p FixtureProject) error {
-	if err := s.AddProject(p.ID); err != nil {
+	if err := s.addProject(p.ID, p.Name); err != nil {
 		return f.where(err, "projects", pi, "id")
 	}
 	for i, c := range p.Clusters {
@@ -360,7 +361,8 @@ func DemoFixture() *Fixture {
 	off := false
 	return &Fixture{
 		Projects: []FixtureProject{{
-			ID: DemoProjectID,
+			ID:   DemoProjectID,
+			Name: "backupd-demo",
 			Clusters: []FixtureCluster{
 				{Name: "prod-main", Type: "REPLICASET", Tier: "M10"},
 				{Name: "prod-shards", Type: "SHARDED", Tier: "M30", Shards: 2},
@@ -414,7 +416,7 @@ func (s *Sim) Describe() string {
 	now := s.clk.Now()
 	for _, pid := range s.projectOrder {
 		p := s.projects[pid]
-		fmt.Fprintf(&b, "  project %s\n", pid)
+		fmt.Fprintf(&b, "  project %s (%s)\n", pid, p.name)
 		for _, name := range p.clusterOrder {
 			c := p.clusters[name]
 			flags := ""

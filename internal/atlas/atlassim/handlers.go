@@ -66,6 +66,36 @@ func pathID(c *call, name string) (string, *apiError) {
 	return id, nil
 }
 
+// --- projects -------------------------------------------------------------
+
+// projectView is the parts of Atlas's Group that the simulator knows.
+type projectView struct {
+	ID           string       `json:"id"`
+	Name         string       `json:"name"`
+	OrgID        string       `json:"orgId"`
+	Created      time.Time    `json:"created"`
+	ClusterCount int          `json:"clusterCount"`
+	Links        []atlas.Link `json:"links,omitempty"`
+}
+
+// listProjects is GET /groups (listProjects, 2023-01-01). backupd's client
+// uses it to prove digest credentials; every credential sees every project.
+func (s *Sim) listProjects(c *call) (any, *apiError) {
+	pg, e := parsePaging(c.r.URL.Query())
+	if e != nil {
+		return nil, e
+	}
+	all := make([]projectView, 0, len(s.projectOrder))
+	for _, id := range s.projectOrder {
+		p := s.projects[id]
+		all = append(all, projectView{
+			ID: id, Name: p.name, OrgID: s.orgID, Created: ts(p.created),
+			ClusterCount: len(p.clusters) + len(p.flex), Links: selfLink(c, "/groups/"+id),
+		})
+	}
+	return paginate(c, all, pg), nil
+}
+
 // --- clusters -------------------------------------------------------------
 
 func (s *Sim) listClusters(c *call) (any, *apiError) {

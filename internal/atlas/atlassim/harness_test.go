@@ -72,7 +72,10 @@ func (h *harness) tokenRequest(id, secret, form string) *httptest.ResponseRecord
 
 // mediaFor picks the versioned type backupd pins for a path.
 func mediaFor(path string) string {
+	p, _, _ := strings.Cut(path, "?")
 	switch {
+	case p == atlas.APIPrefix+"/groups":
+		return "application/vnd.atlas.2023-01-01+json" // listProjects
 	case strings.Contains(path, "/flexClusters"):
 		return atlas.MediaFlex
 	case strings.Contains(path, "/exportBuckets"):
@@ -136,7 +139,7 @@ func (h *harness) checkShape(req *http.Request, r resp) {
 		h.t.Fatalf("200 for unrouted %s %s", req.Method, req.URL.Path)
 	}
 	media := r.hdr.Get("Content-Type")
-	if media == mediaType(rt.versions[0].date) {
+	if media == mediaType(rt.versions[0].date) && !rt.outsideSubset {
 		assertSpecShape(h.t, rt.op, media, r.raw)
 	}
 }

@@ -28,6 +28,7 @@ var (
 	versionsBuckets  = []mediaVersion{{date: "2024-05-30"}, {date: "2023-01-01", sunset: "2027-07-01"}}
 	versionsClusters = []mediaVersion{{date: "2024-08-05"}, {date: "2023-02-01", sunset: "2027-07-01"}, {date: "2023-01-01", sunset: "2027-07-01"}}
 	versionsFlex     = []mediaVersion{{date: "2024-11-13"}}
+	versionsProjects = []mediaVersion{{date: "2023-01-01"}}
 )
 
 func mediaType(date string) string { return "application/vnd.atlas." + date + "+json" }
@@ -42,6 +43,9 @@ type route struct {
 	op       string
 	versions []mediaVersion
 	handle   handlerFunc
+	// outsideSubset marks operations backupd uses that the OpenAPI subset
+	// does not carry (listProjects, the client's digest credential probe).
+	outsideSubset bool
 }
 
 func newRoute(method, pattern, op string, versions []mediaVersion, h handlerFunc) route {
@@ -51,6 +55,7 @@ func newRoute(method, pattern, op string, versions []mediaVersion, h handlerFunc
 // routes lists literal segments before placeholders where both could match
 // (snapshots/shardedClusters before snapshots/{id}).
 var routes = []route{
+	{method: "GET", pattern: []string{"groups"}, op: "list_projects", versions: versionsProjects, handle: (*Sim).listProjects, outsideSubset: true},
 	newRoute("GET", "groups/{groupId}/backup/exportBuckets", "list_export_buckets", versionsBuckets, (*Sim).listBuckets),
 	newRoute("GET", "groups/{groupId}/backup/exportBuckets/{exportBucketId}", "get_export_bucket", versionsBuckets, (*Sim).getBucket),
 	newRoute("GET", "groups/{groupId}/clusters", "list_clusters", versionsClusters, (*Sim).listClusters),
@@ -134,28 +139,22 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		body = b
 	}
-	if !strings.HasPrefix(req.URL.Path, atlas.APIPrefix+"/") {
-		s.finish(w, req, Call{Method: req.Method, Path: req.URL.Path}, false, errResourceNotFound(req.URL.Path), nil)
-		return
-	}
-	segs := strings.Split(strings.TrimPrefix(req.URL.Path, atlas.APIPrefix+"/"), "/")
-	rt, params, known := match(req.Method, segs)
 	rec := Call{Method: req.Method, Path: req.URL.Path}
-	if len(segs) > 1 && segs[0] == "groups" {
-		rec.ProjectID = segs[1]
-	}
-	if rt == nil {
-		if known {
-			e := errMethodNotAllowed(req.Method, req.URL.Path)
-			e.header = http.Header{"Allow": {allowedMethods(segs)}}
-			s.finish(w, req, rec, false, e, nil)
-			return
-		}
+	if !strings.HasPrefix(req.URL.Path, atlas.APIPrefix+"/") && req.URL.Path != atlas.APIPrefix {
 		s.finish(w, req, rec, false, errResourceNotFound(req.URL.Path), nil)
 		return
 	}
-	rec.Op = rt.op
+	segs := strings.Split(strings.TrimPrefix(strings.TrimPrefix(req.URL.Path, atlas.APIPrefix), "/"), "/")
+	if len(segs) > 1 && segs[0] == "groups" {
+		rec.ProjectID = segs[1]
+	}
+	rt, params, known := match(req.Method, segs)
+	if rt != nil {
+		rec.Op = rt.op
+	}
 
+	// Atlas authenticates before it routes: any unauthenticated request
+	// under /api/atlas/v2 earns the digest challenge.
 	s.mu.Lock()
 	now := s.clk.Now()
 	auth := s.authenticateLocked(req, now)
@@ -166,6 +165,18 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		s.finish(w, req, rec, false, e, nil)
 		return
 	}
+	s.mu.Unlock()
+	if rt == nil {
+		e := errResourceNotFound(req.URL.Path)
+		if known {
+			e = errMethodNotAllowed(req.Method, req.URL.Path)
+			e.header = http.Header{"Allow": {allowedMethods(segs)}}
+		}
+		s.finish(w, req, rec, false, e, nil)
+		return
+	}
+
+	s.mu.Lock()
 	var delay time.Duration
 	if f := s.faults; f.Latency > 0 && (f.LatencyRate <= 0 || s.chance(f.LatencyRate)) {
 		delay = f.Latency

@@ -26,6 +26,7 @@ func TestEveryOperation(t *testing.T) {
 	h.clk.Advance(DefaultTimings.ExportQueued + time.Minute) // exports InProgress, restore RUNNING
 
 	gets := map[string]string{
+		"list_projects":          atlas.APIPrefix + "/groups?itemsPerPage=1&includeCount=false",
 		"list_export_buckets":    base + "/backup/exportBuckets",
 		"get_export_bucket":      base + "/backup/exportBuckets/" + bucketID,
 		"list_clusters":          base + "/clusters",
@@ -73,6 +74,10 @@ func TestEveryOperation(t *testing.T) {
 
 func TestClusterDiscovery(t *testing.T) {
 	h := newHarness(t, Options{})
+	projects := decode[atlas.Page[projectView]](t, h.must(h.get(atlas.APIPrefix+"/groups"), http.StatusOK))
+	if projects.TotalCount != 1 || projects.Results[0].ID != pid || projects.Results[0].Name != "backupd-demo" || projects.Results[0].ClusterCount != 7 {
+		t.Errorf("projects = %+v", projects)
+	}
 	list := decode[atlas.Page[atlas.Cluster]](t, h.must(h.get(base+"/clusters"), http.StatusOK))
 	var names []string
 	for _, c := range list.Results {
@@ -235,6 +240,10 @@ func TestPathAndLookupErrors(t *testing.T) {
 			expectError(t, h.get(tc.path), tc.status, tc.code)
 		})
 	}
+	t.Run("unauthenticated unknown path", func(t *testing.T) {
+		r := h.do(http.MethodGet, base+"/clusters/prod-main/backup/restoreJobs", "", func(r *http.Request) { r.Header.Del("Authorization") })
+		expectError(t, r, http.StatusUnauthorized, atlas.CodeUnauthorized)
+	})
 	t.Run("wrong method", func(t *testing.T) {
 		r := h.do(http.MethodDelete, base+"/clusters/prod-main/backup/snapshots", "")
 		expectError(t, r, http.StatusMethodNotAllowed, CodeMethodNotAllowed)

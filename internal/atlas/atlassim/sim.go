@@ -134,6 +134,8 @@ type Sim struct {
 
 type project struct {
 	id           string
+	name         string
+	created      time.Time
 	clusters     map[string]*cluster
 	clusterOrder []string
 	flex         map[string]*flexCluster
@@ -395,8 +397,10 @@ func tenantTier(tier string) bool {
 	return false
 }
 
-// AddProject adds an empty project (Atlas "group").
-func (s *Sim) AddProject(id string) error {
+// AddProject adds an empty project (Atlas "group") named "project-<id>".
+func (s *Sim) AddProject(id string) error { return s.addProject(id, "") }
+
+func (s *Sim) addProject(id, name string) error {
 	if !hexIDPattern.MatchString(id) {
 		return fmt.Errorf("add project %q: id must be 24 lowercase hex digits: %w", id, ErrInvalid)
 	}
@@ -405,8 +409,13 @@ func (s *Sim) AddProject(id string) error {
 	if _, ok := s.projects[id]; ok {
 		return fmt.Errorf("add project %s: already exists: %w", id, ErrInvalid)
 	}
+	if name == "" {
+		name = "project-" + id
+	}
 	s.projects[id] = &project{
 		id:       id,
+		name:     name,
+		created:  s.clk.Now(),
 		clusters: map[string]*cluster{},
 		flex:     map[string]*flexCluster{},
 		buckets:  map[string]*atlas.ExportBucket{},

@@ -295,6 +295,12 @@ func TestRoutesMatchSpec(t *testing.T) {
 			t.Errorf("op %s is routed twice", rt.op)
 		}
 		ops[rt.op] = true
+		if rt.outsideSubset {
+			if mapAt(spec, "paths", specPath(rt)) != nil {
+				t.Errorf("%s is marked outside the subset but the subset has %s", rt.op, specPath(rt))
+			}
+			continue
+		}
 		op := mapAt(spec, "paths", specPath(rt), strings.ToLower(rt.method))
 		if op == nil {
 			t.Errorf("%s: %s %s is not in the spec", rt.op, rt.method, specPath(rt))

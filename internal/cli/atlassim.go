@@ -22,6 +22,8 @@ func AtlasSim(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fixture := fs.String("fixture", "", "YAML fixture describing the fleet and credentials (default: the built-in demo fleet)")
 	speed := fs.Float64("speed", 1, "lifecycle speed-up: snapshot, export and restore durations are divided by it")
 	seed := fs.Int64("seed", 1, "seed for generated ids and injected faults")
+	var tf timeFlags
+	tf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: backupd atlas-sim [-listen ADDR] [-fixture FILE] [-speed N]\n\nServes a simulated Atlas Admin API v2 (cloud backups, exports, flex restores, clusters).")
 		fs.PrintDefaults()
@@ -41,7 +43,12 @@ func AtlasSim(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			return exitUsage
 		}
 	}
-	sim := atlassim.New(atlassim.Options{Clock: env.Clock, Speed: *speed, Seed: *seed})
+	clk, err := tf.clock(env)
+	if err != nil {
+		fmt.Fprintf(stderr, "backupd atlas-sim: %v\n", err)
+		return exitUsage
+	}
+	sim := atlassim.New(atlassim.Options{Clock: clk, Speed: *speed, Seed: *seed})
 	if err := fx.Apply(sim); err != nil {
 		fmt.Fprintf(stderr, "backupd atlas-sim: applying the fixture: %v\n", err)
 		return exitUsage

@@ -4,6 +4,8 @@
 package cli
 
 import (
+	"flag"
+	"fmt"
 	"os"
 	"time"
 
@@ -23,6 +25,34 @@ type Env struct {
 func OSEnv() Env {
 	c := clock.Real()
 	return Env{Policy: policy.OSEnv(), Getenv: os.Getenv, Now: c.Now, Clock: c}
+}
+
+// timeFlags adds -time-scale and -time-anchor to a verb: dry-run aids that
+// make the daemon and the simulator share a clock running faster than real
+// time. They are not for production.
+type timeFlags struct {
+	scale  float64
+	anchor int64
+}
+
+func (t *timeFlags) register(fs *flag.FlagSet) {
+	fs.Float64Var(&t.scale, "time-scale", 1, "dry runs only: run the clock this many times faster than real time")
+	fs.Int64Var(&t.anchor, "time-anchor", 0, "dry runs only: Unix time (seconds) at which the scaled clock equals real time; give the daemon and atlas-sim the same value")
+}
+
+// clock returns the verb's clock: env's, or a scaled one.
+func (t *timeFlags) clock(env Env) (clock.Clock, error) {
+	if t.scale == 1 && t.anchor == 0 {
+		return env.Clock, nil
+	}
+	if t.scale <= 0 {
+		return nil, fmt.Errorf("-time-scale must be positive, got %g", t.scale)
+	}
+	anchor := env.Now()
+	if t.anchor != 0 {
+		anchor = time.Unix(t.anchor, 0)
+	}
+	return clock.ScaledFrom(anchor, t.scale), nil
 }
 
 // Exit codes shared by every verb.

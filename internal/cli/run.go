@@ -31,6 +31,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) 
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", defaultConfig(env), "configuration file (env BACKUPD_CONFIG)")
+	var tf timeFlags
+	tf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: backupd run [-config PATH]\n\nRuns the daemon. SIGHUP reloads the configuration; SIGTERM or SIGINT stops it.")
 		fs.PrintDefaults()
@@ -42,7 +44,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) 
 		fmt.Fprintf(stderr, "backupd run: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	d, err := daemon.New(daemon.Options{ConfigPath: *configPath, Env: env.Policy, Clock: env.Clock, Notifier: daemon.Systemd{}})
+	clk, err := tf.clock(env)
+	if err != nil {
+		fmt.Fprintf(stderr, "backupd run: %v\n", err)
+		return exitUsage
+	}
+	d, err := daemon.New(daemon.Options{ConfigPath: *configPath, Env: env.Policy, Clock: clk, Notifier: daemon.Systemd{}})
 	if err != nil {
 		return printConfigError(stderr, err)
 	}

@@ -9,12 +9,17 @@ import (
 // factor times faster than the wall clock. `backupd demo` uses it so that
 // a day of schedules and Atlas lifecycles plays out in minutes, with every
 // component (scheduler, engine, simulator) agreeing on the time.
-func Scaled(factor float64) Clock {
+func Scaled(factor float64) Clock { return ScaledFrom(time.Now(), factor) }
+
+// ScaledFrom returns a clock that read anchor at the real instant anchor and
+// runs factor times faster than the wall clock. Two processes given the same
+// anchor and factor agree on the time, which is how a dry run of `backupd
+// run` against `backupd atlas-sim` (and the end-to-end tests) share fast time.
+func ScaledFrom(anchor time.Time, factor float64) Clock {
 	if factor <= 0 {
 		factor = 1
 	}
-	now := time.Now()
-	return &scaled{realStart: now, origin: now, factor: factor}
+	return &scaled{realStart: anchor, origin: anchor, factor: factor}
 }
 
 type scaled struct {

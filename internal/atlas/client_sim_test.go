@@ -257,6 +257,9 @@ func TestSimDigestAuth(t *testing.T) {
 			cfg.ServiceAccount = nil
 			cfg.APIKey = &atlas.APIKey{PublicKey: simPub, PrivateKey: simPriv}
 		})
+		if err := c.Authenticate(t.Context()); err != nil || c.LastAuthenticated().IsZero() {
+			t.Fatalf("Authenticate with an API key: %v", err)
+		}
 		if _, err := c.Snapshots.Take(t.Context(), simProject, "prod", atlas.OnDemandSnapshotRequest{Description: "digest"}); err != nil {
 			t.Fatalf("Take over digest: %v", err)
 		}
@@ -270,6 +273,9 @@ func TestSimDigestAuth(t *testing.T) {
 		_, err := bad.Clusters.List(t.Context(), simProject)
 		if e, ok := atlas.AsError(err); !ok || e.StatusCode != http.StatusUnauthorized {
 			t.Errorf("wrong key: %v", err)
+		}
+		if err := bad.Authenticate(t.Context()); err == nil || strings.Contains(err.Error(), "wrong") {
+			t.Errorf("Authenticate with a wrong key: %v", err)
 		}
 		badSA := f.client(t, func(cfg *atlas.Config) { cfg.ServiceAccount.ClientSecret = "wrong" })
 		if err := badSA.Authenticate(t.Context()); err == nil || strings.Contains(err.Error(), simSecret) {

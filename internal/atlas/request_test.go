@@ -13,8 +13,8 @@ import (
 // recorded is one request as it reached the server.
 type recorded struct {
 	Method, Path, RawPath, Accept, ContentType, UserAgent string
-	Query                                                  map[string][]string
-	Body                                                   []byte
+	Query                                                 map[string][]string
+	Body                                                  []byte
 }
 
 // recorder answers every API request with a body that decodes as any object

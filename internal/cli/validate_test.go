@@ -1,0 +1,259 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/atlas/atlassim"
+	"github.com/backupd/backupd/internal/policy"
+	"github.com/backupd/backupd/internal/run"
+)
+
+const (
+	validateTestProject = "32b6e34b3d91647abb20e7b8"
+	validateTestBucket  = "32b6e34b3d91647abb20e7b9"
+	validateTestSecret  = "validate-test-secret-Hq2"
+)
+
+// validateNow is a fixed "now" just before the 2026 spring-forward night.
+var validateNow = time.Date(2026, 3, 27, 12, 0, 0, 0, time.UTC)
+
+// validateTestEnv reads real files and takes credentials from vars.
+func validateTestEnv(vars map[string]string) policy.Env {
+	env := policy.OSEnv()
+	env.Getenv = func(k string) string { return vars[k] }
+	return env
+}
+
+func validateWriteConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func validateRun(t *testing.T, env policy.Env, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Validate(context.Background(), args, &out, &errb, env, func() time.Time { return validateNow })
+	return code, out.String(), errb.String()
+}
+
+const validateGood = `policies:
+  - name: nightly
+    schedule: "30 2 * * *"
+    timezone: Europe/Berlin
+    targets:
+      - projectID: 32b6e34b3d91647abb20e7b8
+        clusters: [billing, "prod-*"]
+        exclude: [prod-scratch]
+    snapshot: {retentionInDays: 7}
+  - name: restore
+    schedule: "@every 12h"
+    flexRestore: {projectID: 32b6e34b3d91647abb20e7b8, cluster: flex-prod, targetCluster: staging, confirmOverwrite: true}
+`
+
+var validateSAEnv = map[string]string{policy.EnvClientID: "mdb_sa_id_test", policy.EnvClientSecret: validateTestSecret}
+
+func TestValidateOfflinePlan(t *testing.T) {
+	path := validateWriteConfig(t, validateGood)
+	code, out, errOut := validateRun(t, validateTestEnv(validateSAEnv), "-config", path)
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	// The literal cluster gets exact times in its zone; the DST night fires once, at 03:00.
+	wantLines := []string{
+		"policy nightly: snapshot (retention 7d)",
+		`  schedule "30 2 * * *" in Europe/Berlin, no jitter, every 24h0m0s`,
+		"32b6e34b3d91647abb20e7b8/billing           2026-03-28 02:30:00 CET  2026-03-29 03:00:00 CEST  2026-03-30 02:30:00 CEST  2026-03-31 02:30:00 CEST  2026-04-01 02:30:00 CEST",
+		"32b6e34b3d91647abb20e7b8/prod-* (glob)",
+		"32b6e34b3d91647abb20e7b8 excluding         prod-scratch",
+		"policy restore: flexRestore 32b6e34b3d91647abb20e7b8/flex-prod -> 32b6e34b3d91647abb20e7b8/staging",
+		"32b6e34b3d91647abb20e7b8/flex-prod  2026-03-28 00:00:00 UTC  2026-03-28 12:00:00 UTC  2026-03-29 00:00:00 UTC  2026-03-29 12:00:00 UTC  2026-03-30 00:00:00 UTC",
+		path + ": valid (2 policies; not checked against Atlas, use -online)",
+	}
+	for _, l := range wantLines {
+		if !strings.Contains(validateSquash(out), validateSquash(l)) {
+			t.Errorf("stdout lacks %q:\n%s", l, out)
+		}
+	}
+	if strings.Contains(out+errOut, validateTestSecret) {
+		t.Fatal("validate printed the secret")
+	}
+}
+
+// validateSquash collapses runs of blanks, so assertions do not depend on
+// tabwriter padding.
+func validateSquash(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.Join(strings.Fields(l), " ")
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestValidateOfflineJitter(t *testing.T) {
+	path := validateWriteConfig(t, strings.Replace(validateGood, "    timezone: Europe/Berlin\n", "    timezone: Europe/Berlin\n    jitter: 10m\n", 1))
+	code, out, errOut := validateRun(t, validateTestEnv(validateSAEnv), "-config", path)
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := policy.JitterOffset("nightly", run.Target{ProjectID: validateTestProject, Cluster: "billing"}, 10*time.Minute)
+	first := time.Date(2026, 3, 28, 2, 30, 0, 0, berlin).Add(off).Format("2006-01-02 15:04:05 MST")
+	for _, l := range []string{
+		`schedule "30 2 * * *" in Europe/Berlin, jitter < 10m, every 24h0m0s`,
+		"32b6e34b3d91647abb20e7b8/billing " + first,
+		"32b6e34b3d91647abb20e7b8/prod-* (glob) 2026-03-28 02:30:00 CET",
+		"(slots; each cluster starts at its own offset < 10m after them)",
+	} {
+		if !strings.Contains(validateSquash(out), l) {
+			t.Errorf("stdout lacks %q:\n%s", l, out)
+		}
+	}
+}
+
+func TestValidateErrors(t *testing.T) {
+	text := strings.Replace(strings.Replace(validateGood, "retentionInDays: 7", "retentionInDays: 0", 1), "timezone: Europe/Berlin", "timezone: Europe/Berln", 1) + "bogus: 1\n"
+	path := validateWriteConfig(t, text)
+	code, out, errOut := validateRun(t, validateTestEnv(validateSAEnv), "-config", path)
+	if code != 2 || out != "" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	want := path + `:4:15: policies[0].timezone: unknown time zone "Europe/Berln": use an IANA name such as Europe/Berlin or UTC
+` + path + `:9:33: policies[0].snapshot.retentionInDays: must be at least 1
+` + path + `:13:1: bogus: unknown key (allowed: atlas, server, state, log, defaults, policies)
+backupd validate: configuration invalid (3 errors)
+`
+	if errOut != want {
+		t.Fatalf("stderr\n got:\n%s\nwant:\n%s", errOut, want)
+	}
+}
+
+func TestValidateFlagsAndDefaults(t *testing.T) {
+	path := validateWriteConfig(t, validateGood)
+	env := validateTestEnv(map[string]string{policy.EnvClientID: "id", policy.EnvClientSecret: "s", "BACKUPD_CONFIG": path})
+	if code, out, _ := validateRun(t, env); code != 0 || !strings.Contains(out, path+": valid") {
+		t.Fatalf("BACKUPD_CONFIG not used: exit %d\n%s", code, out)
+	}
+	noEnv := validateTestEnv(map[string]string{policy.EnvClientID: "id", policy.EnvClientSecret: "s"})
+	if _, out, errOut := validateRun(t, noEnv); !strings.Contains(out+errOut, DefaultConfigPath) {
+		t.Fatalf("default path %s not used:\n%s%s", DefaultConfigPath, out, errOut)
+	}
+	code, _, errOut := validateRun(t, env, "-h")
+	if code != 0 || !strings.Contains(errOut, "usage: backupd validate [-config PATH] [-online]") || !strings.Contains(errOut, "-online") {
+		t.Fatalf("-h: exit %d\n%s", code, errOut)
+	}
+	if code, _, _ := validateRun(t, env, "-nope"); code != 2 {
+		t.Fatalf("unknown flag: exit %d, want 2", code)
+	}
+	if code, _, errOut := validateRun(t, env, "extra"); code != 2 || !strings.Contains(errOut, `unexpected argument "extra"`) {
+		t.Fatalf("extra argument: exit %d\n%s", code, errOut)
+	}
+}
+
+func TestValidateWarningsKeepExitZero(t *testing.T) {
+	path := validateWriteConfig(t, strings.Replace(validateGood, `"30 2 * * *"`, `"* * * * *"`, 1))
+	code, _, errOut := validateRun(t, validateTestEnv(validateSAEnv), "-config", path)
+	want := "warning: " + path + ":3:15: policies[0].schedule: fires every 1m0s but a run may take up to 6h0m0s; overlapping slots will be skipped\n"
+	if code != 0 || errOut != want {
+		t.Fatalf("exit %d, stderr\n got %q\nwant %q", code, errOut, want)
+	}
+}
+
+// validateSim starts a simulated Atlas with one project: billing and
+// prod-1 usable, prod-paused paused, flex-prod a flex cluster, staging the
+// restore target, and one export bucket.
+func validateSim(t *testing.T) (*httptest.Server, string) {
+	t.Helper()
+	sim := atlassim.New(atlassim.Options{})
+	sim.AddServiceAccount("mdb_sa_id_test", validateTestSecret)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(sim.AddProject(validateTestProject))
+	must(sim.AddCluster(validateTestProject, atlassim.ClusterSpec{Name: "billing", Tier: "M10", BackupEnabled: true}))
+	must(sim.AddCluster(validateTestProject, atlassim.ClusterSpec{Name: "prod-1", Tier: "M30", BackupEnabled: true}))
+	must(sim.AddCluster(validateTestProject, atlassim.ClusterSpec{Name: "prod-paused", Tier: "M10", BackupEnabled: true, Paused: true}))
+	must(sim.AddCluster(validateTestProject, atlassim.ClusterSpec{Name: "staging", Tier: "M10", BackupEnabled: true}))
+	must(sim.AddFlexCluster(validateTestProject, "flex-prod"))
+	bucket, err := sim.AddBucket(validateTestProject, atlas.ExportBucket{ID: validateTestBucket, BucketName: "exports", CloudProvider: "AWS", IAMRoleID: validateTestProject})
+	must(err)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	return srv, bucket
+}
+
+func TestValidateOnline(t *testing.T) {
+	srv, bucket := validateSim(t)
+	text := "atlas: {baseURL: \"" + srv.URL + "\"}\n" + strings.Replace(validateGood,
+		"    snapshot: {retentionInDays: 7}\n",
+		"    snapshot: {retentionInDays: 7}\n    timeouts: {export: 12h}\n    export: {bucketID: "+bucket+"}\n", 1)
+	path := validateWriteConfig(t, text)
+	code, out, errOut := validateRun(t, validateTestEnv(validateSAEnv), "-config", path, "-online")
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr:\n%s\nstdout:\n%s", code, errOut, out)
+	}
+	for _, l := range []string{
+		"32b6e34b3d91647abb20e7b8/billing      2026-03-28 02:30:00 CET",
+		"32b6e34b3d91647abb20e7b8/prod-1       2026-03-28 02:30:00 CET",
+		"32b6e34b3d91647abb20e7b8/prod-paused  skipped: not_supported (cluster is paused)",
+		"32b6e34b3d91647abb20e7b8/flex-prod  2026-03-28 00:00:00 UTC",
+		"valid (2 policies, checked against " + srv.URL + ")",
+	} {
+		if !strings.Contains(validateSquash(out), validateSquash(l)) {
+			t.Errorf("stdout lacks %q:\n%s", l, out)
+		}
+	}
+}
+
+func TestValidateOnlineProblems(t *testing.T) {
+	srv, _ := validateSim(t)
+	text := "atlas: {baseURL: \"" + srv.URL + "\"}\n" + `policies:
+  - name: nightly
+    schedule: "30 2 * * *"
+    targets: [{projectID: 32b6e34b3d91647abb20e7b8, clusters: [billing, missing, prod-paused]}]
+    snapshot: {retentionInDays: 7}
+    timeouts: {export: 12h}
+    export: {bucketID: 32b6e34b3d91647abb20e7ff}
+  - name: restore
+    schedule: "@every 12h"
+    flexRestore: {projectID: 32b6e34b3d91647abb20e7b8, cluster: flex-prod, targetCluster: nowhere, confirmOverwrite: true}
+`
+	path := validateWriteConfig(t, text)
+	code, _, errOut := validateRun(t, validateTestEnv(validateSAEnv), "-config", path, "-online")
+	want := path + `:3:5: policies[0].targets: cluster 32b6e34b3d91647abb20e7b8/missing is named explicitly but cannot be used: not_found (no cluster named missing in project 32b6e34b3d91647abb20e7b8)
+` + path + `:3:5: policies[0].targets: cluster 32b6e34b3d91647abb20e7b8/prod-paused is named explicitly but cannot be used: not_supported (cluster is paused)
+` + path + `:3:5: policies[0].export.bucketID: bucket 32b6e34b3d91647abb20e7ff not found in project 32b6e34b3d91647abb20e7b8
+` + path + `:9:5: policies[1].flexRestore: restore target: no cluster named nowhere in project 32b6e34b3d91647abb20e7b8
+backupd validate: ` + path + `: 4 problems found in Atlas
+`
+	if code != 2 || errOut != want {
+		t.Fatalf("exit %d, stderr\n got:\n%s\nwant:\n%s", code, errOut, want)
+	}
+}
+
+func TestValidateOnlineAuthFailure(t *testing.T) {
+	srv, _ := validateSim(t)
+	path := validateWriteConfig(t, "atlas: {baseURL: \""+srv.URL+"\"}\n"+validateGood)
+	env := validateTestEnv(map[string]string{policy.EnvClientID: "mdb_sa_id_test", policy.EnvClientSecret: "wrong-secret-Zz9"})
+	code, _, errOut := validateRun(t, env, "-config", path, "-online")
+	if code != 2 || !strings.Contains(errOut, "policies[0]: cannot resolve targets:") || strings.Contains(errOut, "wrong-secret-Zz9") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+}

@@ -1,6 +1,7 @@
 package atlassim
 
 import (
+	"bytes"
 	"crypto/md5" //nolint:gosec // HTTP Digest (RFC 7616) MD5 is what Atlas and the digest client speak.
 	"crypto/sha256"
 	"crypto/subtle"
@@ -254,22 +255,24 @@ func parseAuthParams(s string) map[string]string {
 	}
 }
 
-// writeJSON writes v as JSON with the given status and content type.
+// writeJSON writes v as JSON with the given status and content type. HTML
+// escaping is off so "&" in links and "<" in descriptions travel as Atlas
+// sends them.
 func writeJSON(w http.ResponseWriter, status int, contentType string, v any, pretty bool) {
-	var b []byte
-	var err error
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
 	if pretty {
-		b, err = json.MarshalIndent(v, "", "  ")
-	} else {
-		b, err = json.Marshal(v)
+		enc.SetIndent("", "  ")
 	}
-	if err != nil {
+	if err := enc.Encode(v); err != nil {
 		status = http.StatusInternalServerError
 		contentType = atlas.MediaError
-		b, _ = json.Marshal(atlas.ErrorBody{Error: status, ErrorCode: atlas.CodeUnexpectedError, Reason: http.StatusText(status), Detail: "atlassim could not encode the response"})
+		buf.Reset()
+		_ = json.NewEncoder(&buf).Encode(atlas.ErrorBody{Error: status, ErrorCode: atlas.CodeUnexpectedError, Reason: http.StatusText(status), Detail: "atlassim could not encode the response"})
 	}
 	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(buf.Bytes())
 }

@@ -44,7 +44,7 @@ func (s *Sim) Burst429(n int, retryAfter time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.burst429 = max(n, 0)
-	s.burstRetryAfter = retryAfter
+	s.burstRetryAfter = max(retryAfter, 0)
 }
 
 // FailNextSnapshots makes the next n on-demand snapshots end failed.

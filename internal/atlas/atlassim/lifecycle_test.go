@@ -12,13 +12,16 @@ import (
 
 func TestSnapshotLifecycle(t *testing.T) {
 	h := newHarness(t, Options{})
-	desc := `nightly "run" backupd:9f2c/ü ✓`
+	desc := `nightly "run" <backupd:9f2c> & ü ✓`
 	sn := h.takeSnapshot("prod-main", fmt.Sprintf(`{"description":%q,"retentionInDays":5}`, desc))
 	if sn.Status != atlas.SnapshotQueued || sn.SnapshotType != atlas.SnapshotOnDemand || sn.Type != atlas.KindReplicaSet {
 		t.Fatalf("new snapshot = %+v", sn)
 	}
 	if sn.Description != desc {
 		t.Errorf("description %q, want verbatim %q", sn.Description, desc)
+	}
+	if raw := string(h.get(base + "/clusters/prod-main/backup/snapshots/" + sn.ID).raw); !strings.Contains(raw, `<backupd:9f2c> & ü`) {
+		t.Errorf("description is escaped on the wire: %s", raw)
 	}
 	if !sn.CreatedAt.Equal(t0) || !sn.ExpiresAt.Equal(t0.Add(5*24*time.Hour)) {
 		t.Errorf("createdAt %v expiresAt %v", sn.CreatedAt, sn.ExpiresAt)

@@ -396,10 +396,10 @@ const (
 	CodeBackupJobNotFound          = "BACKUP_JOB_NOT_FOUND"          // backups not enabled
 	CodeProviderBackupNotSupported = "PROVIDER_BACKUP_NOT_SUPPORTED" // tier cannot take cloud backups
 	CodeClusterPaused              = "CANNOT_TAKE_SNAPSHOT_OF_PAUSED_CLUSTER"
-	CodeExportConflict             = "EXPORT_ALREADY_IN_PROGRESS"           // UNCONFIRMED (409)
-	CodeSnapshotNotExportable      = "CANNOT_EXPORT_INCOMPLETE_SNAPSHOT"    // UNCONFIRMED
-	CodeFallbackNotExportable      = "CANNOT_EXPORT_FALLBACK_SNAPSHOT"      // UNCONFIRMED
-	CodeRestoreInProgress          = "ATLAS_CLUSTER_RESTORE_IN_PROGRESS"    // 409
-	CodeClusterPausedCannotRestore = "CLUSTER_PAUSED_CANNOT_RESTORE"        // 400
-	CodeFlexOnDemandNotSupported   = "FLEX_CLUSTER_ON_DEMAND_NOT_SUPPORTED" // UNCONFIRMED
+	CodeExportConflict             = "EXPORT_ALREADY_IN_PROGRESS"             // UNCONFIRMED (409)
+	CodeSnapshotNotExportable      = "CANNOT_EXPORT_INCOMPLETE_SNAPSHOT"      // UNCONFIRMED
+	CodeFallbackNotExportable      = "CANNOT_EXPORT_FALLBACK_SNAPSHOT"        // UNCONFIRMED
+	CodeRestoreInProgress          = "ATLAS_CLUSTER_RESTORE_IN_PROGRESS"      // 409
+	CodeClusterPausedCannotRestore = "CLUSTER_PAUSED_CANNOT_RESTORE"          // 400
+	CodeFlexInClusterAPI           = "CANNOT_USE_FLEX_CLUSTER_IN_CLUSTER_API" // a flex cluster addressed as a dedicated one
 )

@@ -127,6 +127,6 @@ var notSupportedCodes = []string{
 	atlas.CodeClusterPaused,
 	atlas.CodeBackupJobNotFound,
 	atlas.CodeProviderBackupNotSupported,
-	atlas.CodeFlexOnDemandNotSupported,
+	atlas.CodeFlexInClusterAPI,
 	atlas.CodeClusterPausedCannotRestore,
 }

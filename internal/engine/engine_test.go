@@ -317,6 +317,7 @@ func TestAtlasSideFailures(t *testing.T) {
 		{"export cancelled", func(s *atlassim.Sim) { s.FailNextExports(1, true) }, "rs", true, run.StageFailed, run.ReasonExportCancelled},
 		{"paused cluster", func(*atlassim.Sim) {}, "paused", false, run.StageSkipped, run.ReasonNotSupported},
 		{"unknown cluster", func(*atlassim.Sim) {}, "gone", false, run.StageFailed, run.ReasonNotFound},
+		{"flex cluster", func(*atlassim.Sim) {}, "flex-prod", false, run.StageSkipped, run.ReasonNotSupported},
 		{"bucket removed", func(s *atlassim.Sim) { must(t, s.RemoveBucket(project, bucketID)) }, "rs", true, run.StageFailed, run.ReasonNotFound},
 	}
 	for _, tc := range cases {

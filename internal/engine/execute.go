@@ -222,6 +222,10 @@ func (e *Engine) ready(ctx context.Context, r run.Run) (run.Run, bool, error) {
 		next, err := e.fail(r, run.ReasonNotFound, "cluster "+t.String()+" not found")
 		return next, true, err
 	case errRejected:
+		if atlas.IsCode(err, notSupportedCodes...) {
+			next, err := e.skip(r, run.ReasonNotSupported, err.Error())
+			return next, true, err
+		}
 		next, err := e.fail(r, run.ReasonAtlasError, err.Error())
 		return next, true, err
 	default:

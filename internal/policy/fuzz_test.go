@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,4 +92,37 @@ func withRealConfig(env Env) Env {
 		return inner(p)
 	}
 	return env
+}
+
+// documentedKeys is every key of the schema. The example and the reference
+// must both mention each one, so neither drifts from the loader.
+var documentedKeys = []string{
+	"atlas", "baseURL", "auth", "serviceAccount", "clientID", "clientSecretFile", "apiKey", "publicKey", "privateKeyFile",
+	"requestsPerMinute", "timeout", "discoveryInterval",
+	"server", "listen", "adminTokenFile",
+	"state", "path", "historyRuns", "historyAge",
+	"log", "level", "format",
+	"defaults", "schedule", "timezone", "jitter", "missed", "overlap", "timeouts", "wait", "snapshot", "export", "restore", "targets",
+	"policies", "name", "projectID", "clusters", "exclude", "retentionInDays", "description",
+	"bucketID", "source", "customData",
+	"flexRestore", "cluster", "targetProjectID", "targetCluster", "confirmOverwrite",
+}
+
+func TestEveryKeyIsDocumented(t *testing.T) {
+	example, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range documentedKeys {
+		if !strings.Contains(string(example), k+":") {
+			t.Errorf("config.example.yaml does not show %q", k)
+		}
+		if !strings.Contains(string(doc), "`"+k) && !strings.Contains(string(doc), "."+k+"`") {
+			t.Errorf("docs/configuration.md does not document %q", k)
+		}
+	}
 }

@@ -485,7 +485,7 @@ func checkPattern(v string) error {
 		return nil
 	}
 	if !globPattern.MatchString(v) {
-		return fmt.Errorf("glob may contain only letters, digits, - and the glob characters * ? [ ] ^ !")
+		return fmt.Errorf("glob may contain only letters, digits, - and the glob characters ! * ? [ ] ^")
 	}
 	if _, err := path.Match(v, ""); err != nil {
 		return fmt.Errorf("malformed glob: %v", err)

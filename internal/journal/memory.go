@@ -1,0 +1,208 @@
+package journal
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/backupd/backupd/internal/run"
+)
+
+// Memory is the Journal for state.path "": the same behaviour as Bolt,
+// nothing on disk. After a restart backupd recovers in-flight runs from
+// the markers it leaves in Atlas instead.
+//
+// Values pass through the JSON encoding Bolt stores before they are kept,
+// so both return exactly the same values (times lose their monotonic
+// reading and come back in the same location either way). run.Run and Mark
+// hold no pointers, so handing out a copy of the struct shares nothing.
+// History and Prune sort in memory; a memory journal is expected to stay
+// small.
+type Memory struct {
+	mu        sync.Mutex
+	runs      map[run.ID]run.Run
+	active    map[run.ID]bool
+	summaries map[string]*summaryRecord // by targetKey
+	marks     map[string]Mark
+}
+
+var _ Journal = (*Memory)(nil)
+
+// NewMemory returns an empty in-memory journal.
+func NewMemory() *Memory {
+	return &Memory{
+		runs:      make(map[run.ID]run.Run),
+		active:    make(map[run.ID]bool),
+		summaries: make(map[string]*summaryRecord),
+		marks:     make(map[string]Mark),
+	}
+}
+
+// roundTrip returns v as it comes back from the JSON Bolt stores.
+func roundTrip[T any](v T) (T, error) {
+	var out T
+	p, err := json.Marshal(v)
+	if err != nil {
+		return out, fmt.Errorf("encode: %w", err)
+	}
+	if err := json.Unmarshal(p, &out); err != nil {
+		return out, fmt.Errorf("decode: %w", err)
+	}
+	return out, nil
+}
+
+// Put implements Journal.
+func (m *Memory) Put(r run.Run) error {
+	if err := checkID("run id", string(r.ID)); err != nil {
+		return fmt.Errorf("memory journal: put run: %w", err)
+	}
+	stored, err := roundTrip(r)
+	if err != nil {
+		return fmt.Errorf("memory journal: put run %s: %w", r.ID, err)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var old *run.Run
+	if o, ok := m.runs[r.ID]; ok {
+		old = &o
+	}
+	m.runs[r.ID] = stored
+	if stored.Stage.Terminal() {
+		delete(m.active, r.ID)
+	} else {
+		m.active[r.ID] = true
+	}
+	key := string(targetKey(stored.Policy, stored.Target))
+	s, ok := m.summaries[key]
+	if !ok {
+		s = &summaryRecord{Summary: Summary{Policy: stored.Policy, Target: stored.Target}}
+	}
+	if s.apply(old, stored) {
+		m.summaries[key] = s
+	}
+	return nil
+}
+
+// Get implements Journal.
+func (m *Memory) Get(id run.ID) (run.Run, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.runs[id]
+	return r, ok, nil
+}
+
+// sorted returns the runs keep selects, in History order. Callers hold mu.
+func (m *Memory) sorted(keep func(id run.ID) bool) []run.Run {
+	var out []run.Run
+	for id, r := range m.runs {
+		if keep(id) {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b run.Run) int {
+		if newer(a, b) {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// Active implements Journal.
+func (m *Memory) Active() ([]run.Run, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.sorted(func(id run.ID) bool { return m.active[id] })
+	slices.Reverse(out)
+	return out, nil
+}
+
+// History implements Journal.
+func (m *Memory) History(q Query) ([]run.Run, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []run.Run
+	for _, r := range m.sorted(func(run.ID) bool { return true }) {
+		switch {
+		case q.Limit > 0 && len(out) >= q.Limit:
+			return out, nil
+		case q.Policy != "" && r.Policy != q.Policy,
+			q.Target != nil && r.Target != *q.Target,
+			!q.Before.IsZero() && !r.CreatedAt.Before(q.Before):
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Summaries implements Journal.
+func (m *Memory) Summaries() ([]Summary, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := slices.Sorted(maps.Keys(m.summaries))
+	out := make([]Summary, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, m.summaries[k].clone())
+	}
+	return out, nil
+}
+
+// Mark implements Journal.
+func (m *Memory) Mark(key string) (Mark, bool, error) {
+	if err := checkID("mark key", key); err != nil {
+		return Mark{}, false, fmt.Errorf("memory journal: read mark: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mk, ok := m.marks[key]
+	return mk, ok, nil
+}
+
+// SetMark implements Journal.
+func (m *Memory) SetMark(key string, mk Mark) error {
+	if err := checkID("mark key", key); err != nil {
+		return fmt.Errorf("memory journal: set mark: %w", err)
+	}
+	stored, err := roundTrip(mk)
+	if err != nil {
+		return fmt.Errorf("memory journal: set mark %s: %w", key, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.marks[key] = stored
+	return nil
+}
+
+// DeleteMark implements Journal.
+func (m *Memory) DeleteMark(key string) error {
+	if err := checkID("mark key", key); err != nil {
+		return fmt.Errorf("memory journal: delete mark: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.marks, key)
+	return nil
+}
+
+// Prune implements Journal.
+func (m *Memory) Prune(now time.Time, keepRuns int, maxAge time.Duration) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cutoff := now.Add(-maxAge)
+	removed := 0
+	for i, r := range m.sorted(func(id run.ID) bool { return !m.active[id] }) {
+		if (keepRuns > 0 && i >= keepRuns) || (maxAge > 0 && r.CreatedAt.Before(cutoff)) {
+			delete(m.runs, r.ID)
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+// Close implements Journal; a memory journal has nothing to release.
+func (m *Memory) Close() error { return nil }

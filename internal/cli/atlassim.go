@@ -22,10 +22,11 @@ func AtlasSim(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fixture := fs.String("fixture", "", "YAML fixture describing the fleet and credentials (default: the built-in demo fleet)")
 	speed := fs.Float64("speed", 1, "lifecycle speed-up: snapshot, export and restore durations are divided by it")
 	seed := fs.Int64("seed", 1, "seed for generated ids and injected faults")
+	admin := fs.Bool("admin", false, "also serve the unauthenticated test-control API under /_sim/ (faults, fleet changes, call log); tests and dry runs only")
 	var tf timeFlags
 	tf.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: backupd atlas-sim [-listen ADDR] [-fixture FILE] [-speed N]\n\nServes a simulated Atlas Admin API v2 (cloud backups, exports, flex restores, clusters).")
+		fmt.Fprintln(stderr, "usage: backupd atlas-sim [-listen ADDR] [-fixture FILE] [-speed N] [-admin]\n\nServes a simulated Atlas Admin API v2 (cloud backups, exports, flex restores, clusters).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -58,8 +59,16 @@ func AtlasSim(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintf(stderr, "backupd atlas-sim: %v\n", err)
 		return exitFailure
 	}
+	var handler http.Handler = sim
+	if *admin {
+		mux := http.NewServeMux()
+		mux.Handle(atlassim.AdminPrefix, sim.AdminHandler())
+		mux.Handle("/", sim)
+		handler = mux
+		fmt.Fprintf(stdout, "test-control API on http://%s%s (unauthenticated: -admin is for tests and dry runs)\n", ln.Addr(), atlassim.AdminPrefix)
+	}
 	fmt.Fprintf(stdout, "%slistening on http://%s (use it as atlas.baseURL)\n", sim.Describe(), ln.Addr())
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

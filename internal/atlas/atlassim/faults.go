@@ -91,6 +91,11 @@ type Call struct {
 	ProjectID string
 	// Dropped is set when the request was applied and its connection dropped.
 	Dropped bool
+	// Received is when the request arrived, before any injected latency
+	// (At is when it was answered). Rate checks of a client use it.
+	Received time.Time
+	// RetryAfter is the Retry-After sent with a 429 or 503 answer.
+	RetryAfter time.Duration
 }
 
 // maxCallLog bounds the call log of a long-running standalone simulator.

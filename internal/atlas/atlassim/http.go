@@ -157,6 +157,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// under /api/atlas/v2 earns the digest challenge.
 	s.mu.Lock()
 	now := s.clk.Now()
+	rec.Received = now
 	auth := s.authenticateLocked(req, now)
 	if !auth.ok {
 		e := errUnauthorized()
@@ -234,6 +235,9 @@ func (s *Sim) finish(w http.ResponseWriter, req *http.Request, rec Call, counted
 		rec.At = s.clk.Now()
 	}
 	rec.Status = e.status
+	if secs, err := strconv.Atoi(e.header.Get("Retry-After")); err == nil && secs > 0 {
+		rec.RetryAfter = time.Duration(secs) * time.Second
+	}
 	s.recordLocked(rec, counted)
 	s.mu.Unlock()
 	s.log("atlassim: %s %s -> %d %s", req.Method, req.URL.Path, e.status, e.code)

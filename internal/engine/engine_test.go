@@ -123,7 +123,6 @@ type harness struct {
 	rec    *recorder
 	eng    *engine.Engine
 	cancel context.CancelFunc
-	wrap   func(engine.Atlas) engine.Atlas
 }
 
 func start(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies []engine.Policy, markerRecovery bool, wrap func(engine.Atlas) engine.Atlas) *harness {

@@ -262,24 +262,38 @@ func (e *Engine) newRun(p Policy, t run.Target, slot, at time.Time, manual bool)
 // admit persists a new run (pending, or skipped) and launches it. A run id
 // already in the journal is returned as it is: its slot was handled.
 func (e *Engine) admit(ctx context.Context, r run.Run, skip string) (run.Run, error) {
+	r, launched, err := e.record(ctx, r, skip)
+	if err != nil || !launched {
+		return r, err
+	}
+	e.emit(r, "", 0, "")
+	if !r.Stage.Terminal() {
+		go e.execute(e.ctx, r)
+	}
+	return r, nil
+}
+
+// record decides, under the engine's lock, what becomes of a new run and
+// persists it. launched is false when the run already existed.
+func (e *Engine) record(ctx context.Context, r run.Run, skip string) (run.Run, bool, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.ctx == nil {
-		return r, errors.New("engine not started")
+		return r, false, errors.New("engine not started")
 	}
 	if existing, ok, err := e.j.Get(r.ID); err != nil {
-		return r, fmt.Errorf("looking up run %s: %w", r.ID, err)
+		return r, false, fmt.Errorf("looking up run %s: %w", r.ID, err)
 	} else if ok {
-		return existing, nil
+		return existing, false, nil
 	}
 	if e.seen[r.ID] {
 		r.Detail = "already started before the restart (found by its Atlas marker)"
-		return r, nil
+		return r, false, nil
 	}
 	if e.ctx.Err() != nil || ctx.Err() != nil {
 		if !r.Manual {
 			// Not recorded: the scheduler keeps the slot and a restart catches it up.
-			return r, ErrStopping
+			return r, false, ErrStopping
 		}
 		skip = run.ReasonShutdown
 	}
@@ -297,15 +311,13 @@ func (e *Engine) admit(ctx context.Context, r run.Run, skip string) (run.Run, er
 		}
 	}
 	if err := e.j.Put(r); err != nil {
-		return r, fmt.Errorf("recording run %s: %w", r.ID, err)
+		return r, false, fmt.Errorf("recording run %s: %w", r.ID, err)
 	}
-	e.emit(r, "", 0, "")
 	if !r.Stage.Terminal() {
 		e.inflight[k] = r
 		e.wg.Add(1)
-		go e.execute(e.ctx, r)
 	}
-	return r, nil
+	return r, true, nil
 }
 
 func skipDetail(reason string) string {

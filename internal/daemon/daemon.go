@@ -264,7 +264,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) Reload(ctx context.Context) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	_ = d.opts.Notifier.Notify(reloadingState(d.clk.Now()))
+	// Plain RELOADING=1 suits Type=notify; Type=notify-reload would also
+	// want MONOTONIC_USEC, which the unit does not use.
+	_ = d.opts.Notifier.Notify("RELOADING=1")
 	defer func() { _ = d.opts.Notifier.Notify("READY=1") }()
 	cfg, err := policy.Load(d.opts.ConfigPath, d.opts.Env)
 	if err != nil {
@@ -313,10 +315,6 @@ func (d *Daemon) apply(cfg *policy.Config) {
 	d.engine.SetPolicies(d.enginePolicies(cfg))
 	d.sched.Set(d.entries(cfg))
 	d.metrics.SetPolicies(policyInfos(cfg))
-}
-
-func reloadingState(now time.Time) string {
-	return fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", now.UnixMicro())
 }
 
 func atlasChanged(a, b policy.Atlas) bool {

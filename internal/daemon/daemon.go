@@ -586,17 +586,23 @@ func (d *Daemon) adminToken() string {
 // watchdog pings systemd at half of WatchdogSec, only while the scheduler
 // loop is alive, so a hung loop gets the service restarted.
 func (d *Daemon) watchdog(ctx context.Context) {
-	iv := d.opts.Notifier.WatchdogInterval()
+	watchdogLoop(ctx, d.clk, d.opts.Notifier, d.healthy, func(err error) {
+		d.log.Error("withholding the systemd watchdog ping", zap.Error(err))
+	})
+}
+
+func watchdogLoop(ctx context.Context, clk clock.Clock, n Notifier, healthy func() error, unhealthy func(error)) {
+	iv := n.WatchdogInterval()
 	if iv <= 0 {
 		return
 	}
 	for {
-		if d.healthy() == nil {
-			_ = d.opts.Notifier.Notify("WATCHDOG=1")
+		if err := healthy(); err == nil {
+			_ = n.Notify("WATCHDOG=1")
 		} else {
-			d.log.Error("scheduler loop is not alive; withholding the watchdog ping")
+			unhealthy(err)
 		}
-		if clock.Sleep(ctx, d.clk, iv/2) != nil {
+		if clock.Sleep(ctx, clk, iv/2) != nil {
 			return
 		}
 	}

@@ -66,14 +66,36 @@ EXTRA`
 `
 )
 
+// notes records systemd notifications.
+type notes struct {
+	mu     sync.Mutex
+	states []string
+}
+
+func (n *notes) Notify(s string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.states = append(n.states, s)
+	return nil
+}
+
+func (n *notes) WatchdogInterval() time.Duration { return 0 }
+
+func (n *notes) String() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(n.states, ",")
+}
+
 type env struct {
-	dir  string
-	sim  *atlassim.Sim
-	logs *syncBuffer
-	d    *daemon.Daemon
-	h    http.Handler
-	stop func()
-	done chan error
+	notes *notes
+	dir   string
+	sim   *atlassim.Sim
+	logs  *syncBuffer
+	d     *daemon.Daemon
+	h     http.Handler
+	stop  func()
+	done  chan error
 }
 
 type syncBuffer struct {
@@ -133,9 +155,10 @@ func startDaemon(t *testing.T, extra string) *env {
 	sim.AddServiceAccount(clientID, secret)
 
 	logs := &syncBuffer{}
+	nt := &notes{}
 	d, err := daemon.New(daemon.Options{
 		ConfigPath: filepath.Join(dir, goodConfig), Env: policy.OSEnv(), Clock: clock.Real(),
-		LogOutput: zapcore.AddSync(logs), Transport: sim.Transport(), NoListen: true,
+		LogOutput: zapcore.AddSync(logs), Transport: sim.Transport(), NoListen: true, Notifier: nt,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -148,12 +171,15 @@ func startDaemon(t *testing.T, extra string) *env {
 	case err := <-done:
 		t.Fatalf("daemon did not start: %v", err)
 	}
-	e := &env{dir: dir, sim: sim, logs: logs, d: d, h: d.Handler(), done: done}
+	e := &env{notes: nt, dir: dir, sim: sim, logs: logs, d: d, h: d.Handler(), done: done}
+	var once sync.Once
 	e.stop = func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run returned %v", err)
-		}
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		})
 	}
 	return e
 }
@@ -309,6 +335,11 @@ func TestReloadKeepsOldConfigOnErrorAndDropsRemovedPolicies(t *testing.T) {
 		code, _ := e.get(t, "/api/v1/status")
 		if code != 200 || len(e.d.Status().Policies) != 1 {
 			t.Fatalf("status after reload: %d, %d policies", code, len(e.d.Status().Policies))
+		}
+		e.stop()
+		// systemd heard: ready, then each reload bracketed by RELOADING=1/READY=1, then stopping.
+		if got, want := e.notes.String(), "READY=1,RELOADING=1,READY=1,RELOADING=1,READY=1,STOPPING=1"; got != want {
+			t.Fatalf("notifications = %s, want %s", got, want)
 		}
 	})
 }

@@ -153,7 +153,13 @@ func startDaemon(t *testing.T, extra string) *env {
 		t.Fatal(err)
 	}
 	sim.AddServiceAccount(clientID, secret)
+	return launch(t, dir, sim)
+}
 
+// launch starts a daemon process's worth of components on dir's config
+// and journal against sim.
+func launch(t *testing.T, dir string, sim *atlassim.Sim) *env {
+	t.Helper()
 	logs := &syncBuffer{}
 	nt := &notes{}
 	d, err := daemon.New(daemon.Options{
@@ -373,4 +379,67 @@ func grep(body, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestDowntimeCollapsesMissedSlots stops the daemon for three hourly slots
+// and restarts it on the same journal: missed: once runs one catch-up for
+// the newest missed slot; missed: skip records it as skipped{missed}.
+func TestDowntimeCollapsesMissedSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const skipPolicy = `
+  - name: hourly-skip
+    schedule: "30 * * * *"
+    missed: skip
+    targets: [{projectID: ` + project + `, clusters: ["prod-a"]}]
+    snapshot: {retentionInDays: 1}
+`
+		e := startDaemon(t, skipPolicy)
+		start := time.Now()
+		time.Sleep(time.Until(start.Truncate(time.Hour).Add(time.Hour + 50*time.Minute))) // 01:50: both slots ran
+		synctest.Wait()
+		e.stop()
+		before := len(e.sim.Snapshots(project, "prod-a"))
+
+		time.Sleep(150 * time.Minute) // down from 01:50 to 04:20: slots 02:00-04:00 and 02:30, 03:30 missed
+		e2 := launch(t, e.dir, e.sim)
+		defer e2.stop()
+		time.Sleep(25 * time.Minute) // 04:45: catch-up done, 04:30 ran on time, 05:00 not yet due
+		synctest.Wait()
+
+		var got struct {
+			Runs []run.Run `json:"runs"`
+		}
+		for _, pol := range []string{"hourly", "hourly-skip"} {
+			_, body := e2.get(t, "/api/v1/runs?policy="+pol)
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatal(err)
+			}
+			if pol == "hourly-skip" {
+				// 00:30 and 01:30 ran, 03:30 (the newest missed) is skipped, 04:30 ran on time.
+				if len(got.Runs) != 4 {
+					t.Fatalf("%s: %d runs, want 4: %s", pol, len(got.Runs), body)
+				}
+				newest := got.Runs[1]
+				wantSlot := start.Truncate(time.Hour).Add(3*time.Hour + 30*time.Minute)
+				if newest.Stage != run.StageSkipped || newest.Reason != run.ReasonMissed || !newest.Slot.Equal(wantSlot) {
+					t.Fatalf("hourly-skip after downtime = %s{%s} slot %v, want skipped{missed} for %v", newest.Stage, newest.Reason, newest.Slot, wantSlot)
+				}
+				continue
+			}
+			if len(got.Runs) != 2 {
+				t.Fatalf("%s: %d runs, want the first slot and one for the downtime: %s", pol, len(got.Runs), body)
+			}
+			newest := got.Runs[0]
+			wantSlot := start.Truncate(time.Hour).Add(4 * time.Hour)
+			if newest.Stage != run.StageSucceeded || !newest.CatchUp || !newest.Slot.Equal(wantSlot) {
+				t.Fatalf("hourly after downtime = %s catchUp=%v slot %v, want a succeeded catch-up for %v", newest.Stage, newest.CatchUp, newest.Slot, wantSlot)
+			}
+		}
+		if after := len(e2.sim.Snapshots(project, "prod-a")); after != before+2 {
+			t.Fatalf("snapshots %d → %d across the downtime, want one catch-up and the on-time 04:30", before, after)
+		}
+		if !e2.metric(t, `backupd_runs_skipped_total{cluster="prod-a",policy="hourly-skip",project="`+project+`",reason="missed"} 1`) {
+			t.Fatal("skipped{missed} not counted")
+		}
+	})
 }

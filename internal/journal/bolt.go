@@ -47,6 +47,10 @@ const maxIDLen = 1024
 // prune does not hold the writer lock (and every Put) for long.
 const pruneBatch = 1000
 
+// appendFillPercent is how full bbolt packs split pages of the history
+// indexes (default 0.5).
+const appendFillPercent = 0.9
+
 // Options tune Open.
 type Options struct {
 	// NoSync skips fsync on commit. Only for tests and benchmarks: a crash
@@ -360,6 +364,10 @@ func putTx(tx *bolt.Tx, r run.Run, payload []byte) error {
 	}
 	for _, ix := range historyIndexes {
 		bk := tx.Bucket(ix.bucket)
+		// New keys land at the end of their prefix (runs are created in
+		// time order), so pages that split are not written to again: pack
+		// them instead of leaving them half empty.
+		bk.FillPercent = appendFillPercent
 		k := ix.key(r)
 		if old != nil {
 			if ok := ix.key(*old); !bytes.Equal(ok, k) {

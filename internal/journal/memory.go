@@ -144,9 +144,8 @@ func (m *Memory) History(q Query) ([]run.Run, error) {
 func (m *Memory) Summaries() ([]Summary, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	keys := slices.Sorted(maps.Keys(m.summaries))
-	out := make([]Summary, 0, len(keys))
-	for _, k := range keys {
+	var out []Summary
+	for _, k := range slices.Sorted(maps.Keys(m.summaries)) {
 		out = append(out, m.summaries[k].clone())
 	}
 	return out, nil

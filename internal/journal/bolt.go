@@ -106,8 +106,8 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return create(path, opts)
 	case err != nil:
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
-	case st.IsDir():
-		return nil, fmt.Errorf("open journal %s: it is a directory; state.path must name a file", path)
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("open journal %s: it is a %s, not a regular file; state.path must name a file", path, fileKind(st.Mode()))
 	case st.Size() == 0:
 		// An empty file holds nothing to lose (bbolt creates files this way
 		// and a crash can leave one); it is initialised like a new one.
@@ -123,6 +123,13 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil, err
 	}
 	return openRW(path, opts)
+}
+
+func fileKind(m os.FileMode) string {
+	if m.IsDir() {
+		return "directory"
+	}
+	return "special file (" + m.Type().String() + ")"
 }
 
 // create makes a new journal file and makes its directory entry durable.

@@ -155,8 +155,11 @@ func TestOpenPathProblems(t *testing.T) {
 		t.Fatalf("Open created the missing directory: %v", err)
 	}
 
-	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "is a directory") {
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "it is a directory, not a regular file") {
 		t.Fatalf("directory as path: err = %v", err)
+	}
+	if _, err := Open(os.DevNull, Options{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("device as path: err = %v", err)
 	}
 	if _, err := Open("", Options{}); err == nil || !strings.Contains(err.Error(), "NewMemory") {
 		t.Fatalf("empty path: err = %v", err)

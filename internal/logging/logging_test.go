@@ -20,7 +20,7 @@ var t0 = time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
 // fixedClock pins log timestamps so assertions do not depend on wall time.
 type fixedClock struct{ t time.Time }
 
-func (c fixedClock) Now() time.Time                          { return c.t }
+func (c fixedClock) Now() time.Time                         { return c.t }
 func (c fixedClock) NewTicker(d time.Duration) *time.Ticker { return time.NewTicker(d) }
 
 func newJSON(t *testing.T, level string) (*zap.Logger, *bytes.Buffer) {

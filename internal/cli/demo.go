@@ -129,22 +129,28 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	bannerDone, runDone := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(bannerDone)
 		select {
 		case <-d.Ready():
 			addr := d.Addr().String()
-			fmt.Fprintf(stdout, "backupd demo: simulated Atlas with project %s; the clock runs %gx real time (a minute passes every %s)\n",
+			live.printf("backupd demo: simulated Atlas with project %s; the clock runs %gx real time (a minute passes every %s)\n",
 				atlassim.DemoProjectID, *speed, (time.Duration(float64(time.Minute) / *speed)).Round(time.Millisecond))
-			fmt.Fprintf(stdout, "  metrics: http://%s/metrics   status: backupd status -addr http://%s   (Ctrl-C to stop)\n\n", addr, addr)
+			live.printf("  metrics: http://%s/metrics   status: backupd status -addr http://%s   (Ctrl-C to stop)\n\n", addr, addr)
 			for _, p := range d.Status().Policies {
 				for _, u := range p.Unresolved {
-					fmt.Fprintf(stdout, "%s  %-24s %-14s not scheduled: %s (%s)\n", clk.Now().Format("15:04:05"), p.Name, u.Target.Cluster, u.Reason, u.Detail)
+					live.printf("%s  %-24s %-14s not scheduled: %s (%s)\n", clk.Now().Format("15:04:05"), p.Name, u.Target.Cluster, u.Reason, u.Detail)
 				}
 			}
 		case <-ctx.Done():
+		case <-runDone:
 		}
 	}()
-	if err := d.Run(ctx); err != nil {
+	err = d.Run(ctx)
+	close(runDone)
+	<-bannerDone
+	if err != nil {
 		fmt.Fprintf(stderr, "backupd demo: %v\n", err)
 		return exitFailure
 	}
@@ -203,6 +209,13 @@ func (l *liveSummary) Observe(e run.Event) {
 		}
 	}
 	fmt.Fprintf(l.w, "%s  %-24s %-14s %s\n", e.At.Format("15:04:05"), r.Policy, r.Target.Cluster, msg)
+}
+
+// printf writes one line in order with the event lines.
+func (l *liveSummary) printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, format, args...)
 }
 
 func (l *liveSummary) summary() {

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backupd/backupd/internal/atlas/atlassim"
+	"github.com/backupd/backupd/internal/journal"
+	"github.com/backupd/backupd/internal/policy"
+	"github.com/backupd/backupd/internal/run"
+)
+
+// TestFleetbenchSmall runs the whole benchmark at CI size (100 targets, one
+// simulated hour at 240x): it builds backupd, runs the simulator and the
+// daemon as processes and checks the report is complete and that the
+// Atlas-calls and 429 lines pass.
+func TestFleetbenchSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs backupd and atlas-sim as processes for about half a minute")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Second)
+	defer cancel()
+	var progress bytes.Buffer
+	rep, err := Run(ctx, Options{
+		Projects: 20, Clusters: 5, Hours: 1, Scale: 240, Jitter: 15 * time.Minute, JournalRuns: 2000,
+		Lead: 3 * time.Second, Scrape: time.Minute, Workdir: t.TempDir(), Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", table.String())
+
+	if rep.Params.Targets != 100 || rep.Runs.Expected != 100 {
+		t.Errorf("targets %d, expected runs %d; want 100 and 100", rep.Params.Targets, rep.Runs.Expected)
+	}
+	if got := rep.Runs.Succeeded + rep.Runs.Failed + rep.Runs.Skipped + rep.Runs.Unfinished; got != rep.Runs.Expected {
+		t.Errorf("runs found %d (%+v), want every expected run", got, rep.Runs)
+	}
+	if rep.Runs.Succeeded == 0 {
+		t.Fatalf("no chain completed: %+v", rep.Runs)
+	}
+	// Every completed chain posted exactly one snapshot and one export.
+	for _, op := range []string{"take_snapshot", "create_export"} {
+		if got := rep.API.Calls[op]; got != rep.Runs.Succeeded {
+			t.Errorf("%s calls %d, want one per completed chain (%d)", op, got, rep.Runs.Succeeded)
+		}
+	}
+	if rep.PeakRSSBytes <= 0 || rep.StartupSeconds <= 0 || rep.CPUSecondsPerSimHour <= 0 {
+		t.Errorf("resource figures missing: RSS %d, startup %g, CPU/h %g", rep.PeakRSSBytes, rep.StartupSeconds, rep.CPUSecondsPerSimHour)
+	}
+	if rep.FireLag.N != rep.Runs.Expected || rep.ExportDetection.N != rep.Runs.Succeeded || rep.SnapshotDetection.N != rep.Runs.Succeeded {
+		t.Errorf("distributions cover %d/%d/%d runs, want %d/%d/%d", rep.FireLag.N, rep.SnapshotDetection.N, rep.ExportDetection.N,
+			rep.Runs.Expected, rep.Runs.Succeeded, rep.Runs.Succeeded)
+	}
+	if rep.Machine.Cores < 1 || rep.Machine.GoVersion == "" {
+		t.Errorf("machine not described: %+v", rep.Machine)
+	}
+	for _, name := range []string{CheckRSS, CheckStartup, CheckFireLag, CheckSnapshot, CheckExport, CheckCalls, Check429, CheckCompleted} {
+		c, ok := rep.Check(name)
+		if !ok {
+			t.Errorf("report has no %q line", name)
+			continue
+		}
+		verdict := "FAIL"
+		if c.Pass {
+			verdict = "PASS"
+		}
+		if !strings.Contains(table.String(), verdict+"  "+name) {
+			t.Errorf("table does not print %q as %s", name, verdict)
+		}
+	}
+	for _, name := range []string{CheckCalls, Check429} {
+		if c, _ := rep.Check(name); !c.Pass {
+			t.Errorf("%s: %s, want a pass (target %s)", name, c.Value, c.Target)
+		}
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatalf("JSON report does not decode: %v", err)
+	}
+	if len(back.Checks) != len(rep.Checks) || back.API.Calls["take_snapshot"] != rep.API.Calls["take_snapshot"] {
+		t.Errorf("JSON report lost data: %d checks, take_snapshot %d", len(back.Checks), back.API.Calls["take_snapshot"])
+	}
+}
+
+func TestGeneratedFixtureAndConfigLoad(t *testing.T) {
+	dir := t.TempDir()
+	f := Fleet{Projects: 3, Clusters: 2}
+	fx := filepath.Join(dir, "fixture.yaml")
+	if err := f.WriteFixture(fx, 100, 100); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := atlassim.LoadFixture(fx)
+	if err != nil {
+		t.Fatalf("generated fixture does not load: %v", err)
+	}
+	if len(loaded.Projects) != 3 || len(loaded.Projects[2].Clusters) != 2 || loaded.Projects[1].Buckets[0].ID != bucketID {
+		t.Errorf("fixture fleet %+v, want 3 projects of 2 clusters with the bucket", loaded.Projects)
+	}
+	if loaded.RateLimit == nil || loaded.RateLimit.Capacity != 100 || loaded.RateLimit.RefillPerMinute != 100 {
+		t.Errorf("fixture rate limit %+v, want 100/100", loaded.RateLimit)
+	}
+
+	secret := filepath.Join(dir, "secret")
+	if err := WriteSecret(secret); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := f.WriteConfig(cfgPath, ConfigParams{
+		BaseURL: "http://127.0.0.1:1", Listen: "127.0.0.1:0", StatePath: filepath.Join(dir, "state.db"),
+		SecretFile: secret, RequestsPerMinute: 600, Jitter: 15 * time.Minute, LogLevel: "info",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := policy.Load(cfgPath, policy.Env{ReadFile: os.ReadFile, Stat: os.Stat})
+	if err != nil {
+		t.Fatalf("generated config does not load: %v", err)
+	}
+	if len(cfg.Policies) != 1 {
+		t.Fatalf("%d policies, want 1", len(cfg.Policies))
+	}
+	p := cfg.Policies[0]
+	if p.Name != policyName || p.Schedule != "0 * * * *" || p.Jitter != 15*time.Minute || p.Export == nil || p.Export.BucketID != bucketID {
+		t.Errorf("policy %+v, want the hourly snapshot+export with 15m jitter", p)
+	}
+	if len(p.Targets) != 3 || p.Targets[2].ProjectID != f.ProjectID(2) {
+		t.Errorf("targets %+v, want one entry per project", p.Targets)
+	}
+	if cfg.Atlas.RequestsPerMinute != 600 || cfg.Atlas.ServiceAccount == nil || cfg.Atlas.ServiceAccount.ClientSecret.Reveal() != clientSecret {
+		t.Errorf("atlas section %+v not as generated", cfg.Atlas)
+	}
+}
+
+func TestPregenerateJournal(t *testing.T) {
+	f := Fleet{Projects: 2, Clusters: 3}
+	path := filepath.Join(t.TempDir(), "state", "state.db")
+	before := time.Date(2026, 3, 1, 12, 30, 0, 0, time.UTC)
+	if err := f.PregenerateJournal(path, 13, before); err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(path, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	runs, err := j.History(journal.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 13 {
+		t.Fatalf("%d runs in the journal, want 13", len(runs))
+	}
+	active, err := j.Active()
+	if err != nil || len(active) != 0 {
+		t.Errorf("active runs %d (%v), want none: history is finished", len(active), err)
+	}
+	for _, r := range runs {
+		if r.Stage != run.StageSucceeded || r.Policy != policyName {
+			t.Errorf("run %s: stage %s policy %s", r.ID, r.Stage, r.Policy)
+		}
+		if want := run.NewID(policyName, r.Target.ProjectID, r.Target.Cluster, r.Slot, false); r.ID != want {
+			t.Errorf("run id %s, want the daemon's id for its slot %s", r.ID, want)
+		}
+		if !r.Slot.Before(before.Truncate(time.Hour)) || r.Slot.Minute() != 0 {
+			t.Errorf("slot %s is not a whole past hour before %s", r.Slot, before)
+		}
+	}
+	// Target 0 has 13/6 rounded up = 3 runs, in three different hours.
+	slots := map[time.Time]bool{}
+	for _, r := range runs {
+		if r.Target == (run.Target{ProjectID: f.ProjectID(0), Cluster: f.ClusterName(0)}) {
+			slots[r.Slot] = true
+		}
+	}
+	if len(slots) != 3 {
+		t.Errorf("target 0 has runs in %d slots, want 3", len(slots))
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	data := []byte("Name:\tbackupd\nVmPeak:\t  900000 kB\nVmHWM:\t   40960 kB\nVmRSS:\t   30720 kB\nRssAnon:\t   20480 kB\nRssFile:\t   10240 kB\nThreads:\t9\n")
+	m, err := parseStatus(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m != (Memory{HWM: 40 << 20, RSS: 30 << 20, RssAnon: 20 << 20, RssFile: 10 << 20}) {
+		t.Errorf("parsed %+v", m)
+	}
+	if _, err := parseStatus([]byte("VmHWM:\t12 MB\n")); err == nil {
+		t.Error("a unit other than kB was accepted")
+	}
+	if _, err := parseStatus([]byte("Name:\tx\n")); err == nil {
+		t.Error("a status without memory lines was accepted")
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// The command name may contain spaces and parentheses.
+	line := "4242 (back up) (d)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 9 0 100 1000000 5000 18446744073709551615\n"
+	d, err := parseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != 3250*time.Millisecond {
+		t.Errorf("CPU %s, want 3.25s (325 ticks)", d)
+	}
+	for _, bad := range []string{"no parenthesis", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 x 5 0"} {
+		if _, err := parseStat([]byte(bad)); err == nil {
+			t.Errorf("parseStat(%q) accepted", bad)
+		}
+	}
+	own, err := readCPU(os.Getpid())
+	if err != nil || own < 0 {
+		t.Errorf("reading this process's CPU: %s, %v", own, err)
+	}
+}
+
+func TestDistOf(t *testing.T) {
+	if d := distOf(nil); d != (Dist{}) {
+		t.Errorf("empty: %+v", d)
+	}
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- { // unsorted input
+		ds = append(ds, time.Duration(i)*time.Second)
+	}
+	d := distOf(ds)
+	if d.N != 100 || d.P50 != 50 || d.P99 != 99 || d.Max != 100 {
+		t.Errorf("1..100 s: %+v, want p50 50, p99 99, max 100", d)
+	}
+	if ds[0] != 100*time.Second {
+		t.Error("distOf reordered its input")
+	}
+}
+
+func TestPollBudget(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want int
+	}{
+		{0, 1},                 // read at the stage's start
+		{time.Second, 2},       // 0, 10
+		{10 * time.Second, 2},  // 0, 10
+		{11 * time.Second, 3},  // 0, 10, 30
+		{150 * time.Second, 6}, // 0, 10, 30, 70, 130, 190
+		{330 * time.Second, 9}, // ..., 190, 250, 310, 370
+		{10 * time.Minute, 13}, // ..., 610
+	} {
+		if got := pollBudget(c.d, 10*time.Second, time.Minute); got != c.want {
+			t.Errorf("pollBudget(%s) = %d, want %d", c.d, got, c.want)
+		}
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	text := `# HELP backupd_inflight_runs Runs in flight.
+# TYPE backupd_inflight_runs gauge
+backupd_inflight_runs{stage="exporting"} 12
+backupd_inflight_runs{stage="snapshotting"} 3
+backupd_atlas_requests_total{code="200",operation="get_export"} 1500
+backupd_atlas_requests_total{code="429",operation="get_export"} 2
+backupd_atlas_requests_total{code="429",operation="take_snapshot"} 1
+backupd_atlas_rate_limited_total{operation="get_export"} 2
+backupd_build_info{goversion="go1.26",version="dev"} 1
+`
+	m, err := parseMetrics(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Inflight != 15 || m.RequestsByCode["429"] != 3 || m.RequestsByCode["200"] != 1500 || m.RateLimited != 2 {
+		t.Errorf("parsed %+v", m)
+	}
+	if _, err := parseMetrics("backupd_inflight_runs{stage=\"x\"} notanumber\n"); err == nil {
+		t.Error("a bad value was accepted")
+	}
+}
+
+func TestEvaluateFailsEmptyAndPassesGood(t *testing.T) {
+	var empty Report
+	empty.evaluate()
+	for _, c := range empty.Checks {
+		if c.Pass {
+			t.Errorf("%s passes with nothing measured", c.Name)
+		}
+	}
+	good := Report{
+		StartupSeconds: 0.5, PeakRSSBytes: 40 << 20,
+		Runs:    Runs{Expected: 10, Succeeded: 10},
+		API:     API{PerChain: 12, Budget: 17},
+		FireLag: Dist{N: 10, P99: 0.2}, SnapshotDetection: Dist{N: 10, P99: 41}, ExportDetection: Dist{N: 10, P99: 59},
+	}
+	good.evaluate()
+	for _, c := range good.Checks {
+		if !c.Pass {
+			t.Errorf("%s fails: %s (target %s)", c.Name, c.Value, c.Target)
+		}
+	}
+	bad := good
+	bad.API.PerChain, bad.API.Status429, bad.FireLag.P99 = 30, 1, 1.5
+	bad.evaluate()
+	for _, name := range []string{CheckCalls, Check429, CheckFireLag} {
+		if c, _ := bad.Check(name); c.Pass {
+			t.Errorf("%s passes with %s", name, c.Value)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"-projects", "0"}, {"-scale", "0.5"}, {"-jitter", "2h"}, {"extra"}, {"-nosuchflag"}} {
+		var out, errOut bytes.Buffer
+		if code := realMain(context.Background(), args, &out, &errOut); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, errOut.String())
+		}
+	}
+}

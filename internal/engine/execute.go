@@ -588,10 +588,14 @@ func (e *Engine) export(ctx context.Context, r run.Run) (run.Run, error) {
 				if progress != "" {
 					note += " " + progress + " collections"
 				}
+				// Progress is recorded but does not reset the backoff: an
+				// export moves on nearly every poll, and polling it every
+				// PollMin instead of backing off to PollMax tripled the
+				// GETs and journal writes per export at fleet size
+				// (docs/benchmarks.md).
 				if r, err = e.to(r, r.Stage, note); err != nil {
 					return r, err
 				}
-				p.reset()
 			}
 			switch j.State {
 			case atlas.ExportSuccessful:

@@ -14,7 +14,10 @@ import (
 	"github.com/backupd/backupd/internal/run"
 )
 
-const e2ePolicies = `  - name: frequent
+// e2ePolicies: a frequent snapshot + export policy, a flex restore policy
+// and one that only runs when triggered.
+func e2ePolicies() string {
+	return `  - name: frequent
     schedule: "*/2 * * * *"
     targets: [{projectID: ` + projectID + `, clusters: ["prod-a", "prod-shard"]}]
     snapshot: {retentionInDays: 3, description: e2e}
@@ -29,16 +32,20 @@ const e2ePolicies = `  - name: frequent
       targetCluster: staging
       confirmOverwrite: true
   - name: adhoc
-    schedule: "0 0 1 1 *"
+    schedule: "` + farSchedule() + `"
     targets: [{projectID: ` + projectID + `, clusters: ["prod-b"]}]
     snapshot: {retentionInDays: 1, description: adhoc}
 `
+}
 
-const addedPolicy = `  - name: added
-    schedule: "0 0 1 1 *"
+// addedPolicy is what the reload adds.
+func addedPolicy() string {
+	return `  - name: added
+    schedule: "` + farSchedule() + `"
     targets: [{projectID: ` + projectID + `, clusters: ["prod-b"]}]
     snapshot: {retentionInDays: 1}
 `
+}
 
 // TestEndToEnd runs the daemon and the simulator as processes and drives
 // them like an operator: validate, start, scrape, status, trigger, reload
@@ -58,9 +65,9 @@ func TestEndToEnd(t *testing.T) {
 	sim := startSim(t, fx, ta, 1)
 
 	statePath := filepath.Join(dir, "state.db")
-	base := daemonConfig{simURL: sim.url, statePath: statePath, policies: e2ePolicies}
+	base := daemonConfig{simURL: sim.url, statePath: statePath, policies: e2ePolicies()}
 	cfg := base.write(t, dir, "config.yaml")
-	withAdded := daemonConfig{simURL: sim.url, statePath: statePath, policies: e2ePolicies + addedPolicy}
+	withAdded := daemonConfig{simURL: sim.url, statePath: statePath, policies: e2ePolicies() + addedPolicy()}
 
 	// validate: 0 on a good config, 2 with a located error on a bad one.
 	if r := runCLI(t, "validate", "-config", cfg); r.code != 0 || !strings.Contains(r.stdout, "frequent") {

@@ -57,13 +57,27 @@ func TestAtlasUnderStress(t *testing.T) {
 		return st.Ready && len(st.Policies) == 1 && len(st.Policies[0].Targets) == 4, "waiting for the 4 targets to resolve"
 	})
 
+	// Chains start at once on every target, and then at every slot. Their
+	// first requests are all delayed and their first POSTs all dropped, so
+	// both faults happen in every run of the test, not only most.
 	sim.admin("POST", "/_sim/faults", atlassim.AdminFaults{
-		ErrorRate: 0.2, Latency: atlassim.Duration(2 * time.Second), LatencyRate: 0.05, DropAfterApplyRate: 0.1,
+		ErrorRate: 0.2, Latency: atlassim.Duration(2 * time.Second), LatencyRate: 1, DropAfterApplyRate: 1,
 	}, nil)
-	// Chains start at once on every target, and then at every slot.
 	if rs := d.trigger("stress"); len(rs) != 4 {
 		t.Fatalf("trigger started %d runs, want 4", len(rs))
 	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		n := 0
+		for _, c := range sim.calls(true).Log {
+			if c.Dropped {
+				n++
+			}
+		}
+		return n > 0, "waiting for the first dropped POST"
+	})
+	sim.admin("POST", "/_sim/faults", atlassim.AdminFaults{
+		ErrorRate: 0.2, Latency: atlassim.Duration(2 * time.Second), LatencyRate: 0.05, DropAfterApplyRate: 0.1,
+	}, nil)
 
 	// 429 bursts every few seconds of shared time while chains run.
 	burstTick := time.NewTicker(ta.real(45 * time.Second))

@@ -107,15 +107,8 @@ func (c *Client) waitTurn(ctx context.Context, project string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for {
-		now := c.clock.Now()
-		hold := c.limits.holdUntil(project)
-		if !now.Before(hold) {
-			break
-		}
-		if err := clock.Sleep(ctx, c.clock, hold.Sub(now)); err != nil {
-			return err
-		}
+	if err := c.waitHold(ctx, project); err != nil {
+		return err
 	}
 	now := c.clock.Now()
 	r := c.limiter.ReserveN(now, 1)
@@ -125,5 +118,21 @@ func (c *Client) waitTurn(ctx context.Context, project string) error {
 			return err
 		}
 	}
-	return nil
+	// A 429 may have put the project on hold while this request waited
+	// for its budget token: honour it before sending.
+	return c.waitHold(ctx, project)
+}
+
+// waitHold blocks until project's Retry-After hold (if any) has passed.
+func (c *Client) waitHold(ctx context.Context, project string) error {
+	for {
+		now := c.clock.Now()
+		hold := c.limits.holdUntil(project)
+		if !now.Before(hold) {
+			return nil
+		}
+		if err := clock.Sleep(ctx, c.clock, hold.Sub(now)); err != nil {
+			return err
+		}
+	}
 }

@@ -147,3 +147,50 @@ func TestRateLimitedProjectIsHeldBack(t *testing.T) {
 		}
 	})
 }
+
+// TestHoldSetWhileWaitingForBudgetIsHonoured: a request queued for a budget
+// token when another request to the same project gets a 429 must still wait
+// out the Retry-After, not go out as soon as its token is due.
+func TestHoldSetWhileWaitingForBudgetIsHonoured(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var mu sync.Mutex
+		var arrivals []time.Duration
+		release := make(chan struct{})
+		api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			n := len(arrivals)
+			arrivals = append(arrivals, time.Since(start))
+			mu.Unlock()
+			if n == 0 { // the first request answers 429 once B is queued for the budget
+				<-release
+				w.Header().Set("Retry-After", "10")
+				writeAPIError(w, 429, "RATE_LIMITED", "slow down")
+				return
+			}
+			okSnapshot().ServeHTTP(w, r)
+		})
+		c := newTestClient(t, newFakeAtlas(t, api), func(cfg *Config) {
+			cfg.RequestsPerMinute = 1 // burst 1: B waits a minute for its token
+		})
+		done := make(chan error, 2)
+		go func() { _, err := c.Clusters.Get(t.Context(), testProject, "prod"); done <- err }()
+		synctest.Wait() // A is at the server
+		go func() { _, err := c.Clusters.Get(t.Context(), testProject, "prod"); done <- err }()
+		synctest.Wait() // B waits for its budget token
+		time.Sleep(59*time.Second + 500*time.Millisecond)
+		close(release) // A's 429 arrives just before B's token is due: hold until ~+69.5s
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for i, at := range arrivals[1:] {
+			if at < 69*time.Second {
+				t.Fatalf("request %d reached the project at +%s, inside the Retry-After hold that ends at +69.5s (arrivals %v)", i+2, at, arrivals)
+			}
+		}
+	})
+}

@@ -70,6 +70,9 @@ func writeStatus(w io.Writer, st run.Status) {
 			inflight := "-"
 			if r := t.InFlight; r != nil {
 				inflight = string(r.Stage) + " " + atlasIDs(*r)
+				if r.Stage == run.StageWaiting && r.Detail != "" {
+					inflight += " (" + r.Detail + ")"
+				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Action, t.Target, last, result, next, strings.TrimSpace(inflight))
 		}

@@ -169,11 +169,18 @@ func (e *Engine) wait(ctx context.Context, r run.Run, locks []string) (run.Run, 
 	}
 	p := e.newPoller()
 	for {
+		before := r.Detail
 		next, done, err := e.ready(ctx, r)
 		if err != nil || done {
 			return next, err
 		}
 		r = next
+		if r.Detail != before {
+			// Record what the run waits for, so status can say it.
+			if r, err = e.to(r, r.Stage, "waiting: "+r.Detail); err != nil {
+				return r, err
+			}
+		}
 		if err := p.sleep(ctx, r); err != nil {
 			if errors.Is(err, errDeadline) {
 				return e.timeout(r, "waiting for the cluster ("+r.Detail+")")

@@ -153,9 +153,6 @@ func (p *poller) sleep(ctx context.Context, r run.Run) error {
 	return nil
 }
 
-// reset starts the backoff again after progress was made.
-func (p *poller) reset() { p.cur = 0 }
-
 // wait takes the cluster lock and waits until Atlas can take the action:
 // the cluster exists, is IDLE and supports it, and no on-demand snapshot is
 // queued or in progress on it — whoever took it.
@@ -314,77 +311,35 @@ func snapshotDescription(r run.Run) string {
 func (e *Engine) snapshot(ctx context.Context, r run.Run) (run.Run, error) {
 	t := r.Target
 	kind := atlas.SnapshotKind(r.SnapshotKind)
-	p := e.newPoller()
-	for r.SnapshotID == "" {
-		if r.SnapshotRequested {
-			// An earlier request may have taken effect: adopt before posting again.
+	r, ended, err := e.createOnce(ctx, r, creation{
+		what:        "snapshot",
+		requestNote: "requesting on-demand snapshot",
+		busy:        "another on-demand snapshot is queued or in progress",
+		intent:      func(r *run.Run) *bool { return &r.SnapshotRequested },
+		created:     func(r run.Run) bool { return r.SnapshotID != "" },
+		describe:    func(r run.Run) string { return "snapshot " + r.SnapshotID + " " + r.SnapshotStatus },
+		find: func(ctx context.Context, r run.Run) (run.Run, bool, error) {
 			snaps, err := e.atlas.ListSnapshots(ctx, t.ProjectID, t.Cluster, kind)
-			switch classify(ctx, err) {
-			case errNone:
-				if s := findSnapshot(snaps, r.ID); s != nil {
-					r = adoptSnapshot(r, s)
-					var err error
-					if r, err = e.to(r, r.Stage, "adopted snapshot "+s.ID+" found by its marker"); err != nil {
-						return r, err
-					}
-					continue
-				}
-			case errStopped:
-				return r, err
-			case errNotFound:
-				return e.fail(r, run.ReasonNotFound, err.Error())
-			default:
-				if err := e.pause(ctx, p, r); err != nil {
-					return e.stageErr(r, err, "reconciling the snapshot request")
-				}
-				continue
+			if s := findSnapshot(snaps, r.ID); err == nil && s != nil {
+				return adoptSnapshot(r, s), true, nil
 			}
-		}
-		r.SnapshotRequested = true
-		var err error
-		r, err = e.to(r, r.Stage, "requesting on-demand snapshot")
-		if err != nil {
-			return r, err
-		}
-		s, err := e.atlas.TakeSnapshot(ctx, t.ProjectID, t.Cluster, atlas.OnDemandSnapshotRequest{
-			Description: snapshotDescription(r), RetentionInDays: r.Spec.RetentionInDays,
-		})
-		switch classify(ctx, err) {
-		case errNone:
-			r = adoptSnapshot(r, s)
-			if r, err = e.to(r, r.Stage, "snapshot "+s.ID+" "+string(s.Status)); err != nil {
+			return r, false, err
+		},
+		create: func(ctx context.Context, r run.Run) (run.Run, error) {
+			s, err := e.atlas.TakeSnapshot(ctx, t.ProjectID, t.Cluster, atlas.OnDemandSnapshotRequest{
+				Description: snapshotDescription(r), RetentionInDays: r.Spec.RetentionInDays,
+			})
+			if err != nil {
 				return r, err
 			}
-		case errStopped:
-			return r, err
-		case errUnknown:
-			e.log.Warn("snapshot request outcome unknown; reconciling by listing", append(runFields(r), zap.Error(err))...)
-		case errBusy:
-			// Someone took an on-demand snapshot since we looked: wait it out.
-			r.SnapshotRequested = false
-			r.Detail = "another on-demand snapshot is queued or in progress"
-			if r, err = e.to(r, r.Stage, r.Detail); err != nil {
-				return r, err
-			}
-			if err := p.sleep(ctx, r); err != nil {
-				return e.stageErr(r, err, "waiting for another on-demand snapshot")
-			}
-		case errNotFound:
-			return e.fail(r, run.ReasonNotFound, err.Error())
-		case errRejected:
-			if atlas.IsCode(err, notSupportedCodes...) {
-				return e.skip(r, run.ReasonNotSupported, err.Error())
-			}
-			return e.fail(r, run.ReasonAtlasError, err.Error())
-		default: // transient: the request certainly did not take effect
-			r.SnapshotRequested = false
-			if err := e.pause(ctx, p, r); err != nil {
-				return e.stageErr(r, err, "requesting the snapshot")
-			}
-		}
+			return adoptSnapshot(r, s), nil
+		},
+	})
+	if err != nil || ended {
+		return r, err
 	}
 
-	p.reset()
+	p := e.newPoller()
 	for {
 		s, err := e.atlas.GetSnapshot(ctx, t.ProjectID, t.Cluster, r.SnapshotID, atlas.SnapshotKind(r.SnapshotKind))
 		switch classify(ctx, err) {
@@ -437,9 +392,6 @@ func findSnapshot(snaps []atlas.Snapshot, id run.ID) *atlas.Snapshot {
 	}
 	return nil
 }
-
-// pause sleeps one poll interval after a transient failure.
-func (e *Engine) pause(ctx context.Context, p *poller, r run.Run) error { return p.sleep(ctx, r) }
 
 // stageErr turns a poll error into the run's outcome: a passed deadline
 // fails the run with timeout, anything else (shutdown) is returned.
@@ -520,67 +472,37 @@ func (e *Engine) export(ctx context.Context, r run.Run) (run.Run, error) {
 		}
 	}
 	r.ExportBucketID = r.Spec.ExportBucketID
-	for r.ExportJobID == "" {
-		if r.ExportRequested {
+	r, ended, err := e.createOnce(ctx, r, creation{
+		what:        "export",
+		requestNote: "requesting export of snapshot " + r.SnapshotID,
+		busy:        "another export of snapshot " + r.SnapshotID + " is active",
+		intent:      func(r *run.Run) *bool { return &r.ExportRequested },
+		created:     func(r run.Run) bool { return r.ExportJobID != "" },
+		describe:    func(r run.Run) string { return "export " + r.ExportJobID + " " + r.ExportState },
+		find: func(ctx context.Context, r run.Run) (run.Run, bool, error) {
 			jobs, err := e.atlas.ListExports(ctx, t.ProjectID, t.Cluster)
-			switch classify(ctx, err) {
-			case errNone:
-				if j := findExport(jobs, r.ID); j != nil {
-					r.ExportJobID, r.ExportState = j.ID, string(j.State)
-					if r, err = e.to(r, r.Stage, "adopted export "+j.ID+" found by its marker"); err != nil {
-						return r, err
-					}
-					continue
-				}
-			case errStopped:
-				return r, err
-			case errNotFound:
-				return e.fail(r, run.ReasonNotFound, err.Error())
-			default:
-				if err := p.sleep(ctx, r); err != nil {
-					return e.stageErr(r, err, "reconciling the export request")
-				}
-				continue
+			if j := findExport(jobs, r.ID); err == nil && j != nil {
+				r.ExportJobID, r.ExportState = j.ID, string(j.State)
+				return r, true, nil
 			}
-		}
-		r.ExportRequested = true
-		var err error
-		r, err = e.to(r, r.Stage, "requesting export of snapshot "+r.SnapshotID)
-		if err != nil {
-			return r, err
-		}
-		j, err := e.atlas.CreateExport(ctx, t.ProjectID, t.Cluster, atlas.ExportJobRequest{
-			ExportBucketID: r.Spec.ExportBucketID, SnapshotID: r.SnapshotID, CustomData: exportLabels(r),
-		})
-		switch classify(ctx, err) {
-		case errNone:
+			return r, false, err
+		},
+		create: func(ctx context.Context, r run.Run) (run.Run, error) {
+			j, err := e.atlas.CreateExport(ctx, t.ProjectID, t.Cluster, atlas.ExportJobRequest{
+				ExportBucketID: r.Spec.ExportBucketID, SnapshotID: r.SnapshotID, CustomData: exportLabels(r),
+			})
+			if err != nil {
+				return r, err
+			}
 			r.ExportJobID, r.ExportState = j.ID, string(j.State)
-			if r, err = e.to(r, r.Stage, "export "+j.ID+" "+string(j.State)); err != nil {
-				return r, err
-			}
-		case errStopped:
-			return r, err
-		case errUnknown:
-			e.log.Warn("export request outcome unknown; reconciling by listing", append(runFields(r), zap.Error(err))...)
-		case errBusy:
-			// One active export per snapshot: ours (reconcile) or someone else's (wait).
-			r.Detail = "another export of snapshot " + r.SnapshotID + " is active"
-			if err := p.sleep(ctx, r); err != nil {
-				return e.stageErr(r, err, "waiting for another export of the snapshot")
-			}
-		case errNotFound:
-			return e.fail(r, run.ReasonNotFound, err.Error())
-		case errRejected:
-			return e.fail(r, run.ReasonAtlasError, err.Error())
-		default:
-			r.ExportRequested = false
-			if err := p.sleep(ctx, r); err != nil {
-				return e.stageErr(r, err, "requesting the export")
-			}
-		}
+			return r, nil
+		},
+	})
+	if err != nil || ended {
+		return r, err
 	}
 
-	p.reset()
+	p = e.newPoller()
 	for {
 		j, err := e.atlas.GetExport(ctx, t.ProjectID, t.Cluster, r.ExportJobID)
 		switch classify(ctx, err) {
@@ -692,70 +614,38 @@ func (e *Engine) restore(ctx context.Context, r run.Run) (run.Run, error) {
 			}
 		}
 	}
-	for r.RestoreJobID == "" {
-		if r.RestoreRequested {
+	target := r.Spec.TargetProjectID + "/" + r.Spec.TargetCluster
+	r, ended, err := e.createOnce(ctx, r, creation{
+		what:        "restore",
+		requestNote: "requesting restore into " + target,
+		busy:        "a restore into " + target + " is already in progress",
+		intent:      func(r *run.Run) *bool { return &r.RestoreRequested },
+		created:     func(r run.Run) bool { return r.RestoreJobID != "" },
+		describe:    func(r run.Run) string { return "restore job " + r.RestoreJobID + " " + r.RestoreStatus },
+		find: func(ctx context.Context, r run.Run) (run.Run, bool, error) {
 			jobs, err := e.atlas.ListFlexRestores(ctx, t.ProjectID, t.Cluster)
-			switch classify(ctx, err) {
-			case errNone:
-				if j := findRestore(jobs, r); j != nil {
-					r.RestoreJobID, r.RestoreStatus = j.ID, string(j.Status)
-					if r, err = e.to(r, r.Stage, "adopted restore job "+j.ID); err != nil {
-						return r, err
-					}
-					continue
-				}
-			case errStopped:
-				return r, err
-			case errNotFound:
-				return e.fail(r, run.ReasonNotFound, err.Error())
-			default:
-				if err := p.sleep(ctx, r); err != nil {
-					return e.stageErr(r, err, "reconciling the restore request")
-				}
-				continue
+			if j := findRestore(jobs, r); err == nil && j != nil {
+				r.RestoreJobID, r.RestoreStatus = j.ID, string(j.Status)
+				return r, true, nil
 			}
-		}
-		r.RestoreRequested = true
-		var err error
-		r, err = e.to(r, r.Stage, "requesting restore into "+r.Spec.TargetProjectID+"/"+r.Spec.TargetCluster)
-		if err != nil {
-			return r, err
-		}
-		j, err := e.atlas.CreateFlexRestore(ctx, t.ProjectID, t.Cluster, atlas.FlexRestoreJobRequest{
-			SnapshotID: r.FlexSnapshotID, TargetDeploymentItemName: r.Spec.TargetCluster, TargetProjectID: r.Spec.TargetProjectID,
-		})
-		switch classify(ctx, err) {
-		case errNone:
+			return r, false, err
+		},
+		create: func(ctx context.Context, r run.Run) (run.Run, error) {
+			j, err := e.atlas.CreateFlexRestore(ctx, t.ProjectID, t.Cluster, atlas.FlexRestoreJobRequest{
+				SnapshotID: r.FlexSnapshotID, TargetDeploymentItemName: r.Spec.TargetCluster, TargetProjectID: r.Spec.TargetProjectID,
+			})
+			if err != nil {
+				return r, err
+			}
 			r.RestoreJobID, r.RestoreStatus = j.ID, string(j.Status)
-			if r, err = e.to(r, r.Stage, "restore job "+j.ID+" "+string(j.Status)); err != nil {
-				return r, err
-			}
-		case errStopped:
-			return r, err
-		case errUnknown:
-			e.log.Warn("restore request outcome unknown; reconciling by listing", append(runFields(r), zap.Error(err))...)
-		case errBusy:
-			r.RestoreRequested = false
-			r.Detail = "a restore into " + r.Spec.TargetCluster + " is already in progress"
-			if err := p.sleep(ctx, r); err != nil {
-				return e.stageErr(r, err, "waiting for another restore into the target")
-			}
-		case errNotFound:
-			return e.fail(r, run.ReasonNotFound, err.Error())
-		case errRejected:
-			if atlas.IsCode(err, notSupportedCodes...) {
-				return e.skip(r, run.ReasonNotSupported, err.Error())
-			}
-			return e.fail(r, run.ReasonAtlasError, err.Error())
-		default:
-			r.RestoreRequested = false
-			if err := p.sleep(ctx, r); err != nil {
-				return e.stageErr(r, err, "requesting the restore")
-			}
-		}
+			return r, nil
+		},
+	})
+	if err != nil || ended {
+		return r, err
 	}
 
-	p.reset()
+	p = e.newPoller()
 	for {
 		j, err := e.atlas.GetFlexRestore(ctx, t.ProjectID, t.Cluster, r.RestoreJobID)
 		switch classify(ctx, err) {

@@ -6,7 +6,7 @@
 // chain, completion-detection delays, schedule fire lag, start-up time with a
 // 100,000-run journal and 429s, each against its target (PASS/FAIL).
 //
-//	go run ./cmd/fleetbench -projects 1000 -clusters 10 -hours 2 -scale 10
+//	go run ./cmd/fleetbench -projects 1000 -clusters 10 -hours 2 -scale 5
 //
 // docs/benchmarks.md explains every figure and records measured results.
 package main
@@ -41,7 +41,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.Projects, "projects", 1000, "Atlas projects in the simulated fleet")
 	fs.IntVar(&o.Clusters, "clusters", 10, "M10 replica-set clusters per project")
 	fs.IntVar(&o.Hours, "hours", 2, "hourly slots to measure")
-	fs.Float64Var(&o.Scale, "scale", 10, "time scale shared by the daemon and the simulator (simulated seconds per real second)")
+	fs.Float64Var(&o.Scale, "scale", 5, "time scale shared by the daemon and the simulator (simulated seconds per real second)")
 	fs.DurationVar(&o.Jitter, "jitter", 15*time.Minute, "the policy's jitter")
 	fs.IntVar(&o.JournalRuns, "journal-runs", 100_000, "finished runs pre-generated in the daemon's journal")
 	fs.StringVar(&o.Backupd, "backupd", "", "backupd binary to run (default: go build the module's)")

@@ -71,9 +71,11 @@ func BenchmarkGetExport(b *testing.B) {
 // BenchmarkConcurrentPollsTCP is many runs polling at once over real TCP,
 // as the daemon does at fleet size. dials/req counts new connections per
 // request. "default" is the client's default transport (a clone of
-// http.DefaultTransport, which keeps 2 idle connections per host), so
-// concurrent polls beyond two open and close connections (a TLS handshake
-// each against Atlas); "idle64" keeps 64 idle connections per host.
+// http.DefaultTransport, which keeps 2 idle connections per host), so over
+// HTTP/1.1 (the simulator, or a proxy that only speaks it) concurrent polls
+// beyond two open and close connections; "idle64" keeps 64 idle connections
+// per host. Over HTTP/2, which Go negotiates with Atlas's TLS by default,
+// requests share one connection and the difference does not arise.
 func BenchmarkConcurrentPollsTCP(b *testing.B) {
 	for _, mode := range []string{"default", "idle64"} {
 		b.Run(mode, func(b *testing.B) {

@@ -300,7 +300,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// waitFor polls ok every interval until it holds, failing after a minute
+// waitFor polls ok every interval until it holds, failing after two minutes
 // of real time or when p exits.
 func waitFor(ctx context.Context, clk clock.Clock, interval time.Duration, p *proc, ok func() (bool, error)) error {
 	deadline := clk.Now().Add(2 * time.Minute)

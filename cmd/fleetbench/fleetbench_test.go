@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/atlas/atlassim"
 	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/policy"
@@ -324,5 +325,48 @@ func TestUsageErrors(t *testing.T) {
 		if code := realMain(context.Background(), args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, errOut.String())
 		}
+	}
+}
+
+func TestAnalyse(t *testing.T) {
+	f := Fleet{Projects: 1, Clusters: 2}
+	h0 := time.Date(2026, 3, 1, 4, 0, 0, 0, time.UTC)
+	end := h0.Add(time.Hour)
+	tg := func(c int) run.Target { return run.Target{ProjectID: f.ProjectID(0), Cluster: f.ClusterName(c)} }
+	snapTook := atlassim.DefaultTimings.SnapshotQueued + atlassim.DefaultTimings.SnapshotInProgress
+	// Target 0 succeeded: fired 2s late, snapshot seen 40s after it
+	// completed, export seen 30s after it finished.
+	at := h0.Add(5 * time.Minute)
+	snapAt := at.Add(time.Second)
+	expCreated := snapAt.Add(snapTook + 40*time.Second)
+	expDone := expCreated.Add(6 * time.Minute)
+	ok := run.Run{ID: "a", Policy: policyName, Target: tg(0), Slot: h0, ScheduledAt: at, CreatedAt: at.Add(2 * time.Second),
+		Stage: run.StageSucceeded, SnapshotID: "s1", ExportJobID: "e1", FinishedAt: expDone.Add(30 * time.Second)}
+	failed := run.Run{ID: "b", Policy: policyName, Target: tg(1), Slot: h0, ScheduledAt: h0, CreatedAt: h0, Stage: run.StageFailed}
+	before := ok // a run of the previous slot is outside the window
+	before.ID, before.Slot = "c", h0.Add(-time.Hour)
+	manual := ok
+	manual.ID, manual.Manual = "d", true
+	state := &atlassim.AdminState{Projects: []atlassim.AdminProject{{ID: f.ProjectID(0), Clusters: []atlassim.AdminCluster{{
+		Name:      f.ClusterName(0),
+		Snapshots: []atlas.Snapshot{{ID: "s1", CreatedAt: snapAt}},
+		Exports:   []atlas.ExportJob{{ID: "e1", CreatedAt: expCreated, FinishedAt: expDone}},
+	}}}}}
+	var rep Report
+	analyse(&rep, f, []run.Run{ok, failed, before, manual}, state, map[string]int{"take_snapshot": 1, "get_export": 9, "list_clusters": 3}, h0, end)
+	if rep.Runs != (Runs{Expected: 2, Succeeded: 1, Failed: 1}) {
+		t.Errorf("runs %+v, want 2 expected, 1 succeeded, 1 failed", rep.Runs)
+	}
+	if rep.FireLag.N != 2 || rep.FireLag.Max != 2 {
+		t.Errorf("fire lag %+v, want 2 runs with a 2s maximum", rep.FireLag)
+	}
+	if rep.SnapshotDetection.N != 1 || rep.SnapshotDetection.P50 != 40 {
+		t.Errorf("snapshot detection %+v, want one delay of 40s", rep.SnapshotDetection)
+	}
+	if rep.ExportDetection.N != 1 || rep.ExportDetection.P50 != 30 {
+		t.Errorf("export detection %+v, want one delay of 30s", rep.ExportDetection)
+	}
+	if rep.API.ChainCalls != 10 || rep.API.OverheadCalls != 3 || rep.API.PerChain != 10 || rep.API.PerChainAll != 13 || rep.API.Budget != 19 {
+		t.Errorf("API %+v, want 10 chain calls, 3 overhead, budget 19", rep.API)
 	}
 }

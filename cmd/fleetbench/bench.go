@@ -224,19 +224,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := waitUntil(ctx, rclk, realAt(h0).Add(-margin), sim, daemon); err != nil {
 		return nil, err
 	}
-	calls0, err := sc.calls(ctx)
-	if err != nil {
-		return nil, err
-	}
-	m0, err := scrape(ctx, hc, base+"/metrics")
-	if err != nil {
-		return nil, err
-	}
+	// CPU is read at the same point at both ends: before the call counters
+	// and the scrape taken for the 429 count.
 	cpu0, err := readCPU(daemon.pid())
 	if err != nil {
 		return nil, err
 	}
 	simCPU0, err := readCPU(sim.pid())
+	if err != nil {
+		return nil, err
+	}
+	calls0, err := sc.calls(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m0, err := scrape(ctx, hc, base+"/metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -247,14 +249,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	stopScrapes()
 	<-scrapesDone
-	calls1, err := sc.calls(ctx)
-	if err != nil {
-		return nil, err
-	}
-	m1, err := scrape(ctx, hc, base+"/metrics")
-	if err != nil {
-		return nil, err
-	}
+	// CPU and memory first, before runs of the next slot can fire.
 	cpu1, err := readCPU(daemon.pid())
 	if err != nil {
 		return nil, err
@@ -264,6 +259,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	mem, err := readMemory(daemon.pid())
+	if err != nil {
+		return nil, err
+	}
+	calls1, err := sc.calls(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m1, err := scrape(ctx, hc, base+"/metrics")
 	if err != nil {
 		return nil, err
 	}

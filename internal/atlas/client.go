@@ -120,7 +120,8 @@ type Config struct {
 	RequestsPerMinute int             // client-side budget (token bucket); default 100
 	Timeout           time.Duration   // per HTTP attempt, body included; default 30s
 	// Transport is the base transport under authentication; default a fresh
-	// clone of http.DefaultTransport (which is never modified).
+	// clone of http.DefaultTransport (which is never modified) keeping up to 64
+	// idle connections per host.
 	Transport   http.RoundTripper
 	Clock       clock.Clock    // backoff, Retry-After, budget and token expiry; default clock.Real()
 	Hook        RequestHook    // optional per-attempt observer
@@ -242,7 +243,12 @@ func New(cfg Config) (*Client, error) {
 	transport := cfg.Transport
 	traced := false
 	if transport == nil {
-		transport = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Many runs poll at once; the default of 2 idle connections per
+		// host makes the rest dial (and, over HTTP/1.1, handshake) again
+		// for every poll (docs/benchmarks.md, finding 5).
+		t.MaxIdleConnsPerHost = 64
+		transport = t
 	}
 	if _, ok := transport.(*http.Transport); ok {
 		traced = true

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -371,8 +372,9 @@ func (d *Daemon) resolveAll(ctx context.Context, cfg *policy.Config) {
 }
 
 // resolveAllLocked keeps a policy's previous resolution when Atlas cannot
-// answer, so an outage never drops targets from the schedule.
-func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) {
+// answer, so an outage never drops targets from the schedule. It reports
+// whether any policy's targets changed.
+func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) bool {
 	lister := d.currentClient().Clusters
 	next := map[string]policy.Resolution{}
 	d.mu.RLock()
@@ -403,9 +405,16 @@ func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) {
 			}
 		}
 	}
+	changed := len(next) != len(prev)
+	for name, res := range next {
+		if old, ok := prev[name]; !ok || !slices.Equal(old.Targets, res.Targets) || !slices.Equal(old.Skipped, res.Skipped) {
+			changed = true
+		}
+	}
 	d.mu.Lock()
 	d.resolved = next
 	d.mu.Unlock()
+	return changed
 }
 
 func (d *Daemon) resolution(name string) policy.Resolution {
@@ -527,8 +536,12 @@ func (d *Daemon) upkeep(ctx context.Context) {
 			}
 		}
 		d.reloadMu.Lock()
-		d.resolveAllLocked(ctx, cfg)
-		d.apply(cfg)
+		cfg = d.Config() // a reload may have replaced it meanwhile
+		if d.resolveAllLocked(ctx, cfg) {
+			// Only a changed fleet is pushed to the engine and scheduler:
+			// re-setting 10,000 unchanged entries would stall firing.
+			d.apply(cfg)
+		}
 		d.reloadMu.Unlock()
 		if n, err := d.journal.Prune(d.clk.Now(), cfg.State.HistoryRuns, cfg.State.HistoryAge); err != nil {
 			d.log.Warn("pruning run history failed", zap.Error(err))

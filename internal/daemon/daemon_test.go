@@ -443,3 +443,45 @@ func TestDowntimeCollapsesMissedSlots(t *testing.T) {
 		}
 	})
 }
+
+// TestDiscoveryPicksUpNewClusters: a cluster created in Atlas that matches
+// a policy's glob is scheduled at the next discovery, and a deleted one is
+// dropped with its series.
+func TestDiscoveryPicksUpNewClusters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, "")
+		defer e.stop()
+		targets := func() []string {
+			var out []string
+			for _, p := range e.d.Status().Policies {
+				for _, ts := range p.Targets {
+					out = append(out, ts.Target.Cluster)
+				}
+			}
+			return out
+		}
+		if got := strings.Join(targets(), ","); got != "prod-a" {
+			t.Fatalf("targets at start = %s", got)
+		}
+		if err := e.sim.AddCluster(project, atlassim.ClusterSpec{Name: "prod-b", Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, BackupEnabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.sim.DeleteCluster(project, "prod-a"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(9 * time.Minute)
+		synctest.Wait()
+		if got := strings.Join(targets(), ","); got != "prod-a" {
+			t.Fatalf("targets before the 10m discovery interval = %s, want unchanged", got)
+		}
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if got := strings.Join(targets(), ","); got != "prod-b" {
+			t.Fatalf("targets after discovery = %s, want prod-b", got)
+		}
+		_, body := e.get(t, "/metrics")
+		if strings.Contains(body, `cluster="prod-a"`) || !strings.Contains(body, `backupd_next_run_timestamp_seconds{cluster="prod-b"`) {
+			t.Fatalf("series after discovery:\n%s", grep(body, "next_run"))
+		}
+	})
+}

@@ -70,6 +70,17 @@ func (e *Engine) lockThen(ctx context.Context, r run.Run, keys []string, stage f
 	return stage(ctx, r)
 }
 
+// firstPollAfterCreate waits one poll interval before the first read of a
+// job whose state Atlas has just told us (the create or the adoption
+// returned it): reading it again at once would be a wasted request.
+// Terminal jobs, and jobs whose state is unknown, are read at once.
+func (e *Engine) firstPollAfterCreate(ctx context.Context, p *poller, r run.Run, state string, terminal bool) error {
+	if state == "" || terminal {
+		return nil
+	}
+	return p.sleep(ctx, r)
+}
+
 // progress records what a poll saw (a job's status, an export's progress,
 // what a waiting run waits for) for status and observers, without a journal
 // write: only stages, intents and Atlas ids must be durable, and after a
@@ -354,6 +365,9 @@ func (e *Engine) snapshot(ctx context.Context, r run.Run) (run.Run, error) {
 	}
 
 	p := e.newPoller()
+	if err := e.firstPollAfterCreate(ctx, p, r, r.SnapshotStatus, atlas.SnapshotStatus(r.SnapshotStatus).Terminal()); err != nil {
+		return e.stageErr(r, err, "snapshot "+r.SnapshotID)
+	}
 	for {
 		s, err := e.atlas.GetSnapshot(ctx, t.ProjectID, t.Cluster, r.SnapshotID, atlas.SnapshotKind(r.SnapshotKind))
 		switch classify(ctx, err) {
@@ -515,6 +529,9 @@ func (e *Engine) export(ctx context.Context, r run.Run) (run.Run, error) {
 	}
 
 	p = e.newPoller()
+	if err := e.firstPollAfterCreate(ctx, p, r, r.ExportState, atlas.ExportState(r.ExportState).Terminal()); err != nil {
+		return e.stageErr(r, err, "export "+r.ExportJobID)
+	}
 	for {
 		j, err := e.atlas.GetExport(ctx, t.ProjectID, t.Cluster, r.ExportJobID)
 		switch classify(ctx, err) {
@@ -655,6 +672,9 @@ func (e *Engine) restore(ctx context.Context, r run.Run) (run.Run, error) {
 	}
 
 	p = e.newPoller()
+	if err := e.firstPollAfterCreate(ctx, p, r, r.RestoreStatus, atlas.FlexStatus(r.RestoreStatus).Terminal()); err != nil {
+		return e.stageErr(r, err, "restore job "+r.RestoreJobID)
+	}
 	for {
 		j, err := e.atlas.GetFlexRestore(ctx, t.ProjectID, t.Cluster, r.RestoreJobID)
 		switch classify(ctx, err) {

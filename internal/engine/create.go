@@ -35,8 +35,7 @@ type creation struct {
 // intent is persisted before sending, and while it is set the engine lists
 // Atlas and adopts the object carrying the run's marker before it sends the
 // request again. ended reports that r reached a terminal stage instead.
-func (e *Engine) createOnce(ctx context.Context, r run.Run, c creation) (_ run.Run, ended bool, _ error) {
-	p := e.newPoller()
+func (e *Engine) createOnce(ctx context.Context, tk *task, r run.Run, c creation) (_ run.Run, ended bool, _ error) {
 	giveUp := func(r run.Run, err error) (run.Run, bool, error) {
 		r, err = e.stageErr(r, err, "creating the "+c.what)
 		return r, r.Stage.Terminal(), err
@@ -56,7 +55,7 @@ func (e *Engine) createOnce(ctx context.Context, r run.Run, c creation) (_ run.R
 				r, err = e.fail(r, run.ReasonNotFound, err.Error())
 				return r, true, err
 			default:
-				if err := p.sleep(ctx, r); err != nil {
+				if err := tk.poller(e, "create "+c.what).sleep(r); err != nil {
 					return giveUp(r, err)
 				}
 				continue
@@ -84,7 +83,7 @@ func (e *Engine) createOnce(ctx context.Context, r run.Run, c creation) (_ run.R
 			if r, err = e.to(r, r.Stage, c.busy); err != nil {
 				return r, false, err
 			}
-			if err := p.sleep(ctx, r); err != nil {
+			if err := tk.poller(e, "create "+c.what).sleep(r); err != nil {
 				return giveUp(r, err)
 			}
 		case errNotFound:
@@ -99,7 +98,7 @@ func (e *Engine) createOnce(ctx context.Context, r run.Run, c creation) (_ run.R
 			return r, true, err
 		default: // transient: the request certainly did not take effect
 			*c.intent(&r) = false
-			if err := p.sleep(ctx, r); err != nil {
+			if err := tk.poller(e, "create "+c.what).sleep(r); err != nil {
 				return giveUp(r, err)
 			}
 		}

@@ -44,6 +44,10 @@ type Config struct {
 	MarkerRecovery bool
 	// RecoveryWindow bounds how far back marker recovery looks (default 48h).
 	RecoveryWindow time.Duration
+	// Workers bounds how many runs are stepped at once (default 64). Runs
+	// that wait for Atlas hold no worker, so this bounds concurrent Atlas
+	// requests and memory, not the number of runs in flight.
+	Workers int
 }
 
 // ErrUnknownPolicy and ErrUnknownTarget are returned by Trigger.
@@ -56,21 +60,23 @@ var (
 // Engine runs policies on targets. Create it with New, call Start once, then
 // Fire (from the scheduler) and Trigger (from the admin API).
 type Engine struct {
-	cfg   Config
-	clk   clock.Clock
-	j     journal.Journal
-	atlas Atlas
-	obs   run.Observer
-	log   *zap.Logger
-	locks *clusterLocks
+	cfg     Config
+	clk     clock.Clock
+	j       journal.Journal
+	atlas   Atlas
+	obs     run.Observer
+	log     *zap.Logger
+	locks   *clusterLocks
+	disp    *dispatcher
+	workers chan struct{} // one token per run being stepped
 
 	mu        sync.Mutex
 	policies  map[string]Policy
-	inflight  map[string]run.Run   // key: policy|project|cluster → the run in flight
+	inflight  map[string]*task     // key: policy|project|cluster → the run in flight
 	seen      map[run.ID]bool      // runs marker recovery found in Atlas
 	lastSlots map[string]time.Time // newest slot per key marker recovery found
-	ctx       context.Context      // set by Start; run goroutines live under it
-	wg        sync.WaitGroup
+	ctx       context.Context      // set by Start; the dispatcher and steps live under it
+	wg        sync.WaitGroup       // the dispatcher and the steps under way
 }
 
 // New returns an engine; nothing runs until Start.
@@ -93,14 +99,20 @@ func New(cfg Config) *Engine {
 	if cfg.RecoveryWindow <= 0 {
 		cfg.RecoveryWindow = 48 * time.Hour
 	}
-	return &Engine{
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	e := &Engine{
 		cfg: cfg, clk: cfg.Clock, j: cfg.Journal, atlas: cfg.Atlas, obs: cfg.Observer, log: cfg.Logger,
-		locks:     newClusterLocks(),
+		disp:      newDispatcher(),
+		workers:   make(chan struct{}, cfg.Workers),
 		policies:  map[string]Policy{},
-		inflight:  map[string]run.Run{},
+		inflight:  map[string]*task{},
 		seen:      map[run.ID]bool{},
 		lastSlots: map[string]time.Time{},
 	}
+	e.locks = newClusterLocks(func(t *task) { e.disp.schedule(t, e.clk.Now()) })
+	return e
 }
 
 func key(policy string, t run.Target) string { return policy + "|" + t.ProjectID + "|" + t.Cluster }
@@ -128,7 +140,7 @@ func (e *Engine) Policy(name string) (Policy, bool) {
 // Start re-attaches every run the journal holds in flight (and, when the
 // journal is memory-only, every run Atlas's markers show in flight) and
 // carries each to the end in the background. Runs stop, with their state
-// persisted, when ctx ends; Wait waits for them.
+// persisted, when ctx ends; Wait waits for the steps under way.
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	if e.ctx != nil {
@@ -148,14 +160,25 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	active = append(active, recovered...)
 	// Runs past the waiting stage already hold their cluster in Atlas's
-	// eyes: start them first so they take their locks before waiting runs.
+	// eyes: they take their locks before any waiting run can.
 	sort.SliceStable(active, func(i, k int) bool {
 		return stageOrder(active[i].Stage) > stageOrder(active[k].Stage)
 	})
+	now := e.clk.Now()
 	for _, r := range active {
 		e.log.Info("re-attaching run", runFields(r)...)
-		e.launch(r, true)
+		t := newTask(r)
+		if stageOrder(r.Stage) == 2 {
+			e.locks.tryAcquire(t.locks, r.ID, nil)
+		}
+		e.mu.Lock()
+		e.inflight[t.key] = t
+		e.mu.Unlock()
+		e.emit(r, r.Stage, 0, "re-attached after restart")
+		e.disp.schedule(t, now)
 	}
+	e.wg.Add(1)
+	go e.dispatch(ctx)
 	return nil
 }
 
@@ -169,8 +192,9 @@ func stageOrder(s run.Stage) int {
 	return 0
 }
 
-// Wait blocks until every run goroutine has returned (after the Start
-// context ended).
+// Wait blocks, after the Start context ended, until the dispatcher and every
+// step under way have returned. Parked runs need no waiting: their state is
+// in the journal.
 func (e *Engine) Wait() { e.wg.Wait() }
 
 // Active returns the runs in flight, oldest first.
@@ -178,8 +202,8 @@ func (e *Engine) Active() []run.Run {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := make([]run.Run, 0, len(e.inflight))
-	for _, r := range e.inflight {
-		out = append(out, r)
+	for _, t := range e.inflight {
+		out = append(out, t.r)
 	}
 	sort.Slice(out, func(i, k int) bool { return out[i].CreatedAt.Before(out[k].CreatedAt) })
 	return out
@@ -189,8 +213,11 @@ func (e *Engine) Active() []run.Run {
 func (e *Engine) InFlight(policy string, t run.Target) (run.Run, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r, ok := e.inflight[key(policy, t)]
-	return r, ok
+	tk, ok := e.inflight[key(policy, t)]
+	if !ok {
+		return run.Run{}, false
+	}
+	return tk.r, true
 }
 
 // Fire starts the run for one scheduled slot. It returns once the run is
@@ -259,48 +286,61 @@ func (e *Engine) newRun(p Policy, t run.Target, slot, at time.Time, manual bool)
 	}
 }
 
-// admit persists a new run (pending, or skipped) and launches it. A run id
-// already in the journal is returned as it is: its slot was handled.
+// admit persists a new run (pending, or skipped) and hands it to the
+// dispatcher. A run id already in the journal is returned as it is: its slot
+// was handled.
 func (e *Engine) admit(ctx context.Context, r run.Run, skip string) (run.Run, error) {
-	r, launched, err := e.record(ctx, r, skip)
+	r, t, launched, err := e.record(ctx, r, skip)
 	if err != nil || !launched {
 		return r, err
 	}
 	e.emit(r, "", 0, "")
-	if !r.Stage.Terminal() {
-		go e.execute(e.ctx, r)
+	if t != nil {
+		e.disp.schedule(t, e.clk.Now())
 	}
 	return r, nil
 }
 
-// record decides, under the engine's lock, what becomes of a new run and
-// persists it. launched is false when the run already existed.
-func (e *Engine) record(ctx context.Context, r run.Run, skip string) (run.Run, bool, error) {
+// record decides what becomes of a new run and persists it; t is its task
+// when it is to run. launched is false when the run already existed. The
+// decision is taken under the engine's lock, which the journal write is not:
+// a run in flight is reserved first, so a slot fired meanwhile on the same
+// target sees it, and every other run's progress goes on during the write.
+func (e *Engine) record(ctx context.Context, r run.Run, skip string) (_ run.Run, _ *task, launched bool, _ error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.ctx == nil {
-		return r, false, errors.New("engine not started")
+		e.mu.Unlock()
+		return r, nil, false, errors.New("engine not started")
+	}
+	k := key(r.Policy, r.Target)
+	prev, busy := e.inflight[k]
+	if busy && prev.r.ID == r.ID {
+		defer e.mu.Unlock()
+		return prev.r, nil, false, nil
 	}
 	if existing, ok, err := e.j.Get(r.ID); err != nil {
-		return r, false, fmt.Errorf("looking up run %s: %w", r.ID, err)
+		e.mu.Unlock()
+		return r, nil, false, fmt.Errorf("looking up run %s: %w", r.ID, err)
 	} else if ok {
-		return existing, false, nil
+		e.mu.Unlock()
+		return existing, nil, false, nil
 	}
 	if e.seen[r.ID] {
+		e.mu.Unlock()
 		r.Detail = "already started before the restart (found by its Atlas marker)"
-		return r, false, nil
+		return r, nil, false, nil
 	}
 	if e.ctx.Err() != nil || ctx.Err() != nil {
 		if !r.Manual {
+			e.mu.Unlock()
 			// Not recorded: the scheduler keeps the slot and a restart catches it up.
-			return r, false, ErrStopping
+			return r, nil, false, ErrStopping
 		}
 		skip = run.ReasonShutdown
 	}
-	k := key(r.Policy, r.Target)
-	if prev, busy := e.inflight[k]; busy && skip == "" {
+	if busy && skip == "" {
 		skip = run.ReasonOverlap
-		r.Detail = "run " + string(prev.ID) + " is still " + string(prev.Stage)
+		r.Detail = "run " + string(prev.r.ID) + " is still " + string(prev.r.Stage)
 	}
 	if skip != "" {
 		r.Stage = run.StageSkipped
@@ -310,14 +350,24 @@ func (e *Engine) record(ctx context.Context, r run.Run, skip string) (run.Run, b
 			r.Detail = skipDetail(skip)
 		}
 	}
-	if err := e.j.Put(r); err != nil {
-		return r, false, fmt.Errorf("recording run %s: %w", r.ID, err)
-	}
+	var t *task
 	if !r.Stage.Terminal() {
-		e.inflight[k] = r
-		e.wg.Add(1)
+		t = newTask(r)
+		e.inflight[k] = t
 	}
-	return r, true, nil
+	e.mu.Unlock()
+
+	if err := e.j.Put(r); err != nil {
+		if t != nil {
+			e.mu.Lock()
+			if e.inflight[k] == t {
+				delete(e.inflight, k)
+			}
+			e.mu.Unlock()
+		}
+		return r, nil, false, fmt.Errorf("recording run %s: %w", r.ID, err)
+	}
+	return r, t, true, nil
 }
 
 func skipDetail(reason string) string {
@@ -328,18 +378,6 @@ func skipDetail(reason string) string {
 		return "backupd was shutting down"
 	}
 	return ""
-}
-
-// launch starts a re-attached run.
-func (e *Engine) launch(r run.Run, reattached bool) {
-	e.mu.Lock()
-	e.inflight[key(r.Policy, r.Target)] = r
-	e.mu.Unlock()
-	if reattached {
-		e.emit(r, r.Stage, 0, "re-attached after restart")
-	}
-	e.wg.Add(1)
-	go e.execute(e.ctx, r)
 }
 
 // save persists r (stamping UpdatedAt) and tells observers. It is called
@@ -361,12 +399,12 @@ func (e *Engine) save(r run.Run, from run.Stage, note string) (run.Run, error) {
 	}
 	e.mu.Lock()
 	k := key(r.Policy, r.Target)
-	if r.Stage.Terminal() {
-		if cur, ok := e.inflight[k]; ok && cur.ID == r.ID {
+	if cur, ok := e.inflight[k]; ok && cur.r.ID == r.ID {
+		if r.Stage.Terminal() {
 			delete(e.inflight, k)
+		} else {
+			cur.r = r
 		}
-	} else {
-		e.inflight[k] = r
 	}
 	e.mu.Unlock()
 	if from == r.Stage {

@@ -127,6 +127,12 @@ type harness struct {
 
 func start(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies []engine.Policy, markerRecovery bool, wrap func(engine.Atlas) engine.Atlas) *harness {
 	t.Helper()
+	return startWorkers(t, sim, j, policies, markerRecovery, wrap, 0)
+}
+
+// startWorkers is start with engine.Config.Workers set (0: the default).
+func startWorkers(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies []engine.Policy, markerRecovery bool, wrap func(engine.Atlas) engine.Atlas, workers int) *harness {
+	t.Helper()
 	client, err := atlas.New(atlas.Config{
 		BaseURL:           "http://atlas.sim",
 		ServiceAccount:    &atlas.ServiceAccount{ClientID: saID, ClientSecret: saSecret},
@@ -140,7 +146,7 @@ func start(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies []engine
 		a = wrap(a)
 	}
 	rec := newRecorder()
-	eng := engine.New(engine.Config{Clock: clock.Real(), Journal: j, Atlas: a, Observer: rec, MarkerRecovery: markerRecovery})
+	eng := engine.New(engine.Config{Clock: clock.Real(), Journal: j, Atlas: a, Observer: rec, MarkerRecovery: markerRecovery, Workers: workers})
 	eng.SetPolicies(policies)
 	ctx, cancel := context.WithCancel(context.Background())
 	must(t, eng.Start(ctx))
@@ -454,8 +460,13 @@ func TestOverlapSkipsAndClusterLockSerialisesPolicies(t *testing.T) {
 		if rb.FinishedAt.Before(ra.FinishedAt) {
 			early, late = rb, ra
 		}
-		if began := h.rec.entered(late.ID, run.StageSnapshotting); began.Before(early.FinishedAt) {
+		began := h.rec.entered(late.ID, run.StageSnapshotting)
+		if began.Before(early.FinishedAt) {
 			t.Fatalf("run %s began snapshotting at %v, before run %s finished at %v", late.Policy, began, early.Policy, early.FinishedAt)
+		}
+		// The release wakes the waiting run at once, not at its next poll.
+		if late := began.Sub(early.FinishedAt); late > time.Second {
+			t.Fatalf("run %s began snapshotting %v after run %s released the cluster, want at once", late, rb.Policy, early.Policy)
 		}
 		if n := sim.Calls("take_snapshot"); n != 2 {
 			t.Fatalf("take_snapshot calls = %d, want 2", n)

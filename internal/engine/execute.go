@@ -10,16 +10,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backupd/backupd/internal/atlas"
-	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/run"
 )
 
-// execute carries one run to a terminal stage. It returns early, leaving the
-// persisted state for the next start, only when ctx ends.
-func (e *Engine) execute(ctx context.Context, r run.Run) {
-	defer e.wg.Done()
-	locks := lockKeys(r)
-	defer e.locks.release(locks, r.ID)
+// step carries t's run forward until it has to wait for something (it
+// then parks: the dispatcher wakes it when that is due) or reaches a
+// terminal stage. It stops early, leaving the persisted state for the next
+// start, when ctx ends.
+func (e *Engine) step(ctx context.Context, t *task) {
+	e.mu.Lock()
+	r := t.r
+	e.mu.Unlock()
 
 	var err error
 	for !r.Stage.Terminal() {
@@ -27,29 +28,43 @@ func (e *Engine) execute(ctx context.Context, r run.Run) {
 		case run.StagePending:
 			r, err = e.to(r, run.StageWaiting, "")
 		case run.StageWaiting:
-			r, err = e.wait(ctx, r, locks)
+			r, err = e.wait(ctx, t, r)
 		case run.StageSnapshotting:
-			r, err = e.lockThen(ctx, r, locks, e.snapshot)
+			r, err = e.lockThen(ctx, t, r, e.snapshot)
 		case run.StageExporting:
-			r, err = e.lockThen(ctx, r, locks, e.export)
+			r, err = e.lockThen(ctx, t, r, e.export)
 		case run.StageRestoring:
-			r, err = e.lockThen(ctx, r, locks, e.restore)
+			r, err = e.lockThen(ctx, t, r, e.restore)
 		default:
 			r, err = e.fail(r, run.ReasonAtlasError, "unknown stage "+string(r.Stage))
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				e.log.Info("run paused by shutdown; it resumes at the next start", runFields(r)...)
-				return
-			}
+		if err == nil {
+			continue
+		}
+		e.keep(t, r)
+		var p *parked
+		switch {
+		case errors.As(err, &p):
+			e.disp.park(t, p.until)
+		case ctx.Err() != nil:
+			e.log.Info("run paused by shutdown; it resumes at the next start", runFields(r)...)
+		default:
 			// Only the journal can fail here: without it the run cannot
 			// safely proceed. Retry after a pause rather than lose the run.
 			e.log.Error("run cannot record its state; retrying", append(runFields(r), zap.Error(err))...)
-			if clock.Sleep(ctx, e.clk, e.cfg.PollMin) != nil {
-				return
-			}
+			e.disp.park(t, e.clk.Now().Add(e.cfg.PollMin))
 		}
+		return
 	}
+	e.disp.finish(t)
+	e.locks.release(t.locks, r.ID)
+}
+
+// keep stores what a step learnt in memory (a parked run resumes from it).
+func (e *Engine) keep(t *task, r run.Run) {
+	e.mu.Lock()
+	t.r = r
+	e.mu.Unlock()
 }
 
 // lockKeys are the clusters a run must own while it works.
@@ -62,23 +77,25 @@ func lockKeys(r run.Run) []string {
 }
 
 // lockThen re-takes the cluster lock of a re-attached run (which already owns
-// the cluster in Atlas) and then runs the stage.
-func (e *Engine) lockThen(ctx context.Context, r run.Run, keys []string, stage func(context.Context, run.Run) (run.Run, error)) (run.Run, error) {
-	if err := e.locks.acquire(ctx, e.clk, keys, r.ID, time.Time{}); err != nil {
-		return r, err
+// the cluster in Atlas) and then runs the stage; while another run holds the
+// cluster it parks until that run releases it.
+func (e *Engine) lockThen(ctx context.Context, t *task, r run.Run, stage func(context.Context, *task, run.Run) (run.Run, error)) (run.Run, error) {
+	if !e.locks.tryAcquire(t.locks, r.ID, t) {
+		return r, &parked{}
 	}
-	return stage(ctx, r)
+	return stage(ctx, t, r)
 }
 
 // firstPollAfterCreate waits one poll interval before the first read of a
 // job whose state Atlas has just told us (the create or the adoption
 // returned it): reading it again at once would be a wasted request.
-// Terminal jobs, and jobs whose state is unknown, are read at once.
-func (e *Engine) firstPollAfterCreate(ctx context.Context, p *poller, r run.Run, state string, terminal bool) error {
-	if state == "" || terminal {
+// Terminal jobs, and jobs whose state is unknown, are read at once, and so is
+// a job whose poller has already waited (the run resumed from that wait).
+func firstPollAfterCreate(p *poller, r run.Run, state string, terminal bool) error {
+	if state == "" || terminal || !p.fresh() {
 		return nil
 	}
-	return p.sleep(ctx, r)
+	return p.sleep(r)
 }
 
 // progress records what a poll saw (a job's status, an export's progress,
@@ -89,8 +106,8 @@ func (e *Engine) firstPollAfterCreate(ctx context.Context, p *poller, r run.Run,
 func (e *Engine) progress(r run.Run, note string) run.Run {
 	r.UpdatedAt = e.clk.Now()
 	e.mu.Lock()
-	if k := key(r.Policy, r.Target); e.inflight[k].ID == r.ID {
-		e.inflight[k] = r
+	if t, ok := e.inflight[key(r.Policy, r.Target)]; ok && t.r.ID == r.ID {
+		t.r = r
 	}
 	e.mu.Unlock()
 	e.emit(r, r.Stage, 0, note)
@@ -143,73 +160,67 @@ func deadline(r run.Run) time.Time {
 	return r.StageStartedAt.Add(d)
 }
 
-// poller hands out the polling backoff: PollMin doubling up to PollMax, and
-// never past the stage deadline so a timeout is noticed on time.
+// poller hands out the polling backoff of one phase of a run (waiting for
+// the cluster, creating a job, polling a job): PollMin doubling up to
+// PollMax, and never past the stage deadline so a timeout is noticed on time.
 type poller struct {
-	e   *Engine
-	cur time.Duration
+	e     *Engine
+	phase string
+	cur   time.Duration
 }
 
-func (e *Engine) newPoller() *poller { return &poller{e: e} }
+// fresh reports that the phase has not waited yet.
+func (p *poller) fresh() bool { return p.cur == 0 }
 
-// sleep waits for the next poll. It returns errDeadline if the stage's
-// deadline has passed (before or during the wait) and ctx.Err() on shutdown.
-func (p *poller) sleep(ctx context.Context, r run.Run) error {
+// sleep parks the run until its next poll (a *parked error). It returns
+// errDeadline instead once the stage's deadline has passed.
+func (p *poller) sleep(r run.Run) error {
 	if p.cur == 0 {
 		p.cur = p.e.cfg.PollMin
 	} else {
 		p.cur = min(p.cur*2, p.e.cfg.PollMax)
 	}
 	d := p.cur
-	dl := deadline(r)
-	if !dl.IsZero() {
-		left := dl.Sub(p.e.clk.Now())
+	now := p.e.clk.Now()
+	if dl := deadline(r); !dl.IsZero() {
+		left := dl.Sub(now)
 		if left <= 0 {
 			return errDeadline
 		}
-		if left < d {
-			d = left
-		}
+		d = min(d, left)
 	}
-	if err := clock.Sleep(ctx, p.e.clk, d); err != nil {
-		return err
-	}
-	if !dl.IsZero() && !p.e.clk.Now().Before(dl) {
-		return errDeadline
-	}
-	return nil
+	return &parked{until: now.Add(d)}
 }
 
 // wait takes the cluster lock and waits until Atlas can take the action:
 // the cluster exists, is IDLE and supports it, and no on-demand snapshot is
 // queued or in progress on it — whoever took it.
-func (e *Engine) wait(ctx context.Context, r run.Run, locks []string) (run.Run, error) {
-	if err := e.locks.acquire(ctx, e.clk, locks, r.ID, deadline(r)); err != nil {
-		if errors.Is(err, errDeadline) {
-			holder, _ := e.locks.holder(locks[0])
+func (e *Engine) wait(ctx context.Context, t *task, r run.Run) (run.Run, error) {
+	if !e.locks.tryAcquire(t.locks, r.ID, t) {
+		dl := deadline(r)
+		if !dl.IsZero() && !e.clk.Now().Before(dl) {
+			holder, _ := e.locks.holder(t.locks[0])
 			return e.timeout(r, "waiting for run "+string(holder)+" on the same cluster")
+		}
+		return r, &parked{until: dl}
+	}
+	before := r.Detail
+	next, done, err := e.ready(ctx, r)
+	if err != nil || done {
+		return next, err
+	}
+	r = next
+	if r.Detail != before {
+		// Tell status what the run waits for.
+		r = e.progress(r, "waiting: "+r.Detail)
+	}
+	if err := t.poller(e, "wait").sleep(r); err != nil {
+		if errors.Is(err, errDeadline) {
+			return e.timeout(r, "waiting for the cluster ("+r.Detail+")")
 		}
 		return r, err
 	}
-	p := e.newPoller()
-	for {
-		before := r.Detail
-		next, done, err := e.ready(ctx, r)
-		if err != nil || done {
-			return next, err
-		}
-		r = next
-		if r.Detail != before {
-			// Tell status what the run waits for.
-			r = e.progress(r, "waiting: "+r.Detail)
-		}
-		if err := p.sleep(ctx, r); err != nil {
-			if errors.Is(err, errDeadline) {
-				return e.timeout(r, "waiting for the cluster ("+r.Detail+")")
-			}
-			return r, err
-		}
-	}
+	return r, nil
 }
 
 // ready checks once whether r can leave the waiting stage. done reports that
@@ -333,10 +344,10 @@ func snapshotDescription(r run.Run) string {
 
 // snapshot requests the snapshot (or adopts the one an earlier attempt
 // created) and polls it to completed or failed.
-func (e *Engine) snapshot(ctx context.Context, r run.Run) (run.Run, error) {
+func (e *Engine) snapshot(ctx context.Context, tk *task, r run.Run) (run.Run, error) {
 	t := r.Target
 	kind := atlas.SnapshotKind(r.SnapshotKind)
-	r, ended, err := e.createOnce(ctx, r, creation{
+	r, ended, err := e.createOnce(ctx, tk, r, creation{
 		what:        "snapshot",
 		requestNote: "requesting on-demand snapshot",
 		busy:        "another on-demand snapshot is queued or in progress",
@@ -364,8 +375,8 @@ func (e *Engine) snapshot(ctx context.Context, r run.Run) (run.Run, error) {
 		return r, err
 	}
 
-	p := e.newPoller()
-	if err := e.firstPollAfterCreate(ctx, p, r, r.SnapshotStatus, atlas.SnapshotStatus(r.SnapshotStatus).Terminal()); err != nil {
+	p := tk.poller(e, "poll snapshot")
+	if err := firstPollAfterCreate(p, r, r.SnapshotStatus, atlas.SnapshotStatus(r.SnapshotStatus).Terminal()); err != nil {
 		return e.stageErr(r, err, "snapshot "+r.SnapshotID)
 	}
 	for {
@@ -392,7 +403,7 @@ func (e *Engine) snapshot(ctx context.Context, r run.Run) (run.Run, error) {
 		case errNotFound:
 			return e.fail(r, run.ReasonNotFound, "snapshot "+r.SnapshotID+" disappeared: "+err.Error())
 		}
-		if err := p.sleep(ctx, r); err != nil {
+		if err := p.sleep(r); err != nil {
 			return e.stageErr(r, err, "snapshot "+r.SnapshotID)
 		}
 	}
@@ -470,9 +481,8 @@ func newestExportable(snaps []atlas.Snapshot) *atlas.Snapshot {
 
 // export creates the export job (or adopts the one an earlier attempt
 // created) and polls it to a terminal state.
-func (e *Engine) export(ctx context.Context, r run.Run) (run.Run, error) {
+func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, error) {
 	t := r.Target
-	p := e.newPoller()
 	if r.SnapshotID == "" { // source: latest
 		for r.SnapshotID == "" {
 			snaps, err := e.atlas.ListSnapshots(ctx, t.ProjectID, t.Cluster, atlas.SnapshotKind(r.SnapshotKind))
@@ -491,14 +501,14 @@ func (e *Engine) export(ctx context.Context, r run.Run) (run.Run, error) {
 			case errNotFound:
 				return e.fail(r, run.ReasonNotFound, err.Error())
 			default:
-				if err := p.sleep(ctx, r); err != nil {
+				if err := tk.poller(e, "find snapshot").sleep(r); err != nil {
 					return e.stageErr(r, err, "finding the snapshot to export")
 				}
 			}
 		}
 	}
 	r.ExportBucketID = r.Spec.ExportBucketID
-	r, ended, err := e.createOnce(ctx, r, creation{
+	r, ended, err := e.createOnce(ctx, tk, r, creation{
 		what:        "export",
 		requestNote: "requesting export of snapshot " + r.SnapshotID,
 		busy:        "another export of snapshot " + r.SnapshotID + " is active",
@@ -528,8 +538,8 @@ func (e *Engine) export(ctx context.Context, r run.Run) (run.Run, error) {
 		return r, err
 	}
 
-	p = e.newPoller()
-	if err := e.firstPollAfterCreate(ctx, p, r, r.ExportState, atlas.ExportState(r.ExportState).Terminal()); err != nil {
+	p := tk.poller(e, "poll export")
+	if err := firstPollAfterCreate(p, r, r.ExportState, atlas.ExportState(r.ExportState).Terminal()); err != nil {
 		return e.stageErr(r, err, "export "+r.ExportJobID)
 	}
 	for {
@@ -570,7 +580,7 @@ func (e *Engine) export(ctx context.Context, r run.Run) (run.Run, error) {
 		case errNotFound:
 			return e.fail(r, run.ReasonNotFound, "export "+r.ExportJobID+" disappeared: "+err.Error())
 		}
-		if err := p.sleep(ctx, r); err != nil {
+		if err := p.sleep(r); err != nil {
 			return e.stageErr(r, err, "export "+r.ExportJobID)
 		}
 	}
@@ -615,9 +625,8 @@ func findRestore(jobs []atlas.FlexRestoreJob, r run.Run) *atlas.FlexRestoreJob {
 
 // restore restores the newest completed flex snapshot into the target and
 // polls the job to COMPLETED or FAILED.
-func (e *Engine) restore(ctx context.Context, r run.Run) (run.Run, error) {
+func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, error) {
 	t := r.Target
-	p := e.newPoller()
 	for r.FlexSnapshotID == "" {
 		snaps, err := e.atlas.ListFlexSnapshots(ctx, t.ProjectID, t.Cluster)
 		switch classify(ctx, err) {
@@ -635,13 +644,13 @@ func (e *Engine) restore(ctx context.Context, r run.Run) (run.Run, error) {
 		case errNotFound:
 			return e.fail(r, run.ReasonNotFound, err.Error())
 		default:
-			if err := p.sleep(ctx, r); err != nil {
+			if err := tk.poller(e, "find flex snapshot").sleep(r); err != nil {
 				return e.stageErr(r, err, "listing flex snapshots")
 			}
 		}
 	}
 	target := r.Spec.TargetProjectID + "/" + r.Spec.TargetCluster
-	r, ended, err := e.createOnce(ctx, r, creation{
+	r, ended, err := e.createOnce(ctx, tk, r, creation{
 		what:        "restore",
 		requestNote: "requesting restore into " + target,
 		busy:        "a restore into " + target + " is already in progress",
@@ -671,8 +680,8 @@ func (e *Engine) restore(ctx context.Context, r run.Run) (run.Run, error) {
 		return r, err
 	}
 
-	p = e.newPoller()
-	if err := e.firstPollAfterCreate(ctx, p, r, r.RestoreStatus, atlas.FlexStatus(r.RestoreStatus).Terminal()); err != nil {
+	p := tk.poller(e, "poll restore")
+	if err := firstPollAfterCreate(p, r, r.RestoreStatus, atlas.FlexStatus(r.RestoreStatus).Terminal()); err != nil {
 		return e.stageErr(r, err, "restore job "+r.RestoreJobID)
 	}
 	for {
@@ -695,7 +704,7 @@ func (e *Engine) restore(ctx context.Context, r run.Run) (run.Run, error) {
 		case errNotFound:
 			return e.fail(r, run.ReasonNotFound, "restore job "+r.RestoreJobID+" disappeared: "+err.Error())
 		}
-		if err := p.sleep(ctx, r); err != nil {
+		if err := p.sleep(r); err != nil {
 			return e.stageErr(r, err, "restore job "+r.RestoreJobID)
 		}
 	}

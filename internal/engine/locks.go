@@ -1,13 +1,10 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"sync"
-	"time"
 
-	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -17,71 +14,54 @@ var errDeadline = errors.New("deadline passed")
 // clusterLocks gives one run at a time each cluster, across all policies:
 // Atlas allows one on-demand snapshot in flight per cluster and one export
 // per snapshot, so two of our own runs must never race for a cluster.
+// Nobody blocks on a lock: a run that finds its cluster taken parks, and the
+// release wakes it.
 type clusterLocks struct {
 	mu      sync.Mutex
 	held    map[string]run.ID
-	changed chan struct{} // closed and replaced on every release
+	waiters map[string][]*task // runs to wake when the key is released
+	wake    func(*task)
 }
 
-func newClusterLocks() *clusterLocks {
-	return &clusterLocks{held: map[string]run.ID{}, changed: make(chan struct{})}
+func newClusterLocks(wake func(*task)) *clusterLocks {
+	return &clusterLocks{held: map[string]run.ID{}, waiters: map[string][]*task{}, wake: wake}
 }
 
-// acquire takes every key at once for id, waiting until all are free, the
-// deadline passes (errDeadline) or ctx ends. A zero deadline waits forever.
-func (l *clusterLocks) acquire(ctx context.Context, c clock.Clock, keys []string, id run.ID, deadline time.Time) error {
-	keys = slices.Clone(keys)
-	slices.Sort(keys)
-	var timer clock.Timer
-	var timeout <-chan time.Time
-	if !deadline.IsZero() {
-		d := deadline.Sub(c.Now())
-		if d <= 0 {
-			d = 0
-		}
-		timer = c.NewTimer(d)
-		defer timer.Stop()
-		timeout = timer.C()
-	}
-	for {
-		l.mu.Lock()
-		free := true
-		for _, k := range keys {
-			if h, ok := l.held[k]; ok && h != id {
-				free = false
-				break
-			}
-		}
-		if free {
-			for _, k := range keys {
-				l.held[k] = id
-			}
-			l.mu.Unlock()
-			return nil
-		}
-		ch := l.changed
-		l.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timeout:
-			return errDeadline
-		case <-ch:
-		}
-	}
-}
-
-// release frees the keys id holds.
-func (l *clusterLocks) release(keys []string, id run.ID) {
+// tryAcquire takes every key for id if none is held by another run, and
+// otherwise takes none. When it fails and w is not nil, w is woken once the
+// key that stood in the way is released.
+func (l *clusterLocks) tryAcquire(keys []string, id run.ID, w *task) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, k := range keys {
-		if l.held[k] == id {
-			delete(l.held, k)
+		if h, ok := l.held[k]; ok && h != id {
+			if w != nil && !slices.Contains(l.waiters[k], w) {
+				l.waiters[k] = append(l.waiters[k], w)
+			}
+			return false
 		}
 	}
-	close(l.changed)
-	l.changed = make(chan struct{})
+	for _, k := range keys {
+		l.held[k] = id
+	}
+	return true
+}
+
+// release frees the keys id holds and wakes the runs waiting for them.
+func (l *clusterLocks) release(keys []string, id run.ID) {
+	l.mu.Lock()
+	var wake []*task
+	for _, k := range keys {
+		if l.held[k] == id {
+			delete(l.held, k)
+			wake = append(wake, l.waiters[k]...)
+			delete(l.waiters, k)
+		}
+	}
+	l.mu.Unlock()
+	for _, t := range wake {
+		l.wake(t)
+	}
 }
 
 // holder reports which run holds a cluster, for status.

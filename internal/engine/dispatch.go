@@ -1,0 +1,224 @@
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/run"
+)
+
+// Runs in flight are data, not goroutines. A run spends nearly all its life
+// waiting for Atlas (a snapshot takes minutes, an export can take hours), and
+// at fleet size thousands of runs wait at once: one parked goroutine each
+// cost ~33 KB of stack per run (209 MiB at 10,000 targets, docs/benchmarks.md).
+// Instead a run is a task: its state plus when it next needs attention. One
+// dispatcher goroutine sleeps until the earliest task is due and hands it to a
+// bounded set of worker goroutines, which step the run until it has to wait
+// again (parked) or ends.
+
+// task is one run in flight.
+type task struct {
+	key   string   // policy|project|cluster, the engine's inflight key
+	locks []string // the clusters the run must own while it works
+
+	// r is the run as the engine last recorded it. Engine.mu guards it;
+	// the worker stepping the task is its only writer.
+	r run.Run
+
+	// poll is the backoff of the phase the run is in. Only the worker
+	// stepping the task touches it, and one worker steps a task at a time.
+	poll *poller
+
+	// Dispatcher state, guarded by dispatcher.mu.
+	wake    time.Time // when the parked task is due; zero: not in the heap
+	pending time.Time // a wake that arrived while the task was running
+	index   int       // position in the heap, -1 when not in it
+	seq     uint64    // FIFO order among tasks due at the same instant
+	running bool
+	done    bool
+}
+
+func newTask(r run.Run) *task {
+	return &task{key: key(r.Policy, r.Target), locks: lockKeys(r), r: r, index: -1}
+}
+
+// poller returns the polling backoff of phase, starting a fresh one when the
+// run has moved to another phase (another job, another stage).
+func (t *task) poller(e *Engine, phase string) *poller {
+	if t.poll == nil || t.poll.phase != phase {
+		t.poll = &poller{e: e, phase: phase}
+	}
+	return t.poll
+}
+
+// parked is how a stage says "nothing to do until then": the worker stores
+// the run and returns the task to the dispatcher instead of sleeping.
+type parked struct {
+	until time.Time // zero: until woken by a released cluster lock
+}
+
+func (p *parked) Error() string { return "run parked until " + p.until.String() }
+
+// dispatcher keeps the parked tasks ordered by when they are due.
+type dispatcher struct {
+	mu   sync.Mutex
+	h    taskHeap
+	seq  uint64
+	kick chan struct{} // a task became due earlier than the dispatcher's timer
+}
+
+func newDispatcher() *dispatcher { return &dispatcher{kick: make(chan struct{}, 1)} }
+
+// schedule makes t due at at (or earlier, if it is already due earlier). A
+// task that is running gets the wake when its step parks; a finished task
+// ignores it.
+func (d *dispatcher) schedule(t *task, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case t.done:
+		return
+	case t.running:
+		if t.pending.IsZero() || at.Before(t.pending) {
+			t.pending = at
+		}
+		return
+	}
+	d.pushLocked(t, at)
+}
+
+func (d *dispatcher) pushLocked(t *task, at time.Time) {
+	if t.index >= 0 {
+		if !at.Before(t.wake) {
+			return
+		}
+		t.wake = at
+		heap.Fix(&d.h, t.index)
+	} else {
+		d.seq++
+		t.wake, t.seq = at, d.seq
+		heap.Push(&d.h, t)
+	}
+	if t.index == 0 {
+		select {
+		case d.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// park returns a stepped task to the heap, due at until (zero: only when
+// woken), or earlier if a wake arrived while it ran.
+func (d *dispatcher) park(t *task, until time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t.running = false
+	if !t.pending.IsZero() && (until.IsZero() || t.pending.Before(until)) {
+		until = t.pending
+	}
+	t.pending = time.Time{}
+	if !until.IsZero() {
+		d.pushLocked(t, until)
+	}
+}
+
+// finish marks t ended; later wakes are ignored.
+func (d *dispatcher) finish(t *task) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t.running, t.done = false, true
+	if t.index >= 0 {
+		heap.Remove(&d.h, t.index)
+	}
+}
+
+// next pops a task due at now and marks it running, or reports when the
+// earliest parked task is due (zero when none is).
+func (d *dispatcher) next(now time.Time) (*task, time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.h) == 0 {
+		return nil, time.Time{}
+	}
+	t := d.h[0]
+	if t.wake.After(now) {
+		return nil, t.wake
+	}
+	heap.Pop(&d.h)
+	t.wake, t.running = time.Time{}, true
+	return t, time.Time{}
+}
+
+// dispatch hands due tasks to at most cap(e.workers) concurrent steps until
+// ctx ends. Tasks left parked keep their state in memory and in the journal;
+// the next start re-attaches them.
+func (e *Engine) dispatch(ctx context.Context) {
+	defer e.wg.Done()
+	for {
+		t, at := e.disp.next(e.clk.Now())
+		if t != nil {
+			select {
+			case e.workers <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			e.wg.Add(1)
+			go e.runStep(ctx, t)
+			continue
+		}
+		var timer clock.Timer
+		var due <-chan time.Time
+		if !at.IsZero() {
+			timer = e.clk.NewTimer(at.Sub(e.clk.Now()))
+			due = timer.C()
+		}
+		select {
+		case <-ctx.Done():
+		case <-due:
+		case <-e.disp.kick:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (e *Engine) runStep(ctx context.Context, t *task) {
+	defer e.wg.Done()
+	defer func() { <-e.workers }()
+	e.step(ctx, t)
+}
+
+// taskHeap orders parked tasks by wake time, then by when they were parked.
+type taskHeap []*task
+
+func (h taskHeap) Len() int { return len(h) }
+func (h taskHeap) Less(i, k int) bool {
+	if !h[i].wake.Equal(h[k].wake) {
+		return h[i].wake.Before(h[k].wake)
+	}
+	return h[i].seq < h[k].seq
+}
+func (h taskHeap) Swap(i, k int) {
+	h[i], h[k] = h[k], h[i]
+	h[i].index, h[k].index = i, k
+}
+func (h *taskHeap) Push(x any) {
+	t := x.(*task)
+	t.index = len(*h)
+	*h = append(*h, t)
+}
+func (h *taskHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	t.index = -1
+	*h = old[:len(old)-1]
+	return t
+}

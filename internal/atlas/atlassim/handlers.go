@@ -457,7 +457,7 @@ func (s *Sim) createRestore(c *call) (any, *apiError) {
 		return nil, e
 	}
 	snapshotID := b.pattern("snapshotId", true, hexIDPattern)
-	target := b.pattern("targetDeploymentItemName", true, targetNamePattern)
+	target := b.pattern("targetDeploymentItemName", true, targetNamePattern())
 	targetProject := b.pattern("targetProjectId", false, hexIDPattern)
 	if e := b.err(); e != nil {
 		return nil, e

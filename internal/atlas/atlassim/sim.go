@@ -299,8 +299,8 @@ func (s *Sim) newID() string {
 var (
 	hexIDPattern       = regexp.MustCompile(`^[a-f0-9]{24}$`)
 	clusterNamePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]*$`)
-	targetNamePattern  = regexp.MustCompile(`^[\p{L}\p{N}\-_.(),:&@+']{1,64}$`)
-	tierPattern        = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
+
+	tierPattern = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 )
 
 // ErrNotFound is wrapped by fleet methods when a project, cluster, flex
@@ -899,3 +899,9 @@ func (c *cluster) liveSnapshots(now time.Time) []*snapshot {
 	})
 	return out
 }
+
+// targetNamePattern is compiled on first use: its Unicode classes cost ~1.3 MB of heap,
+// which a daemon without flex restore policies should not carry.
+var targetNamePattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[\p{L}\p{N}\-_.(),:&@+']{1,64}$`)
+})

@@ -196,6 +196,18 @@ func TestSystemdUnit(t *testing.T) {
 	if got, want := svc["SystemCallFilter"], []string{"@system-service", "~@privileged @resources"}; !slices.Equal(got, want) {
 		t.Errorf("%s: SystemCallFilter=%q, want %q", unitPath, got, want)
 	}
+	// fleetbench measures the daemon with the unit's memory limit.
+	bench, err := os.ReadFile("../cmd/fleetbench/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`defaultGoMemLimit = "([^"]+)"`).FindSubmatch(bench)
+	if m == nil {
+		t.Fatal("cmd/fleetbench/main.go has no defaultGoMemLimit")
+	}
+	if got, want := svc["Environment"], []string{"GOMEMLIMIT=" + string(m[1])}; !slices.Equal(got, want) {
+		t.Errorf("%s: Environment=%q, want %q (fleetbench's -gomemlimit default)", unitPath, got, want)
+	}
 	// Atlas is on the public internet: an IP deny list without an allow
 	// list would cut the daemon off.
 	if deny := svc["IPAddressDeny"]; len(deny) > 0 && len(svc["IPAddressAllow"]) == 0 {

@@ -34,11 +34,27 @@ type Options struct {
 	RatePerMinute      int
 	RequestsPerMinute  int           // daemon's client budget; 0 = 200 per project
 	LogLevel           string        // daemon log level
+	GoMemLimit         string        // the daemon's GOMEMLIMIT ("": inherit fleetbench's environment)
 	Lead               time.Duration // real time from starting the processes to the first slot
 	Scrape             time.Duration // simulated interval of /metrics scrapes (0: none)
 	Command            string        // the command line, for the report
 	Progress           io.Writer     // progress lines (nil: none)
 	Clock              clock.Clock   // real time (default clock.Real())
+}
+
+// daemonEnv is fleetbench's environment with GOMEMLIMIT set to limit (kept
+// as inherited when limit is "").
+func daemonEnv(limit string) []string {
+	if limit == "" {
+		return nil
+	}
+	env := []string{"GOMEMLIMIT=" + limit}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMEMLIMIT=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func (o *Options) defaults() error {
@@ -170,7 +186,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	end := h0.Add(time.Duration(o.Hours) * time.Hour)
 
-	sim, err := startProc(rclk, "simulator", bin, append([]string{"atlas-sim", "-listen", simAddr, "-fixture", paths.fixture, "-admin"}, timeArgs...), paths.simLog)
+	sim, err := startProc(rclk, "simulator", bin, append([]string{"atlas-sim", "-listen", simAddr, "-fixture", paths.fixture, "-admin"}, timeArgs...), nil, paths.simLog)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +200,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("waiting for the simulator to serve: %w", err)
 	}
 
-	daemon, err := startProc(rclk, "daemon", bin, append([]string{"run", "-config", paths.config}, timeArgs...), paths.daemonLog)
+	daemon, err := startProc(rclk, "daemon", bin, append([]string{"run", "-config", paths.config}, timeArgs...), daemonEnv(o.GoMemLimit), paths.daemonLog)
 	if err != nil {
 		return nil, err
 	}
@@ -291,6 +307,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		TimeScale: o.Scale, Jitter: o.Jitter.String(), JournalRuns: o.JournalRuns,
 		RateLimit:         fmt.Sprintf("%d per project, refilling %d/min", o.RateCapacity, o.RatePerMinute),
 		RequestsPerMinute: o.RequestsPerMinute, StatePath: paths.state, LogLevel: o.LogLevel,
+		GoMemLimit: o.GoMemLimit,
 	}
 	rep.PeakRSSBytes, rep.EndRSSAnonBytes, rep.EndRSSFileBytes = mem.HWM, mem.RssAnon, mem.RssFile
 	rep.CPUSecondsPerSimHour = (cpu1 - cpu0).Seconds() / float64(o.Hours)

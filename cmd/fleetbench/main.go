@@ -24,6 +24,11 @@ import (
 	"time"
 )
 
+// defaultGoMemLimit is the GOMEMLIMIT deploy/systemd/backupd.service gives
+// the daemon, so the benchmark measures the daemon as it is deployed
+// (deploy's tests check the two agree).
+const defaultGoMemLimit = "48MiB"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -51,6 +56,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.RatePerMinute, "rate-refill", 100, "simulator's per-project refill per minute")
 	fs.IntVar(&o.RequestsPerMinute, "requests-per-minute", 0, "daemon's atlas.requestsPerMinute (default 200 x projects)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "daemon log level")
+	fs.StringVar(&o.GoMemLimit, "gomemlimit", defaultGoMemLimit, "the daemon's GOMEMLIMIT (default: the value deploy/systemd/backupd.service sets; \"\" inherits fleetbench's environment)")
 	fs.DurationVar(&o.Lead, "lead", 20*time.Second, "real time between starting the processes and the first measured slot")
 	fs.DurationVar(&o.Scrape, "scrape", 30*time.Second, "simulated interval between /metrics scrapes (as Prometheus would), 0 for none beyond progress")
 	asJSON := fs.Bool("json", false, "print the report as JSON")

@@ -24,14 +24,15 @@ type proc struct {
 	err     error         // Wait's result, valid once done is closed
 }
 
-// startProc starts bin with args, stdout and stderr appended to logPath.
-func startProc(clk clock.Clock, name, bin string, args []string, logPath string) (*proc, error) {
+// startProc starts bin with args and env (nil: fleetbench's own), stdout
+// and stderr appended to logPath.
+func startProc(clk clock.Clock, name, bin string, args, env []string, logPath string) (*proc, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("starting the %s: opening its log: %w", name, err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Stdout, cmd.Stderr, cmd.Env = logFile, logFile, env
 	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	p.started = clk.Now()
 	if err := cmd.Start(); err != nil {

@@ -65,6 +65,7 @@ type Params struct {
 	RequestsPerMinute int     `json:"requestsPerMinute"`
 	StatePath         string  `json:"statePath"`
 	LogLevel          string  `json:"logLevel"`
+	GoMemLimit        string  `json:"goMemLimit"` // "": inherited
 }
 
 // Runs counts the runs of the measured slots by outcome.
@@ -189,8 +190,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p.Projects, p.Clusters, p.Targets, p.Hours, p.TimeScale, p.Jitter)
 	fmt.Fprintf(&b, "machine: %s, %d cores, %s, Linux %s\n", r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion, r.Machine.Kernel)
 	fmt.Fprintf(&b, "command: %s\n", p.Command)
-	fmt.Fprintf(&b, "journal: %d pre-generated runs at %s; simulator rate limit %s; requestsPerMinute %d; log level %s\n",
-		p.JournalRuns, p.StatePath, p.RateLimit, p.RequestsPerMinute, p.LogLevel)
+	limit := p.GoMemLimit
+	if limit == "" {
+		limit = "inherited"
+	}
+	fmt.Fprintf(&b, "journal: %d pre-generated runs at %s; simulator rate limit %s; requestsPerMinute %d; log level %s; GOMEMLIMIT %s\n",
+		p.JournalRuns, p.StatePath, p.RateLimit, p.RequestsPerMinute, p.LogLevel, limit)
 	fmt.Fprintf(&b, "window: %s .. %s simulated; %.0f s real in all\n\n", r.Start.Format(time.RFC3339), r.End.Format(time.RFC3339), r.Elapsed)
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)

@@ -6,7 +6,6 @@
 package metrics
 
 import (
-	"net/http"
 	"runtime"
 	"strconv"
 	"sync"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/backupd/backupd/internal/run"
 )
@@ -28,16 +26,6 @@ const (
 	SuccessStageExport   = "export"   // the export of a snapshot succeeded
 	SuccessStageRestore  = "restore"  // a flex restore succeeded
 )
-
-// successStages is the closed set of last-success stage label values.
-var successStages = []string{SuccessStageSnapshot, SuccessStageExport, SuccessStageRestore}
-
-// Result label values of backupd_runs_total, as returned by run.Run.Result.
-var runResults = []string{"success", "failure", "timeout"}
-
-// skipReasons is the closed set of reason label values of
-// backupd_runs_skipped_total; other reasons are folded into not_supported.
-var skipReasons = []string{run.ReasonOverlap, run.ReasonMissed, run.ReasonNotSupported, run.ReasonShutdown}
 
 // inflightStages is the closed set of stage label values of
 // backupd_inflight_runs: the non-terminal run stages.
@@ -64,34 +52,43 @@ var atlasDurationBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 // repeated terminal events from being counted twice.
 const recentTerminalCap = 4096
 
-// Metrics owns backupd's private Prometheus registry and every backupd_
-// series. It is safe for concurrent use: the engine calls Observe from many
-// run goroutines at once.
+// Metrics owns backupd's Prometheus metrics. It is safe for concurrent
+// use: the engine calls Observe from many run goroutines at once, and
+// scrapes run concurrently with them.
+//
+// The metrics with few series (build, policy, stage durations, in-flight
+// runs, Atlas requests, reloads, Go runtime, process) live in a
+// prometheus.Registry. The per-target families (runs_total,
+// runs_skipped_total, last_success_timestamp_seconds, last_run_success,
+// next_run_timestamp_seconds, snapshot_size_bytes) hold one series per
+// policy on a target, 10,000s of them, so they are kept in compact structs
+// (targets.go) and encoded a chunk at a time by Handler (exposition.go).
 type Metrics struct {
 	reg *prometheus.Registry
+	// all is reg plus a collector of the per-target families: the whole
+	// exposition as dto, for Gatherer.
+	all prometheus.Gatherers
 
 	policyInfo       *prometheus.GaugeVec
-	runsTotal        *prometheus.CounterVec
-	runsSkipped      *prometheus.CounterVec
 	stageDuration    *prometheus.HistogramVec
-	lastSuccess      *prometheus.GaugeVec
-	lastRunSuccess   *prometheus.GaugeVec
-	nextRun          *prometheus.GaugeVec
 	scheduleInterval *prometheus.GaugeVec
 	inflight         *prometheus.GaugeVec
-	snapshotSize     *prometheus.GaugeVec
 	atlasRequests    *prometheus.CounterVec
 	atlasDuration    *prometheus.HistogramVec
 	atlasRateLimited *prometheus.CounterVec
 	configReloads    *prometheus.CounterVec
 
-	// policyVecs are the vectors with a policy label, cleaned by SetPolicies.
+	// policyVecs are the registry's vectors with a policy label, cleaned by
+	// SetPolicies.
 	policyVecs []deletable
-	// targetVecs are the vectors with policy, project and cluster labels,
-	// cleaned by DeleteTarget.
-	targetVecs []deletable
 
 	mu sync.Mutex
+	// targets holds the per-target series.
+	targets targetStore
+	// stageMasks is, per configured policy whose stages are known
+	// (PolicyInfo.Stages), the last-success stages it may have (a bit per
+	// stageLabels index).
+	stageMasks map[string]uint8
 	// inflightRuns is the stage each in-flight run is currently counted in,
 	// so repeated and re-attached events move a run instead of adding it.
 	inflightRuns map[run.ID]run.Stage
@@ -100,8 +97,8 @@ type Metrics struct {
 	terminated     map[run.ID]struct{}
 	terminatedRing []run.ID
 	terminatedNext int
-	// seenPolicies is every policy that may have series, so SetPolicies can
-	// delete those of policies no longer configured.
+	// seenPolicies is every policy that may have series in policyVecs, so
+	// SetPolicies can delete those of policies no longer configured.
 	seenPolicies map[string]struct{}
 }
 
@@ -110,42 +107,22 @@ type deletable interface {
 	DeletePartialMatch(labels prometheus.Labels) int
 }
 
-// New creates the registry with every backupd_ metric plus the Go runtime
-// and process collectors, and sets backupd_build_info{version, goversion}
-// to 1. version is the daemon's build version.
+// New creates the registry with the backupd_ metrics that have few series
+// plus the Go runtime and process collectors, the store of the per-target
+// series, and sets backupd_build_info{version, goversion} to 1. version is
+// the daemon's build version.
 func New(version string) *Metrics {
-	target := []string{"policy", "project", "cluster"}
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		policyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "policy_info",
 			Help: "Configured policies; always 1. Join on policy to get the action, schedule and time zone.",
 		}, []string{"policy", "action", "schedule", "timezone"}),
-		runsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "runs_total",
-			Help: "Runs that ended, by result: success, failure or timeout.",
-		}, append(target, "result")),
-		runsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "runs_skipped_total",
-			Help: "Runs that were skipped, by reason: overlap, missed, not_supported or shutdown.",
-		}, append(target, "reason")),
 		stageDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "stage_duration_seconds",
 			Help:    "Time runs spent in a stage (wait, snapshot, export, restore), observed when they leave it.",
 			Buckets: stageDurationBuckets,
 		}, []string{"policy", "stage"}),
-		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "last_success_timestamp_seconds",
-			Help: "Unix time a stage (snapshot, export, restore) last completed successfully on a target.",
-		}, append(target, "stage")),
-		lastRunSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "last_run_success",
-			Help: "1 if the last finished run on a target succeeded, 0 if it failed or timed out. Skips leave it unchanged.",
-		}, target),
-		nextRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "next_run_timestamp_seconds",
-			Help: "Unix time the next run of a policy on a target is due (slot plus jitter).",
-		}, target),
 		scheduleInterval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "schedule_interval_seconds",
 			Help: "Nominal time between two slots of a policy's schedule; use it to scale staleness alerts.",
@@ -154,10 +131,6 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "inflight_runs",
 			Help: "Runs currently in a non-terminal stage (pending, waiting, snapshotting, exporting, restoring).",
 		}, []string{"stage"}),
-		snapshotSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "snapshot_size_bytes",
-			Help: "Size Atlas reported for the latest snapshot a run took or used on a target.",
-		}, target),
 		atlasRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "atlas_requests_total",
 			Help: "Atlas Admin API HTTP attempts, by operation and HTTP status code (\"error\" for transport errors).",
@@ -175,6 +148,8 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "config_reloads_total",
 			Help: "Configuration reloads (SIGHUP), by result: success or failure.",
 		}, []string{"result"}),
+		targets:      newTargetStore(),
+		stageMasks:   make(map[string]uint8),
 		inflightRuns: make(map[run.ID]run.Stage),
 		terminated:   make(map[run.ID]struct{}),
 		seenPolicies: make(map[string]struct{}),
@@ -185,17 +160,16 @@ func New(version string) *Metrics {
 	}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 
-	m.policyVecs = []deletable{m.policyInfo, m.runsTotal, m.runsSkipped, m.stageDuration, m.lastSuccess,
-		m.lastRunSuccess, m.nextRun, m.scheduleInterval, m.snapshotSize}
-	m.targetVecs = []deletable{m.runsTotal, m.runsSkipped, m.lastSuccess, m.lastRunSuccess, m.nextRun, m.snapshotSize}
-
+	m.policyVecs = []deletable{m.policyInfo, m.stageDuration, m.scheduleInterval}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		buildInfo, m.policyInfo, m.runsTotal, m.runsSkipped, m.stageDuration, m.lastSuccess,
-		m.lastRunSuccess, m.nextRun, m.scheduleInterval, m.inflight, m.snapshotSize,
+		buildInfo, m.policyInfo, m.stageDuration, m.scheduleInterval, m.inflight,
 		m.atlasRequests, m.atlasDuration, m.atlasRateLimited, m.configReloads,
 	)
+	targets := prometheus.NewPedanticRegistry()
+	targets.MustRegister(newTargetCollector(m))
+	m.all = prometheus.Gatherers{m.reg, targets}
 	// Series that exist from the start, so rate() and absence alerts work
 	// before the first event.
 	for _, s := range inflightStages {
@@ -206,18 +180,17 @@ func New(version string) *Metrics {
 	return m
 }
 
-// Registry returns the private registry, for tests and for wiring extra
-// collectors.
+// Registry returns the registry of the metrics with few series (and the
+// Go runtime and process collectors), for wiring extra collectors: Handler
+// serves whatever is registered there. The per-target families are not in
+// it; Gatherer returns everything.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Handler serves the registry in the Prometheus exposition format. A
-// collector that fails does not hide the others.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: 4,
-	})
-}
+// Gatherer returns every series Handler serves, the per-target families
+// included, as a prometheus.Gatherer: for tests and tools that want dto.
+// At fleet size it allocates the whole exposition at once (tens of MB at
+// 10,000 targets); Handler does not.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.all }
 
 // ObserveAtlasRequest records one HTTP attempt against the Atlas Admin API.
 // operation is the client's bounded operation name; code is the HTTP status
@@ -252,17 +225,70 @@ type PolicyInfo struct {
 	// Interval is the nominal time between slots; zero leaves
 	// backupd_schedule_interval_seconds unset for the policy.
 	Interval time.Duration
+	// Stages are the backupd_last_success_timestamp_seconds stages the
+	// policy's runs produce (SuccessStage* values; see SuccessStages).
+	// SetPolicies deletes the policy's series of other stages, so a reload
+	// that removes a policy's export: does not leave a stale export
+	// timestamp behind to trip a lag alert. nil means unknown: no stage is
+	// dropped.
+	Stages []string
 }
 
-// SetPolicies publishes the configured policies and deletes every series of
-// policies that are no longer configured. Call it at start (after Rebuild)
-// and after every successful reload.
+// SuccessStages returns the last-success stages a policy's runs produce,
+// for PolicyInfo.Stages: a snapshot policy's "snapshot" (plus "export" when
+// it chains an export), an export policy's "export", a flex restore
+// policy's "restore". An unknown action returns nil (unknown).
+func SuccessStages(action run.Action, exports bool) []string {
+	switch action {
+	case run.ActionSnapshot:
+		if exports {
+			return []string{SuccessStageSnapshot, SuccessStageExport}
+		}
+		return []string{SuccessStageSnapshot}
+	case run.ActionExport:
+		return []string{SuccessStageExport}
+	case run.ActionFlexRestore:
+		return []string{SuccessStageRestore}
+	}
+	return nil
+}
+
+// stageMask turns PolicyInfo.Stages into a bit per stageLabels index;
+// unknown stage names are ignored.
+func stageMask(stages []string) uint8 {
+	var mask uint8
+	for _, st := range stages {
+		if i := stageIndex(st); i >= 0 {
+			mask |= 1 << i
+		}
+	}
+	return mask
+}
+
+// stageIndex is the index of a last-success stage in stageLabels, or -1.
+func stageIndex(stage string) int {
+	for i, l := range stageLabels {
+		if l == stage {
+			return i
+		}
+	}
+	return -1
+}
+
+// SetPolicies publishes the configured policies, deletes every series of
+// policies that are no longer configured, and deletes the last-success
+// series of stages a policy no longer has (PolicyInfo.Stages). Call it at
+// start (after Rebuild) and after every successful reload.
 func (m *Metrics) SetPolicies(ps []PolicyInfo) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	keep := make(map[string]struct{}, len(ps))
+	clear(m.stageMasks)
 	for _, p := range ps {
 		keep[p.Name] = struct{}{}
+		if p.Stages != nil {
+			m.stageMasks[p.Name] = stageMask(p.Stages)
+		}
 	}
 	for name := range m.seenPolicies {
 		if _, ok := keep[name]; ok {
@@ -272,6 +298,16 @@ func (m *Metrics) SetPolicies(ps []PolicyInfo) {
 			v.DeletePartialMatch(prometheus.Labels{"policy": name})
 		}
 		delete(m.seenPolicies, name)
+	}
+	for _, s := range m.targets.byKey {
+		if _, ok := keep[s.key.policy]; !ok {
+			m.targets.remove(s)
+			continue
+		}
+		if mask, ok := m.stageMasks[s.key.policy]; ok {
+			s.keepStages(mask)
+			m.targets.removeIfEmpty(s)
+		}
 	}
 	for _, p := range ps {
 		m.seenPolicies[p.Name] = struct{}{}
@@ -287,29 +323,31 @@ func (m *Metrics) SetPolicies(ps []PolicyInfo) {
 }
 
 // SetNextRun publishes when a policy next runs on a target; a zero at
-// removes the series. It also creates the target's run counters at zero so
-// increase() and absence alerts work before its first run.
+// removes the series. The target's run counters are not created here: a
+// (target, result) or (target, reason) series appears when it first
+// counts, which keeps a fleet's idle series few.
 func (m *Metrics) SetNextRun(policy string, t run.Target, at time.Time) {
-	m.seePolicy(policy)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if at.IsZero() {
-		m.nextRun.DeleteLabelValues(policy, t.ProjectID, t.Cluster)
+		if s := m.targets.get(policy, t.ProjectID, t.Cluster); s != nil {
+			s.has &^= hasNextRun
+			m.targets.removeIfEmpty(s)
+		}
 		return
 	}
-	m.nextRun.WithLabelValues(policy, t.ProjectID, t.Cluster).Set(unixSeconds(at))
-	for _, r := range runResults {
-		m.runsTotal.WithLabelValues(policy, t.ProjectID, t.Cluster, r)
-	}
-	for _, r := range skipReasons {
-		m.runsSkipped.WithLabelValues(policy, t.ProjectID, t.Cluster, r)
-	}
+	s := m.targets.getOrCreate(policy, t.ProjectID, t.Cluster)
+	s.nextRun = unixSeconds(at)
+	s.has |= hasNextRun
 }
 
 // DeleteTarget removes every series of a policy on a target that is no
 // longer resolved (cluster deleted, excluded, or no longer matching).
 func (m *Metrics) DeleteTarget(policy string, t run.Target) {
-	l := prometheus.Labels{"policy": policy, "project": t.ProjectID, "cluster": t.Cluster}
-	for _, v := range m.targetVecs {
-		v.DeletePartialMatch(l)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.targets.get(policy, t.ProjectID, t.Cluster); s != nil {
+		m.targets.remove(s)
 	}
 }
 
@@ -330,26 +368,43 @@ type Restored struct {
 // backupd_last_success_timestamp_seconds, backupd_last_run_success and
 // backupd_snapshot_size_bytes. Counters restart at zero, as Prometheus expects.
 func (m *Metrics) Rebuild(rs []Restored) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, r := range rs {
-		m.seePolicy(r.Policy)
-		l := []string{r.Policy, r.Target.ProjectID, r.Target.Cluster}
+		var s *targetSeries
+		series := func() *targetSeries {
+			if s == nil {
+				s = m.targets.getOrCreate(r.Policy, r.Target.ProjectID, r.Target.Cluster)
+			}
+			return s
+		}
 		if r.Last != nil {
 			switch r.Last.Stage {
 			case run.StageSucceeded:
-				m.lastRunSuccess.WithLabelValues(l...).Set(1)
+				series().setLastRun(1)
 			case run.StageFailed:
-				m.lastRunSuccess.WithLabelValues(l...).Set(0)
+				series().setLastRun(0)
 			}
 		}
-		for _, stage := range successStages {
-			if at, ok := r.LastSuccess[stage]; ok && !at.IsZero() {
-				m.lastSuccess.WithLabelValues(append(l, stage)...).Set(unixSeconds(at))
+		mask := m.stageMaskLocked(r.Policy)
+		for i, stage := range stageLabels {
+			if at, ok := r.LastSuccess[stage]; ok && !at.IsZero() && mask&(1<<i) != 0 {
+				series().setLastSuccess(i, unixSeconds(at))
 			}
 		}
 		if r.SnapshotBytes > 0 {
-			m.snapshotSize.WithLabelValues(l...).Set(float64(r.SnapshotBytes))
+			series().setSnapshotSize(float64(r.SnapshotBytes))
 		}
 	}
+}
+
+// stageMaskLocked is the last-success stages policy may have: its
+// configured stages if known, else all.
+func (m *Metrics) stageMaskLocked(policy string) uint8 {
+	if mask, ok := m.stageMasks[policy]; ok {
+		return mask
+	}
+	return allStages
 }
 
 // RebuildInflight replaces the in-flight bookkeeping with the journal's
@@ -364,7 +419,6 @@ func (m *Metrics) RebuildInflight(active []run.Run) {
 		delete(m.inflightRuns, id)
 	}
 	for _, r := range active {
-		m.seenPolicies[r.Policy] = struct{}{}
 		_ = m.trackLocked(r.ID, r.Stage)
 	}
 }
@@ -376,55 +430,79 @@ func (m *Metrics) Observe(e run.Event) {
 	if e.Note != "" {
 		return
 	}
-	r := e.Run
+	r := &e.Run
 	at := e.At
 	if at.IsZero() {
 		at = r.UpdatedAt
 	}
-	l := []string{r.Policy, r.Target.ProjectID, r.Target.Cluster}
 
 	m.mu.Lock()
-	m.seenPolicies[r.Policy] = struct{}{}
+	defer m.mu.Unlock()
 	// A repeated event (same run, same stage) must not be counted again.
 	moved := m.trackLocked(r.ID, r.Stage)
 	if r.Stage.Terminal() {
 		moved = m.rememberTerminalLocked(r.ID)
 	}
-	m.mu.Unlock()
 	if !moved {
 		return
 	}
 
 	if label, ok := durationStage[e.From]; ok && e.From != r.Stage && e.StageDuration >= 0 {
+		m.seenPolicies[r.Policy] = struct{}{}
 		m.stageDuration.WithLabelValues(r.Policy, label).Observe(e.StageDuration.Seconds())
 	}
+	var s *targetSeries
+	series := func() *targetSeries {
+		if s == nil {
+			s = m.targets.getOrCreate(r.Policy, r.Target.ProjectID, r.Target.Cluster)
+		}
+		return s
+	}
+	mask := m.stageMaskLocked(r.Policy)
+	setLastSuccess := func(stage int) {
+		if mask&(1<<stage) != 0 {
+			series().setLastSuccess(stage, unixSeconds(at))
+		}
+	}
 	if r.SnapshotBytes > 0 {
-		m.snapshotSize.WithLabelValues(l...).Set(float64(r.SnapshotBytes))
+		series().setSnapshotSize(float64(r.SnapshotBytes))
 	}
 	if e.From == run.StageSnapshotting && (r.Stage == run.StageExporting || r.Stage == run.StageSucceeded) &&
 		r.SnapshotStatus == "completed" {
-		m.lastSuccess.WithLabelValues(append(l, SuccessStageSnapshot)...).Set(unixSeconds(at))
-	}
-	if !r.Stage.Terminal() {
-		return
+		setLastSuccess(stageSnapshot)
 	}
 	switch r.Stage {
 	case run.StageSucceeded:
-		m.runsTotal.WithLabelValues(append(l, r.Result())...).Inc()
-		m.lastRunSuccess.WithLabelValues(l...).Set(1)
+		series().runs[resultSuccess]++
+		s.setLastRun(1)
 		if r.ExportJobID != "" || e.From == run.StageExporting {
-			m.lastSuccess.WithLabelValues(append(l, SuccessStageExport)...).Set(unixSeconds(at))
+			setLastSuccess(stageExport)
 		}
 		if r.Action == run.ActionFlexRestore || r.RestoreJobID != "" || e.From == run.StageRestoring {
-			m.lastSuccess.WithLabelValues(append(l, SuccessStageRestore)...).Set(unixSeconds(at))
+			setLastSuccess(stageRestore)
 		}
 	case run.StageFailed:
-		m.runsTotal.WithLabelValues(append(l, r.Result())...).Inc()
-		m.lastRunSuccess.WithLabelValues(l...).Set(0)
+		result := resultFailure
+		if r.Result() == "timeout" {
+			result = resultTimeout
+		}
+		series().runs[result]++
+		s.setLastRun(0)
 	case run.StageSkipped:
-		m.runsSkipped.WithLabelValues(append(l, skipReason(r.Reason))...).Inc()
+		series().skipped[skipReason(r.Reason)]++
 	}
 }
+
+// Indexes into targetSeries.runs, lastSuccess and the label arrays.
+const (
+	resultFailure = 0 // resultLabels[0]
+	resultSuccess = 1
+	resultTimeout = 2
+
+	stageExport   = 0 // stageLabels[0]
+	stageRestore  = 1
+	stageSnapshot = 2
+)
 
 // trackLocked moves run id to stage s in backupd_inflight_runs; a terminal
 // stage removes it. Repeating the same stage changes nothing and reports
@@ -463,12 +541,6 @@ func (m *Metrics) rememberTerminalLocked(id run.ID) bool {
 	return true
 }
 
-func (m *Metrics) seePolicy(policy string) {
-	m.mu.Lock()
-	m.seenPolicies[policy] = struct{}{}
-	m.mu.Unlock()
-}
-
 func isInflightStage(s run.Stage) bool {
 	for _, v := range inflightStages {
 		if v == s {
@@ -478,15 +550,20 @@ func isInflightStage(s run.Stage) bool {
 	return false
 }
 
-// skipReason keeps the reason label bounded: reasons outside the documented
-// set count as not_supported.
-func skipReason(reason string) string {
-	for _, r := range skipReasons {
+// skipReason keeps the reason label bounded: it returns the reasonLabels
+// index of reason, and that of not_supported for reasons outside the
+// documented set.
+func skipReason(reason string) int {
+	notSupported := 0
+	for i, r := range reasonLabels {
 		if r == reason {
-			return r
+			return i
+		}
+		if r == run.ReasonNotSupported {
+			notSupported = i
 		}
 	}
-	return run.ReasonNotSupported
+	return notSupported
 }
 
 // unixSeconds is t as fractional Unix seconds, the Prometheus convention for

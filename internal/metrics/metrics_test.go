@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/backupd/backupd/internal/run"
 )
@@ -64,9 +66,57 @@ func gauge(t *testing.T, v *prometheus.GaugeVec, labels ...string) float64 {
 	return testutil.ToFloat64(v.WithLabelValues(labels...))
 }
 
-func counter(t *testing.T, v *prometheus.CounterVec, labels ...string) float64 {
+// tv is the value of the per-target series of family name with the label
+// values policy, project, cluster (and the family's fourth label), read
+// through Gatherer; the test fails if it does not exist.
+func tv(t *testing.T, m *Metrics, name string, labels ...string) float64 {
 	t.Helper()
-	return testutil.ToFloat64(v.WithLabelValues(labels...))
+	mf := family(t, m, name)
+	names := []string{"policy", "project", "cluster", "result", "reason", "stage"}
+	for _, mt := range mf.GetMetric() {
+		got := map[string]string{}
+		for _, lp := range mt.GetLabel() {
+			got[lp.GetName()] = lp.GetValue()
+		}
+		match := len(got) == len(labels)
+		for i, want := range labels {
+			n := names[i]
+			if i == 3 {
+				n = mf.GetMetric()[0].GetLabel()[3].GetName()
+			}
+			match = match && got[n] == want
+		}
+		if !match {
+			continue
+		}
+		if mt.GetCounter() != nil {
+			return mt.GetCounter().GetValue()
+		}
+		return mt.GetGauge().GetValue()
+	}
+	t.Fatalf("%s%v: no such series", name, labels)
+	return 0
+}
+
+// tcount is how many series family name has.
+func tcount(t *testing.T, m *Metrics, name string) int {
+	t.Helper()
+	return len(family(t, m, name).GetMetric())
+}
+
+// family gathers family name through Gatherer (empty if absent).
+func family(t *testing.T, m *Metrics, name string) *dto.MetricFamily {
+	t.Helper()
+	mfs, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf
+		}
+	}
+	return &dto.MetricFamily{}
 }
 
 func TestExpositionPassesPromlint(t *testing.T) {
@@ -81,7 +131,7 @@ func TestExpositionPassesPromlint(t *testing.T) {
 	s.to(run.StageSucceeded, func(r *run.Run) { r.SnapshotStatus = "completed"; r.SnapshotBytes = 1 << 30 })
 	m.ConfigReload(true)
 
-	problems, err := testutil.GatherAndLint(m.Registry())
+	problems, err := testutil.GatherAndLint(m.Gatherer())
 	if err != nil {
 		t.Fatalf("lint: %v", err)
 	}
@@ -99,6 +149,8 @@ func TestEveryDesignMetricIsExposed(t *testing.T) {
 	s.to(run.StageWaiting, nil)
 	s.to(run.StageSnapshotting, nil)
 	s.to(run.StageSucceeded, func(r *run.Run) { r.SnapshotStatus = "completed"; r.SnapshotBytes = 10 })
+	skip := newScript(t, m, "p", run.ActionSnapshot, prodB, t0)
+	skip.to(run.StageSkipped, func(r *run.Run) { r.Reason = run.ReasonOverlap })
 
 	want := map[string]string{ // name -> type, from DESIGN.md's Metrics table
 		"backupd_build_info":                     "GAUGE",
@@ -134,7 +186,7 @@ func TestEveryDesignMetricIsExposed(t *testing.T) {
 		"backupd_atlas_rate_limited_total":       {"operation"},
 		"backupd_config_reloads_total":           {"result"},
 	}
-	mfs, err := m.Registry().Gather()
+	mfs, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +232,7 @@ func TestBuildInfo(t *testing.T) {
 # TYPE backupd_build_info gauge
 backupd_build_info{goversion="` + runtime.Version() + `",version="v9.9.9"} 1
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "backupd_build_info"); err != nil {
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "backupd_build_info"); err != nil {
 		t.Error(err)
 	}
 }
@@ -212,32 +264,32 @@ func TestScriptedSnapshotExportRun(t *testing.T) {
 		r.SnapshotID, r.SnapshotStatus, r.SnapshotBytes = "6650c0f9a2b3c4d5e6f70819", "completed", 5<<30
 		r.ExportJobID, r.ExportBucketID = "6650c0f9a2b3c4d5e6f7081a", "32b6e34b3d91647abb20e7b9"
 	})
-	if got := gauge(t, m.lastSuccess, "nightly", prodA.ProjectID, prodA.Cluster, "snapshot"); got != unixSeconds(snapDone.At) {
+	if got := tv(t, m, "backupd_last_success_timestamp_seconds", "nightly", prodA.ProjectID, prodA.Cluster, "snapshot"); got != unixSeconds(snapDone.At) {
 		t.Errorf("last snapshot success = %v, want %v", got, unixSeconds(snapDone.At))
 	}
-	if got := gauge(t, m.snapshotSize, "nightly", prodA.ProjectID, prodA.Cluster); got != 5<<30 {
+	if got := tv(t, m, "backupd_snapshot_size_bytes", "nightly", prodA.ProjectID, prodA.Cluster); got != 5<<30 {
 		t.Errorf("snapshot size = %v, want %v", got, 5<<30)
 	}
-	if testutil.CollectAndCount(m.runsTotal) != 0 {
+	if tcount(t, m, "backupd_runs_total") != 0 {
 		t.Error("runs_total counted before the run ended")
 	}
 
 	s.step = 2 * time.Hour
 	done := s.to(run.StageSucceeded, func(r *run.Run) { r.ExportState = "Successful" })
 
-	if got := counter(t, m.runsTotal, "nightly", prodA.ProjectID, prodA.Cluster, "success"); got != 1 {
+	if got := tv(t, m, "backupd_runs_total", "nightly", prodA.ProjectID, prodA.Cluster, "success"); got != 1 {
 		t.Errorf("runs_total success = %v, want 1", got)
 	}
-	if got := gauge(t, m.lastRunSuccess, "nightly", prodA.ProjectID, prodA.Cluster); got != 1 {
+	if got := tv(t, m, "backupd_last_run_success", "nightly", prodA.ProjectID, prodA.Cluster); got != 1 {
 		t.Errorf("last_run_success = %v, want 1", got)
 	}
-	if got := gauge(t, m.lastSuccess, "nightly", prodA.ProjectID, prodA.Cluster, "export"); got != unixSeconds(done.At) {
+	if got := tv(t, m, "backupd_last_success_timestamp_seconds", "nightly", prodA.ProjectID, prodA.Cluster, "export"); got != unixSeconds(done.At) {
 		t.Errorf("last export success = %v, want %v", got, unixSeconds(done.At))
 	}
-	if got := gauge(t, m.lastSuccess, "nightly", prodA.ProjectID, prodA.Cluster, "snapshot"); got != unixSeconds(snapDone.At) {
+	if got := tv(t, m, "backupd_last_success_timestamp_seconds", "nightly", prodA.ProjectID, prodA.Cluster, "snapshot"); got != unixSeconds(snapDone.At) {
 		t.Errorf("last snapshot success moved to %v on export success, want %v", got, unixSeconds(snapDone.At))
 	}
-	if n := testutil.CollectAndCount(m.lastSuccess); n != 2 {
+	if n := tcount(t, m, "backupd_last_success_timestamp_seconds"); n != 2 {
 		t.Errorf("last success series = %d, want snapshot and export only", n)
 	}
 	for _, st := range inflightStages {
@@ -285,10 +337,10 @@ func TestFailuresTimeoutsAndSkips(t *testing.T) {
 	s.to(run.StageWaiting, nil)
 	s.to(run.StageSnapshotting, nil)
 	s.to(run.StageFailed, func(r *run.Run) { r.Reason = run.ReasonSnapshotFailed; r.SnapshotStatus = "failed" })
-	if got := gauge(t, m.lastRunSuccess, "nightly", prodA.ProjectID, prodA.Cluster); got != 0 {
+	if got := tv(t, m, "backupd_last_run_success", "nightly", prodA.ProjectID, prodA.Cluster); got != 0 {
 		t.Errorf("last_run_success = %v after failure, want 0", got)
 	}
-	if n := testutil.CollectAndCount(m.lastSuccess); n != 0 {
+	if n := tcount(t, m, "backupd_last_success_timestamp_seconds"); n != 0 {
 		t.Errorf("last success series = %d after a failed snapshot, want 0", n)
 	}
 
@@ -299,7 +351,7 @@ func TestFailuresTimeoutsAndSkips(t *testing.T) {
 	s = newScript(t, m, "nightly", run.ActionSnapshot, prodA, next())
 	s.to(run.StageWaiting, nil)
 	s.to(run.StageFailed, func(r *run.Run) { r.Reason = run.ReasonTimeout })
-	if got := gauge(t, m.lastRunSuccess, "nightly", prodA.ProjectID, prodA.Cluster); got != 0 {
+	if got := tv(t, m, "backupd_last_run_success", "nightly", prodA.ProjectID, prodA.Cluster); got != 0 {
 		t.Errorf("last_run_success = %v after timeout, want 0", got)
 	}
 
@@ -308,7 +360,7 @@ func TestFailuresTimeoutsAndSkips(t *testing.T) {
 		s = newScript(t, m, "nightly", run.ActionSnapshot, prodA, next())
 		s.to(run.StageSkipped, func(r *run.Run) { r.Reason = reason })
 	}
-	if got := gauge(t, m.lastRunSuccess, "nightly", prodA.ProjectID, prodA.Cluster); got != 0 {
+	if got := tv(t, m, "backupd_last_run_success", "nightly", prodA.ProjectID, prodA.Cluster); got != 0 {
 		t.Errorf("last_run_success = %v; skips must not change it", got)
 	}
 
@@ -325,7 +377,7 @@ backupd_runs_skipped_total{cluster="prod-a",policy="nightly",project="32b6e34b3d
 backupd_runs_skipped_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",reason="overlap"} 1
 backupd_runs_skipped_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",reason="shutdown"} 1
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "backupd_runs_total", "backupd_runs_skipped_total"); err != nil {
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "backupd_runs_total", "backupd_runs_skipped_total"); err != nil {
 		t.Error(err)
 	}
 	for _, st := range inflightStages {
@@ -345,10 +397,10 @@ func TestFlexRestoreSuccess(t *testing.T) {
 		t.Errorf("inflight restoring = %v, want 1", got)
 	}
 	done := s.to(run.StageSucceeded, func(r *run.Run) { r.RestoreJobID = "6650c0f9a2b3c4d5e6f7081c"; r.RestoreStatus = "COMPLETED" })
-	if got := gauge(t, m.lastSuccess, "refresh-staging", staging.ProjectID, staging.Cluster, "restore"); got != unixSeconds(done.At) {
+	if got := tv(t, m, "backupd_last_success_timestamp_seconds", "refresh-staging", staging.ProjectID, staging.Cluster, "restore"); got != unixSeconds(done.At) {
 		t.Errorf("last restore success = %v, want %v", got, unixSeconds(done.At))
 	}
-	if n := testutil.CollectAndCount(m.lastSuccess); n != 1 {
+	if n := tcount(t, m, "backupd_last_success_timestamp_seconds"); n != 1 {
 		t.Errorf("last success series = %d, want only restore", n)
 	}
 	if n := testutil.CollectAndCount(m.stageDuration); n != 2 {
@@ -383,7 +435,7 @@ func TestInflightIsIdempotent(t *testing.T) {
 	if got := gauge(t, m.inflight, "snapshotting"); got != 0 {
 		t.Errorf("inflight snapshotting = %v after the run ended, want 0", got)
 	}
-	if got := counter(t, m.runsTotal, "nightly", prodA.ProjectID, prodA.Cluster, "timeout"); got != 1 {
+	if got := tv(t, m, "backupd_runs_total", "nightly", prodA.ProjectID, prodA.Cluster, "timeout"); got != 1 {
 		t.Errorf("runs_total timeout = %v after a repeated terminal event, want 1", got)
 	}
 	want := histLines("nightly", "snapshot", 60) + histLines("nightly", "wait", 60)
@@ -472,14 +524,14 @@ backupd_last_success_timestamp_seconds{cluster="prod-a",policy="nightly",project
 # TYPE backupd_snapshot_size_bytes gauge
 backupd_snapshot_size_bytes{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8"} 42
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want),
 		"backupd_last_run_success", "backupd_last_success_timestamp_seconds", "backupd_snapshot_size_bytes"); err != nil {
 		t.Error(err)
 	}
 	// Rebuilt policies count as seen: a policy gone from the config loses
 	// its restored series on the first SetPolicies.
 	m.SetPolicies([]PolicyInfo{{Name: "nightly", Action: "snapshot", Schedule: "@daily", Timezone: "UTC"}})
-	if n := testutil.CollectAndCount(m.lastRunSuccess); n != 2 {
+	if n := tcount(t, m, "backupd_last_run_success"); n != 2 {
 		t.Errorf("last_run_success series = %d, want 2 (nightly only)", n)
 	}
 }
@@ -504,7 +556,7 @@ func TestSetPoliciesDeletesRemovedPolicies(t *testing.T) {
 	// Reload: weekly removed, nightly's schedule changed.
 	m.SetPolicies([]PolicyInfo{{Name: "nightly", Action: "snapshot", Schedule: "0 3 * * *", Timezone: "Europe/Berlin", Interval: 24 * time.Hour}})
 
-	mfs, err := m.Registry().Gather()
+	mfs, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +584,7 @@ func TestSetPoliciesDeletesRemovedPolicies(t *testing.T) {
 # TYPE backupd_policy_info gauge
 backupd_policy_info{action="snapshot",policy="nightly",schedule="0 3 * * *",timezone="Europe/Berlin"} 1
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "backupd_policy_info"); err != nil {
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "backupd_policy_info"); err != nil {
 		t.Error(err)
 	}
 }
@@ -542,27 +594,75 @@ func TestNextRunAndDeleteTarget(t *testing.T) {
 	at := t0.Add(90*time.Minute + 500*time.Millisecond)
 	m.SetNextRun("nightly", prodA, at)
 	m.SetNextRun("nightly", prodB, at)
-	if got := gauge(t, m.nextRun, "nightly", prodA.ProjectID, prodA.Cluster); got != float64(at.Unix())+0.5 {
+	if got := tv(t, m, "backupd_next_run_timestamp_seconds", "nightly", prodA.ProjectID, prodA.Cluster); got != float64(at.Unix())+0.5 {
 		t.Errorf("next run = %v, want %v", got, float64(at.Unix())+0.5)
 	}
-	// Counters exist at zero so alerts see the target before its first run.
-	if n := testutil.CollectAndCount(m.runsTotal); n != 6 {
-		t.Errorf("runs_total series = %d, want 3 results x 2 targets", n)
+	// Counters are not created at zero: a (target, result) series appears
+	// when it first counts.
+	if n := tcount(t, m, "backupd_runs_total") + tcount(t, m, "backupd_runs_skipped_total"); n != 0 {
+		t.Errorf("run counter series = %d before any run, want 0", n)
 	}
-	if got := counter(t, m.runsSkipped, "nightly", prodA.ProjectID, prodA.Cluster, "overlap"); got != 0 {
-		t.Errorf("skips = %v, want 0", got)
+	for _, tg := range []run.Target{prodA, prodB} {
+		s := newScript(t, m, "nightly", run.ActionSnapshot, tg, t0)
+		s.to(run.StageFailed, func(r *run.Run) { r.Reason = run.ReasonAtlasError })
+	}
+	want := `
+# HELP backupd_runs_total Runs that ended, by result: success, failure or timeout.
+# TYPE backupd_runs_total counter
+backupd_runs_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",result="failure"} 1
+backupd_runs_total{cluster="prod-b",policy="nightly",project="32b6e34b3d91647abb20e7b8",result="failure"} 1
+`
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "backupd_runs_total", "backupd_runs_skipped_total"); err != nil {
+		t.Error(err)
 	}
 
 	m.DeleteTarget("nightly", prodA)
-	if n := testutil.CollectAndCount(m.nextRun); n != 1 {
+	if n := tcount(t, m, "backupd_next_run_timestamp_seconds"); n != 1 {
 		t.Errorf("next run series = %d after DeleteTarget, want 1", n)
 	}
-	if n := testutil.CollectAndCount(m.runsTotal); n != 3 {
-		t.Errorf("runs_total series = %d after DeleteTarget, want 3", n)
+	if n := tcount(t, m, "backupd_runs_total"); n != 1 {
+		t.Errorf("runs_total series = %d after DeleteTarget, want 1", n)
+	}
+	if n := tcount(t, m, "backupd_last_run_success"); n != 1 {
+		t.Errorf("last_run_success series = %d after DeleteTarget, want 1", n)
 	}
 	m.SetNextRun("nightly", prodB, time.Time{})
-	if n := testutil.CollectAndCount(m.nextRun); n != 0 {
+	if n := tcount(t, m, "backupd_next_run_timestamp_seconds"); n != 0 {
 		t.Errorf("next run series = %d after a zero time, want 0", n)
+	}
+	if n := tcount(t, m, "backupd_runs_total"); n != 1 {
+		t.Errorf("runs_total series = %d after removing the next run, want 1 (it is not the target's last series)", n)
+	}
+	m.DeleteTarget("nightly", prodB)
+	m.SetNextRun("nightly", prodA, time.Time{}) // of a deleted target: nothing to do
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n, ns := len(m.targets.byKey), len(m.targets.strs); n != 0 || ns != 0 {
+		t.Errorf("store holds %d targets and %d interned strings after every target was deleted, want none", n, ns)
+	}
+}
+
+// A target whose only series is its next run leaves the store when that is
+// removed, and a target is stored once however often it is published.
+func TestStoreHoldsOnlyTargetsWithSeries(t *testing.T) {
+	m := New("v1")
+	for range 3 {
+		m.SetNextRun("nightly", prodA, t0)
+	}
+	m.SetNextRun("weekly", prodA, t0)
+	m.mu.Lock()
+	n, ns := len(m.targets.byKey), len(m.targets.strs)
+	m.mu.Unlock()
+	if n != 2 || ns != 3 {
+		t.Errorf("store: %d targets, %d interned strings; want 2 (nightly and weekly on prod-a) and 3 (two policies, one project)", n, ns)
+	}
+	m.SetNextRun("nightly", prodA, time.Time{})
+	m.SetNextRun("weekly", prodA, time.Time{})
+	m.mu.Lock()
+	n, ns = len(m.targets.byKey), len(m.targets.strs)
+	m.mu.Unlock()
+	if n != 0 || ns != 0 {
+		t.Errorf("store: %d targets, %d interned strings after the next runs were removed, want none", n, ns)
 	}
 }
 
@@ -591,7 +691,7 @@ backupd_atlas_rate_limited_total{operation="takeSnapshot"} 1
 backupd_config_reloads_total{result="failure"} 2
 backupd_config_reloads_total{result="success"} 1
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want),
 		"backupd_atlas_requests_total", "backupd_atlas_rate_limited_total", "backupd_config_reloads_total"); err != nil {
 		t.Error(err)
 	}
@@ -615,6 +715,101 @@ func TestHandlerServesExposition(t *testing.T) {
 	for _, want := range []string{`backupd_config_reloads_total{result="success"} 1`, "go_goroutines", "backupd_build_info{"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("exposition lacks %q", want)
+		}
+	}
+}
+
+// A reload that removes export: from a policy deletes its export
+// timestamps (they would only grow stale and trip BackupdExportLagging),
+// and a run started before the reload does not bring them back.
+func TestReloadDropsStagesAPolicyNoLongerHas(t *testing.T) {
+	m := New("v1")
+	withExport := PolicyInfo{Name: "nightly", Action: "snapshot", Schedule: "@daily", Timezone: "UTC", Stages: SuccessStages(run.ActionSnapshot, true)}
+	m.SetPolicies([]PolicyInfo{withExport})
+	s := newScript(t, m, "nightly", run.ActionSnapshot, prodA, t0)
+	s.to(run.StageSnapshotting, nil)
+	s.to(run.StageExporting, func(r *run.Run) { r.SnapshotStatus = "completed" })
+	s.to(run.StageSucceeded, func(r *run.Run) { r.ExportJobID = "6650c0f9a2b3c4d5e6f7081a" })
+	if n := tcount(t, m, "backupd_last_success_timestamp_seconds"); n != 2 {
+		t.Fatalf("last success series = %d, want snapshot and export", n)
+	}
+	inFlight := newScript(t, m, "nightly", run.ActionSnapshot, prodA, t0.Add(24*time.Hour))
+	inFlight.to(run.StageSnapshotting, nil)
+
+	noExport := withExport
+	noExport.Stages = SuccessStages(run.ActionSnapshot, false)
+	m.SetPolicies([]PolicyInfo{noExport})
+	want := `
+# HELP backupd_last_success_timestamp_seconds Unix time a stage (snapshot, export, restore) last completed successfully on a target.
+# TYPE backupd_last_success_timestamp_seconds gauge
+backupd_last_success_timestamp_seconds{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",stage="snapshot"} ` + formatFloat(unixSeconds(t0.Add(2*time.Minute))) + `
+`
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "backupd_last_success_timestamp_seconds"); err != nil {
+		t.Errorf("after the reload: %v", err)
+	}
+	if got := tv(t, m, "backupd_last_run_success", "nightly", prodA.ProjectID, prodA.Cluster); got != 1 {
+		t.Errorf("last_run_success = %v after the reload, want 1 (kept)", got)
+	}
+
+	// The run that started with the old spec exports and succeeds.
+	inFlight.to(run.StageExporting, func(r *run.Run) { r.SnapshotStatus = "completed" })
+	done := inFlight.to(run.StageSucceeded, func(r *run.Run) { r.ExportJobID = "6650c0f9a2b3c4d5e6f7081b" })
+	want = `
+# HELP backupd_last_success_timestamp_seconds Unix time a stage (snapshot, export, restore) last completed successfully on a target.
+# TYPE backupd_last_success_timestamp_seconds gauge
+backupd_last_success_timestamp_seconds{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",stage="snapshot"} ` + formatFloat(unixSeconds(done.At.Add(-time.Minute))) + `
+`
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "backupd_last_success_timestamp_seconds"); err != nil {
+		t.Errorf("after an old-spec run finished: %v", err)
+	}
+
+	// Stages unknown (nil): nothing is dropped or held back.
+	unknown := withExport
+	unknown.Stages = nil
+	m.SetPolicies([]PolicyInfo{unknown})
+	s = newScript(t, m, "nightly", run.ActionSnapshot, prodA, t0.Add(48*time.Hour))
+	s.to(run.StageExporting, nil)
+	s.to(run.StageSucceeded, func(r *run.Run) { r.ExportJobID = "6650c0f9a2b3c4d5e6f7081c" })
+	if n := tcount(t, m, "backupd_last_success_timestamp_seconds"); n != 2 {
+		t.Errorf("last success series = %d with the stages unknown, want snapshot and export", n)
+	}
+	m.SetPolicies([]PolicyInfo{unknown})
+	if n := tcount(t, m, "backupd_last_success_timestamp_seconds"); n != 2 {
+		t.Errorf("last success series = %d after a reload with the stages unknown, want 2", n)
+	}
+}
+
+// Rebuild after SetPolicies restores only the stages the policy has.
+func TestRebuildKeepsToConfiguredStages(t *testing.T) {
+	m := New("v1")
+	m.SetPolicies([]PolicyInfo{{Name: "refresh", Action: string(run.ActionFlexRestore), Schedule: "@daily", Timezone: "UTC",
+		Stages: SuccessStages(run.ActionFlexRestore, false)}})
+	m.Rebuild([]Restored{{Policy: "refresh", Target: prodA,
+		LastSuccess: map[string]time.Time{SuccessStageExport: t0, SuccessStageRestore: t0.Add(time.Hour)}}})
+	want := `
+# HELP backupd_last_success_timestamp_seconds Unix time a stage (snapshot, export, restore) last completed successfully on a target.
+# TYPE backupd_last_success_timestamp_seconds gauge
+backupd_last_success_timestamp_seconds{cluster="prod-a",policy="refresh",project="32b6e34b3d91647abb20e7b8",stage="restore"} ` + formatFloat(unixSeconds(t0.Add(time.Hour))) + `
+`
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "backupd_last_success_timestamp_seconds"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestSuccessStages(t *testing.T) {
+	for _, tc := range []struct {
+		action  run.Action
+		exports bool
+		want    []string
+	}{
+		{run.ActionSnapshot, false, []string{"snapshot"}},
+		{run.ActionSnapshot, true, []string{"snapshot", "export"}},
+		{run.ActionExport, true, []string{"export"}},
+		{run.ActionFlexRestore, false, []string{"restore"}},
+		{"somethingElse", false, nil},
+	} {
+		if got := SuccessStages(tc.action, tc.exports); !slices.Equal(got, tc.want) {
+			t.Errorf("SuccessStages(%s, %v) = %v, want %v", tc.action, tc.exports, got, tc.want)
 		}
 	}
 }

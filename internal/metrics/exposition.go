@@ -283,7 +283,7 @@ type handler struct {
 const maxScrapesInFlight = 4
 
 // gzipLevel trades a somewhat larger body for much less CPU than gzip's
-// default level: at 10,000 targets a scrape is about 8 MB of text.
+// default level: at 10,000 targets a scrape is about 7 MB of text.
 const gzipLevel = gzip.BestSpeed
 
 // Handler serves every metric in the Prometheus text format, or OpenMetrics

@@ -472,7 +472,12 @@ func entryFor(p policy.Policy, t run.Target) scheduler.Entry {
 func policyInfos(cfg *policy.Config) []metrics.PolicyInfo {
 	out := make([]metrics.PolicyInfo, 0, len(cfg.Policies))
 	for _, p := range cfg.Policies {
-		out = append(out, metrics.PolicyInfo{Name: p.Name, Action: string(p.Action()), Schedule: p.Schedule, Timezone: p.Timezone, Interval: p.Interval()})
+		out = append(out, metrics.PolicyInfo{
+			Name: p.Name, Action: string(p.Action()), Schedule: p.Schedule, Timezone: p.Timezone, Interval: p.Interval(),
+			// A reload that drops a stage (export: removed) drops its
+			// last-success series, so no lag alert fires for it.
+			Stages: metrics.SuccessStages(p.Action(), p.Export != nil),
+		})
 	}
 	return out
 }

@@ -1,0 +1,31 @@
+package daemon
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/backupd/backupd/internal/policy"
+)
+
+// The metrics learn which last-success stages each policy produces, so a
+// reload that removes export: drops the export series (and its lag alert).
+func TestPolicyInfosCarryTheStagesEachPolicyProduces(t *testing.T) {
+	hourly := cron.Every(time.Hour)
+	cfg := &policy.Config{Policies: []policy.Policy{
+		{Name: "snap", Cron: hourly, Snapshot: &policy.SnapshotAction{RetentionInDays: 1}},
+		{Name: "snap-export", Cron: hourly, Snapshot: &policy.SnapshotAction{RetentionInDays: 1}, Export: &policy.ExportAction{BucketID: "b"}},
+		{Name: "export", Cron: hourly, Export: &policy.ExportAction{BucketID: "b", Source: policy.ExportSourceLatest}},
+		{Name: "flex", Cron: hourly, FlexRestore: &policy.FlexRestoreAction{}},
+	}}
+	want := map[string][]string{
+		"snap": {"snapshot"}, "snap-export": {"snapshot", "export"}, "export": {"export"}, "flex": {"restore"},
+	}
+	for _, pi := range policyInfos(cfg) {
+		if !slices.Equal(pi.Stages, want[pi.Name]) {
+			t.Errorf("policy %s: stages %q, want %q", pi.Name, pi.Stages, want[pi.Name])
+		}
+	}
+}

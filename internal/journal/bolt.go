@@ -44,8 +44,10 @@ func allBuckets() [][]byte {
 const maxIDLen = 1024
 
 // pruneBatch is how many runs one Prune transaction deletes, so a large
-// prune does not hold the writer lock (and every Put) for long.
-const pruneBatch = 1000
+// prune does not hold the writer lock (and every Put) for long, and its
+// commit, which reads every page it changes again, maps few pages of the
+// file at once (see pageReleaser): ~3 randomly placed leaves per run.
+const pruneBatch = 16
 
 // appendFillPercent is how full bbolt packs split pages of the history
 // indexes (default 0.5).
@@ -64,11 +66,16 @@ type Options struct {
 // DefaultTimeout is Options.Timeout when unset.
 const DefaultTimeout = time.Second
 
-// Bolt is the Journal in one bbolt file (state.path).
+// Bolt is the Journal in one bbolt file (state.path). Its writes are
+// group-committed: concurrent Puts share one transaction and one fsync
+// (see committer). It keeps the pages of the file it has read from
+// staying resident in the process (see pageReleaser).
 type Bolt struct {
 	db         *bolt.DB
 	path       string
 	pruneBatch int // runs deleted per Prune transaction (pruneBatch)
+	w          committer
+	rel        pageReleaser
 }
 
 var _ Journal = (*Bolt)(nil)
@@ -195,6 +202,7 @@ func check(path string, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("open journal %s: %w", path, err)
 	}
+	prefetchForCheck(f, st.Size())
 	sealed := make(map[string]bool)
 	for _, name := range allBuckets() {
 		sealed[string(name)] = true
@@ -260,7 +268,8 @@ func openRW(path string, opts Options) (*Bolt, error) {
 	if err != nil {
 		return nil, openError(path, opts, err)
 	}
-	b := &Bolt{db: db, path: path, pruneBatch: pruneBatch}
+	b := &Bolt{db: db, path: path, pruneBatch: pruneBatch, rel: pageReleaser{budget: defaultReleaseBudget}}
+	b.w = committer{db: db, max: maxCommitBatch, begin: b.rel.maybeRelease}
 	var initialised bool
 	err = db.View(func(tx *bolt.Tx) error {
 		initialised = tx.Bucket(bucketMeta) != nil
@@ -332,35 +341,56 @@ func (b *Bolt) Close() error {
 	return b.wrap("close", b.db.Close())
 }
 
-// Put implements Journal.
+// Put implements Journal. The run is checked and encoded before it joins
+// a group commit, so a run that cannot be stored fails alone.
 func (b *Bolt) Put(r run.Run) error {
 	if err := checkID("run id", string(r.ID)); err != nil {
 		return fmt.Errorf("journal %s: put run: %w", b.path, err)
 	}
-	err := b.db.Update(func(tx *bolt.Tx) error { return putRun(tx, r) })
+	stored, payload, err := encodeRun(r)
+	if err != nil {
+		return fmt.Errorf("journal %s: put run %s: %w", b.path, r.ID, err)
+	}
+	err = b.w.write(func(tx *bolt.Tx) error { return putTx(tx, &b.rel, stored, payload) })
 	return b.wrap("put run "+string(r.ID), err)
 }
 
-// putRun encodes r and stores it in the caller's transaction. Indexes and
-// summaries are built from the decoded form, what a reader gets back, so
-// summaries built here and data read later always agree.
-func putRun(tx *bolt.Tx, r run.Run) error {
-	payload, err := json.Marshal(r)
+// encodeRun returns r as stored (its payload) and as a reader gets it back
+// (decoded from the payload). Indexes and summaries are built from the
+// decoded form, so summaries built on Put and data read later agree.
+func encodeRun(r run.Run) (stored run.Run, payload []byte, err error) {
+	payload, err = json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("encode: %w", err)
+		return run.Run{}, nil, fmt.Errorf("encode: %w", err)
 	}
-	var stored run.Run
 	if err := json.Unmarshal(payload, &stored); err != nil {
-		return fmt.Errorf("decode: %w", err)
+		return run.Run{}, nil, fmt.Errorf("decode: %w", err)
 	}
-	return putTx(tx, stored, payload)
+	return stored, payload, nil
+}
+
+// putRun encodes r and stores it in the caller's transaction, without
+// releasing mapped pages (tests and benchmarks that build journals).
+func putRun(tx *bolt.Tx, r run.Run) error {
+	stored, payload, err := encodeRun(r)
+	if err != nil {
+		return err
+	}
+	return putTx(tx, nil, stored, payload)
 }
 
 // putTx writes r (encoded as payload) and keeps every index and the
-// summary consistent, in the caller's transaction.
-func putTx(tx *bolt.Tx, r run.Run, payload []byte) error {
+// summary consistent, in the caller's transaction. It reads only what can
+// change: an index entry, the active index or the summary is looked at
+// when r differs from the stored version in a way that moves it, so most
+// stage changes of a run in flight touch nothing but the run's own record
+// (fewer pages read, and no summary decoded). Each lookup of a key is
+// counted in rel (nil: none); the transaction's next release of mapped
+// pages comes at the start of a later one.
+func putTx(tx *bolt.Tx, rel *pageReleaser, r run.Run, payload []byte) error {
 	runs, active := tx.Bucket(bucketRuns), tx.Bucket(bucketActive)
 	id := []byte(r.ID)
+	rel.note(1)
 	var old *run.Run
 	if v := runs.Get(id); v != nil {
 		o, err := decodeRun(id, v)
@@ -385,6 +415,7 @@ func putTx(tx *bolt.Tx, r run.Run, payload []byte) error {
 				continue
 			}
 		}
+		rel.note(1)
 		if err := bk.Put(k, seal(k, nil)); err != nil {
 			return fmt.Errorf("index in %s: %w", ix.bucket, err)
 		}
@@ -392,15 +423,26 @@ func putTx(tx *bolt.Tx, r run.Run, payload []byte) error {
 	if err := runs.Put(id, seal(id, payload)); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	if r.Stage.Terminal() {
-		if err := active.Delete(id); err != nil {
-			return fmt.Errorf("leave active index: %w", err)
-		}
-	} else if active.Get(id) == nil {
+	// The active index holds exactly the stored runs that are not
+	// terminal, so it changes only when that does.
+	wasActive, isActive := old != nil && !old.Stage.Terminal(), !r.Stage.Terminal()
+	if wasActive != isActive {
+		rel.note(1)
+	}
+	switch {
+	case isActive && !wasActive:
 		if err := active.Put(id, seal(id, nil)); err != nil {
 			return fmt.Errorf("enter active index: %w", err)
 		}
+	case wasActive && !isActive:
+		if err := active.Delete(id); err != nil {
+			return fmt.Errorf("leave active index: %w", err)
+		}
 	}
+	if !summaryMayChange(old, r) {
+		return nil
+	}
+	rel.note(1)
 	return updateSummary(tx.Bucket(bucketSummaries), old, r)
 }
 
@@ -456,6 +498,7 @@ func getTx(tx *bolt.Tx, id []byte, index []byte) (run.Run, error) {
 // Get implements Journal.
 func (b *Bolt) Get(id run.ID) (r run.Run, found bool, err error) {
 	err = b.db.View(func(tx *bolt.Tx) error {
+		b.rel.touch(tx, 1)
 		v := tx.Bucket(bucketRuns).Get([]byte(id))
 		if v == nil {
 			return nil
@@ -475,6 +518,7 @@ func (b *Bolt) Active() ([]run.Run, error) {
 	var out []run.Run
 	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketActive).ForEach(func(k, v []byte) error {
+			b.rel.touch(tx, 1)
 			if _, err := unseal(bucketActive, k, v); err != nil {
 				return err
 			}
@@ -524,6 +568,7 @@ func (b *Bolt) History(q Query) ([]run.Run, error) {
 			if len(k) <= len(prefix)+timeKeyLen {
 				return damagef("index %s has a malformed key %q", ix.bucket, k)
 			}
+			b.rel.touch(tx, 1)
 			r, err := getTx(tx, k[len(prefix)+timeKeyLen:], ix.bucket)
 			if err != nil {
 				return err
@@ -543,6 +588,7 @@ func (b *Bolt) Summaries() ([]Summary, error) {
 	var out []Summary
 	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSummaries).ForEach(func(k, v []byte) error {
+			b.rel.touch(tx, 1)
 			p, err := unseal(bucketSummaries, k, v)
 			if err != nil {
 				return err
@@ -567,6 +613,7 @@ func (b *Bolt) Mark(key string) (m Mark, found bool, err error) {
 		return Mark{}, false, fmt.Errorf("journal %s: read mark: %w", b.path, err)
 	}
 	err = b.db.View(func(tx *bolt.Tx) error {
+		b.rel.touch(tx, 1)
 		v := tx.Bucket(bucketMarks).Get([]byte(key))
 		if v == nil {
 			return nil
@@ -596,7 +643,8 @@ func (b *Bolt) SetMark(key string, m Mark) error {
 	if err != nil {
 		return fmt.Errorf("journal %s: set mark %s: encode: %w", b.path, key, err)
 	}
-	err = b.db.Update(func(tx *bolt.Tx) error {
+	err = b.w.write(func(tx *bolt.Tx) error {
+		b.rel.note(1)
 		return tx.Bucket(bucketMarks).Put([]byte(key), seal([]byte(key), p))
 	})
 	return b.wrap("set mark "+key, err)
@@ -607,7 +655,8 @@ func (b *Bolt) DeleteMark(key string) error {
 	if err := checkID("mark key", key); err != nil {
 		return fmt.Errorf("journal %s: delete mark: %w", b.path, err)
 	}
-	err := b.db.Update(func(tx *bolt.Tx) error {
+	err := b.w.write(func(tx *bolt.Tx) error {
+		b.rel.note(1)
 		return tx.Bucket(bucketMarks).Delete([]byte(key))
 	})
 	return b.wrap("delete mark "+key, err)
@@ -626,8 +675,11 @@ func (b *Bolt) Prune(now time.Time, keepRuns int, maxAge time.Duration) (int, er
 		err := b.db.View(func(tx *bolt.Tx) error {
 			active := tx.Bucket(bucketActive)
 			c := tx.Bucket(indexAll.bucket).Cursor()
-			kept := 0
+			kept, visited := 0, 0
 			for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+				if visited++; visited%64 == 0 { // keys are packed ~100 a page
+					b.rel.touch(tx, 1)
+				}
 				if len(k) <= timeKeyLen {
 					return damagef("index %s has a malformed key %q", indexAll.bucket, k)
 				}
@@ -655,7 +707,7 @@ func (b *Bolt) Prune(now time.Time, keepRuns int, maxAge time.Duration) (int, er
 		n := 0
 		err := b.db.Update(func(tx *bolt.Tx) error {
 			var err error
-			n, err = pruneTx(tx, cutoff, b.pruneBatch)
+			n, err = pruneTx(tx, cutoff, b.pruneBatch, &b.rel)
 			return err
 		})
 		removed += n
@@ -670,7 +722,8 @@ func (b *Bolt) Prune(now time.Time, keepRuns int, maxAge time.Duration) (int, er
 
 // pruneTx deletes up to limit terminal runs whose history key sorts before
 // cutoff.
-func pruneTx(tx *bolt.Tx, cutoff []byte, limit int) (int, error) {
+func pruneTx(tx *bolt.Tx, cutoff []byte, limit int, rel *pageReleaser) (int, error) {
+	rel.maybeRelease(tx)
 	active := tx.Bucket(bucketActive)
 	var ids [][]byte
 	c := tx.Bucket(indexAll.bucket).Cursor()
@@ -684,6 +737,7 @@ func pruneTx(tx *bolt.Tx, cutoff []byte, limit int) (int, error) {
 	}
 	runs := tx.Bucket(bucketRuns)
 	for _, id := range ids {
+		rel.note(len(historyIndexes) + 1) // the run and its index entries
 		r, err := getTx(tx, id, indexAll.bucket)
 		if err != nil {
 			return 0, err

@@ -297,6 +297,9 @@ func TestSummaries(t *testing.T) {
 		mustPut(t, j, r)
 		r.SnapshotBytes, r.UpdatedAt = 1234, at(4)
 		mustPut(t, j, r)
+		if s := summaries(t, j); len(s) != 1 || s[0].LastSnapshotBytes != 1234 {
+			t.Fatalf("a size known after the snapshot completed is not in the summary: %+v", s)
+		}
 		r.Stage, r.UpdatedAt, r.FinishedAt = run.StageSucceeded, at(5), at(5)
 		mustPut(t, j, r)
 
@@ -364,6 +367,45 @@ func TestSummaries(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSummaryFollowsARunThatMoves: a run re-recorded under another target
+// or policy and back keeps the summary whose snapshot it is current,
+// including a size that changed while it was elsewhere.
+func TestSummaryFollowsARunThatMoves(t *testing.T) {
+	moves := map[string]func(r *run.Run, away bool){
+		"target": func(r *run.Run, away bool) {
+			if r.Target = tgtB; away {
+				r.Target = tgtA
+			}
+		},
+		"policy": func(r *run.Run, away bool) {
+			if r.Policy = "nightly"; away {
+				r.Policy = "weekly"
+			}
+		},
+	}
+	for name, move := range moves {
+		t.Run(name, func(t *testing.T) {
+			forEach(t, func(t *testing.T, j Journal, _ impl) {
+				r := mk("r1", "nightly", tgtB, at(0), run.StageSnapshotting)
+				r.SnapshotStatus, r.SnapshotBytes, r.UpdatedAt = "completed", 100, at(1)
+				mustPut(t, j, r)
+				move(&r, true)
+				r.UpdatedAt = at(2)
+				mustPut(t, j, r)
+				r.SnapshotBytes, r.UpdatedAt = 200, at(3)
+				mustPut(t, j, r)
+				move(&r, false)
+				r.UpdatedAt = at(4)
+				mustPut(t, j, r)
+				s := summaries(t, j)
+				if len(s) != 1 || s[0].Policy != "nightly" || s[0].Target != tgtB || s[0].LastSnapshotBytes != 200 {
+					t.Fatalf("Summaries = %+v; want one for nightly on %v with 200 bytes", s, tgtB)
+				}
+			})
+		})
+	}
 }
 
 func TestSummaryOrderAcrossTargets(t *testing.T) {

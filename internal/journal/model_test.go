@@ -20,10 +20,24 @@ import (
 // TestBoltAndMemoryAgree drives both implementations through the same
 // random life of runs (stage changes, successes, re-indexing, prunes,
 // marks, reopen) and requires identical answers after every step. At the
-// end the file must pass both the journal's own check and bbolt's.
+// end the file must pass both the journal's own check and bbolt's. With a
+// release budget of 1, Bolt drops its mapped pages at every transaction,
+// and must still answer the same.
 func TestBoltAndMemoryAgree(t *testing.T) {
+	for _, budget := range []int64{defaultReleaseBudget, 1} {
+		t.Run(fmt.Sprintf("release-budget-%d", budget), func(t *testing.T) { boltAndMemoryAgree(t, budget) })
+	}
+}
+
+func boltAndMemoryAgree(t *testing.T, budget int64) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	b := openBoltAt(t, path)
+	var releases int64
+	open := func() *Bolt {
+		b := openBoltAt(t, path)
+		b.rel.budget = budget
+		return b
+	}
+	b := open()
 	var bj Journal = b
 	mem := NewMemory()
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -57,8 +71,11 @@ func TestBoltAndMemoryAgree(t *testing.T) {
 		case p < 35 || len(known) == 0: // a new run
 			created := at(rng.IntN(60))
 			r := mk(fmt.Sprintf("r%03d", step), policies[rng.IntN(3)], targets[rng.IntN(3)], created, stages[rng.IntN(len(stages))])
-			if rng.IntN(3) == 0 {
+			switch rng.IntN(6) {
+			case 0, 1:
 				r.Action = run.ActionFlexRestore
+			case 2: // exports of an existing snapshot record no snapshot success
+				r.Action = run.ActionExport
 			}
 			if rng.IntN(10) == 0 { // large enough for overflow pages
 				r.Detail = strings.Repeat("x", 5000+rng.IntN(5000))
@@ -98,8 +115,10 @@ func TestBoltAndMemoryAgree(t *testing.T) {
 			key := policies[rng.IntN(3)]
 			both(step, "delete mark", func(j Journal) (any, error) { return nil, j.DeleteMark(key) })
 		case p < 94:
-			bj = openBoltAt(t, reopenPath(t, b))
-			b = bj.(*Bolt)
+			releases += b.rel.releases.Load()
+			reopenPath(t, b)
+			b = open()
+			bj = b
 		default:
 			tg := targets[rng.IntN(3)]
 			q := Query{Limit: rng.IntN(8)}
@@ -129,6 +148,9 @@ func TestBoltAndMemoryAgree(t *testing.T) {
 				return []any{m, found}, err
 			})
 		}
+	}
+	if releases += b.rel.releases.Load(); budget == 1 && releases < steps {
+		t.Fatalf("%d releases in %d steps with a budget of 1", releases, steps)
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)

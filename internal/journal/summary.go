@@ -45,9 +45,6 @@ func (s *summaryRecord) apply(old *run.Run, r run.Run) bool {
 		changed = true
 	}
 
-	snapshotDone := func(x run.Run) bool {
-		return x.Action != run.ActionExport && x.SnapshotStatus == snapshotCompleted
-	}
 	if snapshotDone(r) && (old == nil || !snapshotDone(*old)) && s.succeed(SuccessSnapshot, r.UpdatedAt) {
 		s.SnapshotRun = r.ID
 		changed = true
@@ -57,16 +54,40 @@ func (s *summaryRecord) apply(old *run.Run, r run.Run) bool {
 		changed = true
 	}
 
-	exported := func(x run.Run) bool { return x.Stage == run.StageSucceeded && x.ExportJobID != "" }
 	if exported(r) && (old == nil || !exported(*old)) && s.succeed(SuccessExport, r.UpdatedAt) {
 		changed = true
 	}
 
-	restored := func(x run.Run) bool { return x.RestoreStatus == restoreCompleted }
 	if restored(r) && (old == nil || !restored(*old)) && s.succeed(SuccessRestore, r.UpdatedAt) {
 		changed = true
 	}
 	return changed
+}
+
+// The successes a Put can record: a snapshot backupd requested completed
+// (runs of action export only reference an existing snapshot), a run that
+// exported succeeded, a flex restore completed.
+func snapshotDone(x run.Run) bool {
+	return x.Action != run.ActionExport && x.SnapshotStatus == snapshotCompleted
+}
+func exported(x run.Run) bool { return x.Stage == run.StageSucceeded && x.ExportJobID != "" }
+func restored(x run.Run) bool { return x.RestoreStatus == restoreCompleted }
+
+// summaryMayChange reports whether apply(old, r) can change the summary of
+// r's policy and target; when it cannot, Bolt does not read the summary.
+// It is exact for summaries apply built: only r's own Puts make or keep r
+// the SnapshotRun, and each of them that could leaves LastSnapshotBytes at
+// r's size, so a Put that keeps r's key and size and completes nothing new
+// finds nothing to change.
+func summaryMayChange(old *run.Run, r run.Run) bool {
+	switch {
+	case old == nil, r.Stage.Terminal(), old.Policy != r.Policy, old.Target != r.Target:
+		return true
+	}
+	return snapshotDone(r) && !snapshotDone(*old) ||
+		exported(r) && !exported(*old) ||
+		restored(r) && !restored(*old) ||
+		r.SnapshotBytes > 0 && r.SnapshotBytes != old.SnapshotBytes
 }
 
 // succeed records a success of stage at t unless a later one is known.

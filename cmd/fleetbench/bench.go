@@ -229,9 +229,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// and progress lines.
 	scrapeCtx, stopScrapes := context.WithCancel(ctx)
 	scrapesDone := make(chan struct{})
+	var peaks Memory // the largest RssAnon and RssFile seen at a scrape; read after scrapesDone
 	go func() {
 		defer close(scrapesDone)
-		scrapeLoop(scrapeCtx, o, simClk, hc, base+"/metrics", daemon.pid(), end)
+		scrapeLoop(scrapeCtx, o, simClk, hc, base+"/metrics", daemon.pid(), end, &peaks)
 	}()
 	defer func() { stopScrapes(); <-scrapesDone }()
 
@@ -310,6 +311,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		GoMemLimit: o.GoMemLimit,
 	}
 	rep.PeakRSSBytes, rep.EndRSSAnonBytes, rep.EndRSSFileBytes = mem.HWM, mem.RssAnon, mem.RssFile
+	rep.PeakRSSAnonBytes, rep.PeakRSSFileBytes = max(peaks.RssAnon, mem.RssAnon), max(peaks.RssFile, mem.RssFile)
 	rep.CPUSecondsPerSimHour = (cpu1 - cpu0).Seconds() / float64(o.Hours)
 	rep.SimulatorCPUPerSimHour = (simCPU1 - simCPU0).Seconds() / float64(o.Hours)
 	analyse(rep, fleet, runs, state, diffCalls(calls0, calls1), h0, end)
@@ -337,9 +339,11 @@ func waitFor(ctx context.Context, clk clock.Clock, interval time.Duration, p *pr
 	})
 }
 
-// scrapeLoop scrapes /metrics every o.Scrape of simulated time and prints a
+// scrapeLoop scrapes /metrics every o.Scrape of simulated time, samples
+// the daemon's memory after each scrape (the largest RssAnon and RssFile go
+// to peaks: VmHWM alone cannot tell heap from mapped files), and prints a
 // progress line about every ten seconds of real time.
-func scrapeLoop(ctx context.Context, o Options, simClk clock.Clock, hc *http.Client, url string, pid int, end time.Time) {
+func scrapeLoop(ctx context.Context, o Options, simClk clock.Clock, hc *http.Client, url string, pid int, end time.Time, peaks *Memory) {
 	every := o.Scrape
 	if every <= 0 {
 		every = time.Duration(10 * o.Scale * float64(time.Second))
@@ -350,9 +354,10 @@ func scrapeLoop(ctx context.Context, o Options, simClk clock.Clock, hc *http.Cli
 		if ctx.Err() != nil {
 			return
 		}
+		mem, _ := readMemory(pid)
+		peaks.RssAnon, peaks.RssFile = max(peaks.RssAnon, mem.RssAnon), max(peaks.RssFile, mem.RssFile)
 		if now := o.Clock.Now(); now.Sub(lastPrint) >= 10*time.Second {
 			lastPrint = now
-			mem, _ := readMemory(pid)
 			left := end.Sub(simClk.Now())
 			if err != nil {
 				fmt.Fprintf(o.Progress, "fleetbench: %s simulated, %s to go: %v\n", simClk.Now().UTC().Format("15:04:05"), left.Round(time.Second), err)

@@ -107,6 +107,8 @@ type Report struct {
 	StartupSeconds         float64 `json:"startupRealSeconds"`
 	PeakRSSBytes           int64   `json:"peakRSSBytes"`
 	EndRSSAnonBytes        int64   `json:"endRSSAnonBytes"`
+	PeakRSSAnonBytes       int64   `json:"peakRSSAnonBytes"` // largest sampled after a scrape
+	PeakRSSFileBytes       int64   `json:"peakRSSFileBytes"`
 	EndRSSFileBytes        int64   `json:"endRSSFileBytes"`
 	CPUSecondsPerSimHour   float64 `json:"cpuSecondsPerSimHour"`
 	StartupCPUSeconds      float64 `json:"startupCPUSeconds"`
@@ -201,7 +203,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "measure\tvalue\n")
 	fmt.Fprintf(tw, "runs (succeeded/failed/skipped/unfinished of expected)\t%d/%d/%d/%d of %d\n", r.Runs.Succeeded, r.Runs.Failed, r.Runs.Skipped, r.Runs.Unfinished, r.Runs.Expected)
-	fmt.Fprintf(tw, "daemon peak RSS (VmHWM)\t%.1f MiB (at end: anon %.1f MiB, file %.1f MiB)\n", float64(r.PeakRSSBytes)/(1<<20), float64(r.EndRSSAnonBytes)/(1<<20), float64(r.EndRSSFileBytes)/(1<<20))
+	fmt.Fprintf(tw, "daemon peak RSS (VmHWM)\t%.1f MiB (sampled peaks: anon %.1f MiB, file %.1f MiB; at end: anon %.1f MiB, file %.1f MiB)\n",
+		float64(r.PeakRSSBytes)/(1<<20), float64(r.PeakRSSAnonBytes)/(1<<20), float64(r.PeakRSSFileBytes)/(1<<20),
+		float64(r.EndRSSAnonBytes)/(1<<20), float64(r.EndRSSFileBytes)/(1<<20))
 	fmt.Fprintf(tw, "daemon CPU per simulated hour\t%.1f s (start-up %.2f s)\n", r.CPUSecondsPerSimHour, r.StartupCPUSeconds)
 	fmt.Fprintf(tw, "simulator CPU per simulated hour\t%.1f s\n", r.SimulatorCPUPerSimHour)
 	fmt.Fprintf(tw, "startup to /readyz 200 (real)\t%.3f s\n", r.StartupSeconds)

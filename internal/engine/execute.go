@@ -375,14 +375,13 @@ func (e *Engine) snapshot(ctx context.Context, tk *task, r run.Run) (run.Run, er
 		return r, err
 	}
 
-	p := tk.poller(e, "poll snapshot")
-	if err := firstPollAfterCreate(p, r, r.SnapshotStatus, atlas.SnapshotStatus(r.SnapshotStatus).Terminal()); err != nil {
-		return e.stageErr(r, err, "snapshot "+r.SnapshotID)
-	}
-	for {
-		s, err := e.atlas.GetSnapshot(ctx, t.ProjectID, t.Cluster, r.SnapshotID, atlas.SnapshotKind(r.SnapshotKind))
-		switch classify(ctx, err) {
-		case errNone:
+	return pollJob(ctx, e, tk, r, jobPoll[*atlas.Snapshot]{
+		phase: "poll snapshot", what: "snapshot " + r.SnapshotID,
+		known: r.SnapshotStatus, terminal: atlas.SnapshotStatus(r.SnapshotStatus).Terminal(),
+		get: func(ctx context.Context) (*atlas.Snapshot, error) {
+			return e.atlas.GetSnapshot(ctx, t.ProjectID, t.Cluster, r.SnapshotID, atlas.SnapshotKind(r.SnapshotKind))
+		},
+		seen: func(r run.Run, s *atlas.Snapshot) (run.Run, bool, error) {
 			if string(s.Status) != r.SnapshotStatus {
 				r.SnapshotStatus = string(s.Status)
 				r.SnapshotBytes = s.StorageSizeBytes
@@ -392,21 +391,15 @@ func (e *Engine) snapshot(ctx context.Context, tk *task, r run.Run) (run.Run, er
 			case atlas.SnapshotCompleted:
 				r.Detail = ""
 				if r.Spec.ExportBucketID != "" {
-					return e.to(r, run.StageExporting, "")
+					return moved(e.to(r, run.StageExporting, ""))
 				}
-				return e.to(r, run.StageSucceeded, "")
+				return moved(e.to(r, run.StageSucceeded, ""))
 			case atlas.SnapshotFailed:
-				return e.fail(r, run.ReasonSnapshotFailed, "Atlas reports snapshot "+s.ID+" failed")
+				return moved(e.fail(r, run.ReasonSnapshotFailed, "Atlas reports snapshot "+s.ID+" failed"))
 			}
-		case errStopped:
-			return r, err
-		case errNotFound:
-			return e.fail(r, run.ReasonNotFound, "snapshot "+r.SnapshotID+" disappeared: "+err.Error())
-		}
-		if err := p.sleep(r); err != nil {
-			return e.stageErr(r, err, "snapshot "+r.SnapshotID)
-		}
-	}
+			return r, false, nil
+		},
+	})
 }
 
 func adoptSnapshot(r run.Run, s *atlas.Snapshot) run.Run {
@@ -538,14 +531,13 @@ func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, erro
 		return r, err
 	}
 
-	p := tk.poller(e, "poll export")
-	if err := firstPollAfterCreate(p, r, r.ExportState, atlas.ExportState(r.ExportState).Terminal()); err != nil {
-		return e.stageErr(r, err, "export "+r.ExportJobID)
-	}
-	for {
-		j, err := e.atlas.GetExport(ctx, t.ProjectID, t.Cluster, r.ExportJobID)
-		switch classify(ctx, err) {
-		case errNone:
+	return pollJob(ctx, e, tk, r, jobPoll[*atlas.ExportJob]{
+		phase: "poll export", what: "export " + r.ExportJobID,
+		known: r.ExportState, terminal: atlas.ExportState(r.ExportState).Terminal(),
+		get: func(ctx context.Context) (*atlas.ExportJob, error) {
+			return e.atlas.GetExport(ctx, t.ProjectID, t.Cluster, r.ExportJobID)
+		},
+		seen: func(r run.Run, j *atlas.ExportJob) (run.Run, bool, error) {
 			progress := ""
 			if j.ExportStatus != nil {
 				progress = fmt.Sprintf("%d/%d", j.ExportStatus.ExportedCollections, j.ExportStatus.TotalCollections)
@@ -565,25 +557,19 @@ func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, erro
 			switch j.State {
 			case atlas.ExportSuccessful:
 				r.Detail = ""
-				return e.to(r, run.StageSucceeded, "")
+				return moved(e.to(r, run.StageSucceeded, ""))
 			case atlas.ExportFailed:
 				detail := "Atlas reports export " + j.ID + " Failed"
 				if j.StateReason != nil {
 					detail += ": " + strings.TrimSpace(j.StateReason.ErrorCode+" "+j.StateReason.Message)
 				}
-				return e.fail(r, run.ReasonExportFailed, detail)
+				return moved(e.fail(r, run.ReasonExportFailed, detail))
 			case atlas.ExportCancelled:
-				return e.fail(r, run.ReasonExportCancelled, "Atlas reports export "+j.ID+" Cancelled")
+				return moved(e.fail(r, run.ReasonExportCancelled, "Atlas reports export "+j.ID+" Cancelled"))
 			}
-		case errStopped:
-			return r, err
-		case errNotFound:
-			return e.fail(r, run.ReasonNotFound, "export "+r.ExportJobID+" disappeared: "+err.Error())
-		}
-		if err := p.sleep(r); err != nil {
-			return e.stageErr(r, err, "export "+r.ExportJobID)
-		}
-	}
+			return r, false, nil
+		},
+	})
 }
 
 // newestFlex is the newest COMPLETED flex snapshot.
@@ -680,14 +666,13 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 		return r, err
 	}
 
-	p := tk.poller(e, "poll restore")
-	if err := firstPollAfterCreate(p, r, r.RestoreStatus, atlas.FlexStatus(r.RestoreStatus).Terminal()); err != nil {
-		return e.stageErr(r, err, "restore job "+r.RestoreJobID)
-	}
-	for {
-		j, err := e.atlas.GetFlexRestore(ctx, t.ProjectID, t.Cluster, r.RestoreJobID)
-		switch classify(ctx, err) {
-		case errNone:
+	return pollJob(ctx, e, tk, r, jobPoll[*atlas.FlexRestoreJob]{
+		phase: "poll restore", what: "restore job " + r.RestoreJobID,
+		known: r.RestoreStatus, terminal: atlas.FlexStatus(r.RestoreStatus).Terminal(),
+		get: func(ctx context.Context) (*atlas.FlexRestoreJob, error) {
+			return e.atlas.GetFlexRestore(ctx, t.ProjectID, t.Cluster, r.RestoreJobID)
+		},
+		seen: func(r run.Run, j *atlas.FlexRestoreJob) (run.Run, bool, error) {
 			if string(j.Status) != r.RestoreStatus {
 				r.RestoreStatus = string(j.Status)
 				r = e.progress(r, "restore job "+j.ID+" "+string(j.Status))
@@ -695,17 +680,11 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 			switch j.Status {
 			case atlas.FlexCompleted:
 				r.Detail = ""
-				return e.to(r, run.StageSucceeded, "")
+				return moved(e.to(r, run.StageSucceeded, ""))
 			case atlas.FlexFailed:
-				return e.fail(r, run.ReasonRestoreFailed, "Atlas reports restore job "+j.ID+" FAILED")
+				return moved(e.fail(r, run.ReasonRestoreFailed, "Atlas reports restore job "+j.ID+" FAILED"))
 			}
-		case errStopped:
-			return r, err
-		case errNotFound:
-			return e.fail(r, run.ReasonNotFound, "restore job "+r.RestoreJobID+" disappeared: "+err.Error())
-		}
-		if err := p.sleep(r); err != nil {
-			return e.stageErr(r, err, "restore job "+r.RestoreJobID)
-		}
-	}
+			return r, false, nil
+		},
+	})
 }

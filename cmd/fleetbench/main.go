@@ -27,7 +27,7 @@ import (
 // defaultGoMemLimit is the GOMEMLIMIT deploy/systemd/backupd.service gives
 // the daemon, so the benchmark measures the daemon as it is deployed
 // (deploy's tests check the two agree).
-const defaultGoMemLimit = "48MiB"
+const defaultGoMemLimit = "40MiB"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

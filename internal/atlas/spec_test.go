@@ -3,7 +3,6 @@ package atlas
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -14,27 +13,17 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// loadSpec finds ../shared/atlas/atlas-backup-subset.yaml beside the clone
-// (the directory holding go.mod) and parses it.
+// specFile is the vendored OpenAPI subset the client conforms to (see
+// testdata/openapi/README.md). It is part of the module, so the conformance
+// tests run in a plain clone.
+const specFile = "testdata/openapi/atlas-backup-subset.yaml"
+
+// loadSpec parses the vendored OpenAPI subset.
 func loadSpec(t *testing.T) map[string]any {
 	t.Helper()
-	dir, err := os.Getwd()
+	raw, err := os.ReadFile(specFile)
 	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("../shared/atlas/atlas-backup-subset.yaml not found: spec conformance needs the shared folder beside the clone")
-		}
-		dir = parent
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "..", "shared", "atlas", "atlas-backup-subset.yaml"))
-	if err != nil {
-		t.Skip("../shared/atlas/atlas-backup-subset.yaml not found: spec conformance needs the shared folder beside the clone")
+		t.Fatalf("reading the vendored OpenAPI subset: %v", err)
 	}
 	var spec map[string]any
 	if err := yaml.Unmarshal(raw, &spec); err != nil {

@@ -32,6 +32,7 @@ type harness struct {
 
 func newHarness(t *testing.T, opts Options) *harness {
 	t.Helper()
+	loadSpec(t) // fail here, on the test that owns the harness
 	clk := clock.NewFake(t0)
 	if opts.Clock == nil {
 		opts.Clock = clk

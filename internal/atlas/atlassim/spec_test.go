@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -15,10 +14,13 @@ import (
 	"github.com/backupd/backupd/internal/atlas"
 )
 
-// The spec checks load ../shared/atlas/atlas-backup-subset.yaml next to the
-// module root and verify that every response the simulator sends uses only
-// properties the spec declares for that operation's 200 schema, carries the
-// schema's required properties, and keeps to its enums.
+// The spec checks load the OpenAPI subset vendored in the client's testdata
+// (../testdata/openapi, see its README) and verify that every response the
+// simulator sends uses only properties the spec declares for that
+// operation's 200 schema, carries the schema's required properties, and
+// keeps to its enums.
+
+const specFile = "../testdata/openapi/atlas-backup-subset.yaml"
 
 type openAPI struct {
 	doc map[string]any
@@ -30,34 +32,21 @@ var (
 	specDoc  openAPI
 )
 
+// loadSpec parses the vendored subset once. newHarness calls it on the
+// top-level test, so a failure is reported there and never from a subtest on
+// its parent.
 func loadSpec(t *testing.T) map[string]any {
 	t.Helper()
 	specOnce.Do(func() {
-		dir, err := os.Getwd()
+		data, err := os.ReadFile(specFile)
 		if err != nil {
-			specDoc.err = err
-			return
-		}
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				break
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				specDoc.err = fmt.Errorf("no go.mod above the test directory")
-				return
-			}
-			dir = parent
-		}
-		data, err := os.ReadFile(filepath.Join(dir, "..", "shared", "atlas", "atlas-backup-subset.yaml"))
-		if err != nil {
-			specDoc.err = err
+			specDoc.err = fmt.Errorf("reading the vendored OpenAPI subset: %w", err)
 			return
 		}
 		specDoc.err = yaml.Unmarshal(data, &specDoc.doc)
 	})
 	if specDoc.err != nil {
-		t.Skipf("OpenAPI subset not available (expected ../shared/atlas/atlas-backup-subset.yaml beside the module): %v", specDoc.err)
+		t.Fatalf("OpenAPI subset: %v", specDoc.err)
 	}
 	return specDoc.doc
 }

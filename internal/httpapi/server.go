@@ -82,6 +82,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Clock times requests for the access log; nil means clock.Real().
 	Clock clock.Clock
+	// MaxConns caps the client connections held at once (0 means
+	// DefaultMaxConns); see connLimiter for what happens at the cap.
+	MaxConns int
 }
 
 // Server is the daemon's HTTP server. Create it with New; it serves after
@@ -91,6 +94,7 @@ type Server struct {
 	log     *zap.Logger
 	clk     clock.Clock
 	handler http.Handler
+	conns   *connLimiter
 
 	mu   sync.Mutex
 	srv  *http.Server
@@ -107,8 +111,12 @@ func New(cfg Config) *Server {
 		s.clk = clock.Real()
 	}
 	s.handler = s.accessLog(s.routes())
+	s.conns = newConnLimiter(cfg.MaxConns, s.clk)
 	return s
 }
+
+// ConnStats reports the connections held and what the cap has done.
+func (s *Server) ConnStats() ConnStats { return s.conns.stats() }
 
 // Handler returns the complete handler (routes, limits, access log), for
 // tests and for embedding in another server.
@@ -135,6 +143,7 @@ func (s *Server) Start(ctx context.Context) (net.Addr, error) {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         s.conns.track,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http").WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 	}
 	done := make(chan struct{})
@@ -142,7 +151,7 @@ func (s *Server) Start(ctx context.Context) (net.Addr, error) {
 	addr := ln.Addr()
 	go func() {
 		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(limitListener{Listener: ln, lim: s.conns}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("HTTP server stopped", zap.String("addr", addr.String()), zap.Error(err))
 		}
 	}()

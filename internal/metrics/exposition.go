@@ -3,12 +3,15 @@ package metrics
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -279,8 +282,29 @@ type handler struct {
 	pool     sync.Pool // of *scrapeState
 }
 
-// maxScrapesInFlight bounds concurrent scrapes; more are answered 503.
+// maxScrapesInFlight bounds concurrent scrapes; more wait their turn.
 const maxScrapesInFlight = 4
+
+// Scrapes over maxScrapesInFlight queue (first come, first served) instead
+// of being refused, so that a client hammering /metrics delays Prometheus
+// by a few scrape durations but cannot make its scrape fail. A waiting
+// scrape gives up with 503 when its scraper would have given up anyway: at
+// 90% of the timeout Prometheus announces in
+// X-Prometheus-Scrape-Timeout-Seconds, or after defaultScrapeWait when it
+// announces none, and never later than maxScrapeWait.
+const (
+	defaultScrapeWait = 10 * time.Second
+	maxScrapeWait     = 60 * time.Second
+)
+
+// scrapeWait is how long a scrape may wait for its turn.
+func scrapeWait(h http.Header) time.Duration {
+	v, err := strconv.ParseFloat(h.Get("X-Prometheus-Scrape-Timeout-Seconds"), 64)
+	if err != nil || v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return defaultScrapeWait
+	}
+	return min(time.Duration(v*0.9*float64(time.Second)), maxScrapeWait)
+}
 
 // gzipLevel trades a somewhat larger body for much less CPU than gzip's
 // default level: at 10,000 targets a scrape is about 7 MB of text.
@@ -290,7 +314,8 @@ const gzipLevel = gzip.BestSpeed
 // 1.0 when the scraper asks for it, gzip-compressed when the scraper
 // accepts gzip. A collector of the registry that fails does not hide the
 // others. The query parameter name[] (repeatable) restricts the answer to
-// the named families. At most 4 scrapes run at once; more get 503.
+// the named families. At most 4 scrapes run at once; more wait their turn
+// (see scrapeWait).
 func (m *Metrics) Handler() http.Handler {
 	h := &handler{m: m, inFlight: make(chan struct{}, maxScrapesInFlight)}
 	h.pool.New = func() any {
@@ -307,12 +332,20 @@ var offeredFormats = []expfmt.Format{expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpen
 func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	select {
 	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
 	default:
-		http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", maxScrapesInFlight),
-			http.StatusServiceUnavailable)
-		return
+		wait := scrapeWait(req.Header)
+		ctx, cancel := context.WithTimeout(req.Context(), wait)
+		select {
+		case h.inFlight <- struct{}{}:
+			cancel()
+		case <-ctx.Done():
+			cancel()
+			http.Error(w, fmt.Sprintf("%d scrapes are in progress and this one waited %s for its turn, try again later.", maxScrapesInFlight, wait),
+				http.StatusServiceUnavailable)
+			return
+		}
 	}
+	defer func() { <-h.inFlight }()
 	mfs, err := h.m.reg.Gather()
 	if err != nil && len(mfs) == 0 {
 		http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)

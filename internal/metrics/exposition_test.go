@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -373,20 +374,75 @@ func TestHandlerNegotiation(t *testing.T) {
 		t.Errorf("name[] filter served %v, want %v", names, want)
 	}
 
-	// A fifth concurrent scrape is turned away.
-	hh := h.(*handler)
-	for range maxScrapesInFlight {
-		hh.inFlight <- struct{}{}
-	}
-	resp, _ = get(t, h, "/metrics", nil)
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("scrape over the limit: status %d, want 503", resp.StatusCode)
-	}
-	for range maxScrapesInFlight {
-		<-hh.inFlight
-	}
 	if resp, _ = get(t, h, "/metrics", nil); resp.StatusCode != http.StatusOK {
-		t.Errorf("scrape after the others finished: status %d, want 200", resp.StatusCode)
+		t.Errorf("scrape: status %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestScrapesOverTheLimitQueue: a fifth concurrent scrape waits its turn
+// instead of failing (32 clients hammering /metrics once made 9 of 15
+// Prometheus scrapes fail with 503), and gives up only at its scraper's
+// timeout.
+func TestScrapesOverTheLimitQueue(t *testing.T) {
+	m := New("test")
+	synctest.Test(t, func(t *testing.T) {
+		hh := m.Handler().(*handler)
+		for range maxScrapesInFlight {
+			hh.inFlight <- struct{}{}
+		}
+		served := make(chan int, 1)
+		go func() {
+			resp, _ := get(t, hh, "/metrics", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"30"}})
+			served <- resp.StatusCode
+		}()
+		synctest.Wait() // the fifth scrape is waiting for a slot
+		select {
+		case code := <-served:
+			t.Fatalf("scrape over the limit answered %d at once, want it to wait", code)
+		default:
+		}
+		time.Sleep(20 * time.Second) // virtual: four slow scrapes, within its 27 s
+		<-hh.inFlight                // one of the four finishes
+		if code := <-served; code != http.StatusOK {
+			t.Errorf("scrape queued behind %d others: status %d, want 200", maxScrapesInFlight, code)
+		}
+
+		hh.inFlight <- struct{}{} // four in flight again
+		start := time.Now()
+		go func() {
+			resp, _ := get(t, hh, "/metrics", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"10"}})
+			served <- resp.StatusCode
+		}()
+		if code := <-served; code != http.StatusServiceUnavailable {
+			t.Errorf("scrape that waited past its timeout: status %d, want 503", code)
+		}
+		if waited := time.Since(start); waited != 9*time.Second {
+			t.Errorf("gave up after %s, want 9s (90%% of the scrape timeout)", waited)
+		}
+		for range maxScrapesInFlight {
+			<-hh.inFlight
+		}
+	})
+}
+
+func TestScrapeWait(t *testing.T) {
+	for header, want := range map[string]time.Duration{
+		"":      defaultScrapeWait,
+		"10":    9 * time.Second,
+		"0.5":   450 * time.Millisecond,
+		"x":     defaultScrapeWait,
+		"-1":    defaultScrapeWait,
+		"NaN":   defaultScrapeWait,
+		"+Inf":  defaultScrapeWait,
+		"86400": maxScrapeWait,
+	} {
+		h := http.Header{}
+		if header != "" {
+			h.Set("X-Prometheus-Scrape-Timeout-Seconds", header)
+		}
+		if got := scrapeWait(h); got != want {
+			t.Errorf("scrapeWait(%q) = %s, want %s", header, got, want)
+		}
 	}
 }
 

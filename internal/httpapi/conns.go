@@ -29,8 +29,8 @@ type connLimiter struct {
 
 	mu      sync.Mutex
 	conns   map[net.Conn]connInfo
-	evicted uint64 // idle connections closed to make room
-	refused uint64 // new connections closed because all were busy
+	evicted uint64        // idle connections closed to make room
+	refused uint64        // new connections closed because all were busy
 	changed chan struct{} // closed and replaced at every change (tests wait on it)
 }
 

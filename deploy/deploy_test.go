@@ -865,7 +865,7 @@ func TestPrometheusRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"BackupdNoRecentSuccess", "BackupdLastRunFailed", "BackupdExportLagging",
-		"BackupdAtlasRateLimited", "BackupdConfigReloadFailed", "BackupdDown"} {
+		"BackupdAtlasRateLimited", "BackupdAtlasUnreachable", "BackupdConfigReloadFailed", "BackupdDown"} {
 		if !alerts[want] {
 			t.Errorf("%s: no alert %s", rulesPath, want)
 		}

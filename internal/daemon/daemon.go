@@ -3,9 +3,13 @@
 // keeps the resolved targets fresh, and stops everything in reverse order.
 //
 // Start order: journal → metrics (rebuilt from the journal) → Atlas client →
-// authentication and target resolution → engine (re-attaches in-flight
-// runs) → scheduler → HTTP server → READY=1. Stop order is the reverse; the
-// engine's runs persist their state and resume at the next start.
+// authentication → HTTP server → READY=1, then in the background: target
+// resolution (retried until every policy resolves, or for at most
+// atlas.discoveryInterval) → engine (re-attaches in-flight runs) →
+// scheduler. Nothing on the way to READY=1 waits for Atlas, so /healthz
+// answers at once; /readyz reports targets not yet resolved. Stop order is
+// the reverse; the engine's runs persist their state and resume at the next
+// start.
 package daemon
 
 import (
@@ -88,6 +92,15 @@ type Daemon struct {
 	addr    net.Addr
 	started time.Time
 	ready   chan struct{}
+
+	// startupDone is closed when the background start (resolution, engine,
+	// scheduler) has finished or given up; runsStarted is set once the
+	// scheduler runs, startErr when the engine could not start.
+	startupDone chan struct{}
+	stateMu     sync.Mutex
+	runsStarted bool
+	runsAt      time.Time // when the scheduler was started
+	startErr    error
 }
 
 // New loads and validates the configuration; an invalid one is returned as
@@ -103,7 +116,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, ready: make(chan struct{})}, nil
+	return &Daemon{opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, ready: make(chan struct{}), startupDone: make(chan struct{})}, nil
 }
 
 // Config returns the configuration in force.
@@ -175,16 +188,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.atlas = &swapAtlas{}
 	d.atlas.set(engine.FromClient(client))
 
-	// 4. Authenticate and resolve targets. Failure is not fatal: the
-	// daemon is not ready until Atlas answers, and keeps trying.
+	// 4. Authenticate. Failure is not fatal: the daemon is not ready until
+	// Atlas answers, and keeps trying.
 	if err := client.Authenticate(ctx); err != nil {
 		log.Error("cannot authenticate to Atlas yet; will retry", zap.Error(err))
 	} else {
 		log.Info("authenticated to Atlas", zap.String("baseURL", cfg.Atlas.BaseURL))
 	}
-	d.resolveAll(ctx, cfg)
 
-	// 5. The engine: re-attach what was in flight.
+	// 5. The engine and the scheduler exist from here on, but start only
+	// once targets are resolved (step 8): serving must not wait for Atlas.
 	observers := run.Observers{d.metrics, logging.RunObserver(log)}
 	for _, o := range d.opts.Observers {
 		observers = append(observers, o)
@@ -193,29 +206,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Clock: d.clk, Journal: d.journal, Atlas: d.atlas, Observer: observers, Logger: log,
 		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: cfg.State.Path == "",
 	})
-	d.engine.SetPolicies(d.enginePolicies(cfg))
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer d.engine.Wait()
 	defer stopRuns()
-	if err := d.engine.Start(runCtx); err != nil {
-		return err
-	}
-	if cfg.State.Path == "" {
-		d.seedMarksFromAtlas(cfg)
-	}
-
-	// 6. The scheduler.
 	d.sched = scheduler.New(d.clk, markStore{d.journal}, d.fire, scheduler.Options{
 		Logf: func(f string, a ...any) { log.Sugar().Infof(f, a...) },
 	})
-	d.sched.Set(d.entries(cfg))
 	d.metrics.SetPolicies(policyInfos(cfg))
 	schedCtx, stopSched := context.WithCancel(ctx)
 	schedDone := make(chan struct{})
-	go func() { defer close(schedDone); _ = d.sched.Run(schedCtx) }()
-	defer func() { stopSched(); <-schedDone }()
+	defer func() { stopSched(); <-d.startupDone; <-schedDone }()
 
-	// 7. HTTP.
+	// 6. HTTP, then READY=1: /healthz answers at once, and /readyz says
+	// what is still missing while targets resolve.
 	listen := cfg.Server.Listen
 	if d.opts.Listen != "" {
 		listen = d.opts.Listen
@@ -227,6 +230,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if !d.opts.NoListen {
 		addr, err := d.http.Start(ctx)
 		if err != nil {
+			close(d.startupDone)
+			close(schedDone)
 			return fmt.Errorf("starting the HTTP server on %s: %w", listen, err)
 		}
 		d.addr = addr
@@ -237,18 +242,33 @@ func (d *Daemon) Run(ctx context.Context) error {
 	close(d.ready)
 	_ = d.opts.Notifier.Notify("READY=1")
 
-	// 8. Background upkeep: target discovery, next-run gauges, pruning, watchdog.
+	// 7. In the background: resolve targets (retrying while Atlas cannot
+	// answer), re-attach what was in flight, start the scheduler, then the
+	// upkeep: target discovery, next-run gauges, pruning.
 	var bg sync.WaitGroup
 	bg.Add(2)
-	go func() { defer bg.Done(); d.upkeep(schedCtx) }()
+	go func() {
+		defer bg.Done()
+		defer close(d.startupDone)
+		if err := d.startRuns(schedCtx, runCtx); err != nil {
+			if schedCtx.Err() == nil {
+				log.Error("cannot re-attach the runs in flight; no run starts", zap.Error(err))
+				d.setStartErr(err)
+			}
+			close(schedDone)
+			return
+		}
+		go func() { defer close(schedDone); _ = d.sched.Run(schedCtx) }()
+		d.upkeep(schedCtx)
+	}()
 	go func() { defer bg.Done(); d.watchdog(schedCtx) }()
 
 	<-ctx.Done()
 	log.Info("stopping: no new runs start; runs in flight persist and resume at the next start")
 	_ = d.opts.Notifier.Notify("STOPPING=1")
 	stopSched()
-	<-schedDone
 	bg.Wait()
+	<-schedDone
 	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := d.http.Shutdown(shutCtx); err != nil {
@@ -362,6 +382,83 @@ func (d *Daemon) currentClient() *atlas.Client {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.client
+}
+
+// startRuns resolves targets, retrying with backoff until every policy
+// has resolved once or atlas.discoveryInterval has passed (then the
+// upkeep's discovery goes on trying for the rest), and starts the engine
+// and the scheduler on what is resolved.
+func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
+	cfg := d.Config()
+	deadline := d.clk.Now().Add(cfg.Atlas.DiscoveryInterval)
+	wait := 5 * time.Second
+	for {
+		d.resolveAll(ctx, d.Config())
+		if d.unresolved() == nil || !d.clk.Now().Before(deadline) {
+			break
+		}
+		if err := clock.Sleep(ctx, d.clk, wait); err != nil {
+			return err
+		}
+		wait = min(2*wait, time.Minute)
+	}
+	d.reloadMu.Lock() // a reload meanwhile applies to the started components
+	defer d.reloadMu.Unlock()
+	cfg = d.Config()
+	d.engine.SetPolicies(d.enginePolicies(cfg))
+	if err := d.engine.Start(runCtx); err != nil {
+		return err
+	}
+	if cfg.State.Path == "" {
+		d.seedMarksFromAtlas(cfg)
+	}
+	d.sched.Set(d.entries(cfg))
+	d.metrics.SetPolicies(policyInfos(cfg))
+	d.stateMu.Lock()
+	d.runsStarted, d.runsAt = true, d.clk.Now()
+	d.stateMu.Unlock()
+	return nil
+}
+
+func (d *Daemon) setStartErr(err error) {
+	d.stateMu.Lock()
+	d.startErr = err
+	d.stateMu.Unlock()
+}
+
+// unresolved names the policies whose targets have never resolved.
+func (d *Daemon) unresolved() error {
+	cfg := d.Config()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var missing []string
+	for _, p := range cfg.Policies {
+		if _, ok := d.resolved[p.Name]; !ok {
+			missing = append(missing, p.Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("targets of policies %v not yet resolved (Atlas has not answered their cluster lists)", missing)
+}
+
+// startedErr is readiness's own check on the background start: the
+// scheduler runs, and every policy's targets resolved at least once.
+func (d *Daemon) startedErr() error {
+	d.stateMu.Lock()
+	started, serr := d.runsStarted, d.startErr
+	d.stateMu.Unlock()
+	if serr != nil {
+		return fmt.Errorf("runs did not start: %w", serr)
+	}
+	if err := d.unresolved(); err != nil {
+		return err
+	}
+	if !started {
+		return errors.New("starting: re-attaching the runs in flight")
+	}
+	return nil
 }
 
 // resolveAll resolves every policy's targets against Atlas.
@@ -569,10 +666,18 @@ func (d *Daemon) publishNextRuns() {
 }
 
 // healthy: the scheduler loop is alive (it iterates at least every minute).
+// Before it starts (targets still resolving in the background) the daemon
+// counts as alive: waiting for Atlas is no reason to be restarted.
 func (d *Daemon) healthy() error {
+	d.stateMu.Lock()
+	started, runsAt := d.runsStarted, d.runsAt
+	d.stateMu.Unlock()
+	if !started {
+		return nil
+	}
 	hb := d.sched.Heartbeat()
 	if hb.IsZero() {
-		hb = d.started // the loop is starting
+		hb = runsAt // the loop is starting
 	}
 	if age := d.clk.Now().Sub(hb); age > 3*time.Minute {
 		return fmt.Errorf("scheduler loop last ran %s ago", age.Round(time.Second))
@@ -580,10 +685,14 @@ func (d *Daemon) healthy() error {
 	return nil
 }
 
-// readyErr: config valid (it is, or we would not run), journal open, and
-// Atlas answered an authenticated request recently.
+// readyErr: config valid (it is, or we would not run), journal open, the
+// background start done (startedErr), and Atlas answered an authenticated
+// request recently.
 func (d *Daemon) readyErr() error {
 	if err := d.healthy(); err != nil {
+		return err
+	}
+	if err := d.startedErr(); err != nil {
 		return err
 	}
 	last := d.currentClient().LastAuthenticated()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 
 	"net/http"
 	"net/http/httptest"
@@ -127,6 +128,14 @@ func writeConfig(t *testing.T, dir, extra string) {
 // startDaemon runs a whole daemon in the bubble against the simulator.
 func startDaemon(t *testing.T, extra string) *env {
 	t.Helper()
+	dir, sim := setup(t, extra)
+	return launch(t, dir, sim)
+}
+
+// setup writes the config and secrets into a new directory and fills a
+// simulator: prod-a (eligible), prod-paused, flex-prod and staging.
+func setup(t *testing.T, extra string) (string, *atlassim.Sim) {
+	t.Helper()
 	dir := t.TempDir()
 	for name, content := range map[string]string{"client-secret": secret, "admin-token": adminToken} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content+"\n"), 0o600); err != nil {
@@ -153,18 +162,27 @@ func startDaemon(t *testing.T, extra string) *env {
 		t.Fatal(err)
 	}
 	sim.AddServiceAccount(clientID, secret)
-	return launch(t, dir, sim)
+	return dir, sim
 }
 
 // launch starts a daemon process's worth of components on dir's config
 // and journal against sim.
 func launch(t *testing.T, dir string, sim *atlassim.Sim) *env {
 	t.Helper()
+	e := launchWith(t, dir, sim, sim.Transport())
+	synctest.Wait() // targets resolve in the background
+	return e
+}
+
+// launchWith starts the daemon with rt as its transport to Atlas and
+// returns as soon as it serves.
+func launchWith(t *testing.T, dir string, sim *atlassim.Sim, rt http.RoundTripper) *env {
+	t.Helper()
 	logs := &syncBuffer{}
 	nt := &notes{}
 	d, err := daemon.New(daemon.Options{
 		ConfigPath: filepath.Join(dir, goodConfig), Env: policy.OSEnv(), Clock: clock.Real(),
-		LogOutput: zapcore.AddSync(logs), Transport: sim.Transport(), NoListen: true, Notifier: nt,
+		LogOutput: zapcore.AddSync(logs), Transport: rt, NoListen: true, Notifier: nt,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -482,6 +500,71 @@ func TestDiscoveryPicksUpNewClusters(t *testing.T) {
 		_, body := e.get(t, "/metrics")
 		if strings.Contains(body, `cluster="prod-a"`) || !strings.Contains(body, `backupd_next_run_timestamp_seconds{cluster="prod-b"`) {
 			t.Fatalf("series after discovery:\n%s", grep(body, "next_run"))
+		}
+	})
+}
+
+// gate fails every request to Atlas while closed, as an unreachable Atlas.
+type gate struct {
+	mu   sync.Mutex
+	open bool
+	rt   http.RoundTripper
+}
+
+func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	if !open {
+		return nil, errors.New("dial tcp: connection refused")
+	}
+	return g.rt.RoundTrip(r)
+}
+
+func (g *gate) setOpen() {
+	g.mu.Lock()
+	g.open = true
+	g.mu.Unlock()
+}
+
+// TestStartDoesNotWaitForAtlas: with Atlas unreachable, the daemon serves
+// /healthz and sends READY=1 before any target resolves (no virtual time
+// passes), /readyz says why it is not ready, and once Atlas answers the
+// targets resolve and the next slot runs.
+func TestStartDoesNotWaitForAtlas(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, sim := setup(t, flexPolicy)
+		g := &gate{rt: sim.Transport()}
+		start := time.Now()
+		e := launchWith(t, dir, sim, g)
+		defer e.stop()
+		if waited := time.Since(start); waited != 0 {
+			t.Fatalf("serving waited %s for Atlas", waited)
+		}
+		if code, body := e.get(t, "/healthz"); code != 200 {
+			t.Fatalf("/healthz = %d %s", code, body)
+		}
+		if got := e.notes.String(); got != "READY=1" {
+			t.Fatalf("notifications = %q, want READY=1", got)
+		}
+		time.Sleep(2 * time.Minute) // retries against the unreachable Atlas
+		synctest.Wait()
+		if code, body := e.get(t, "/healthz"); code != 200 {
+			t.Fatalf("/healthz while Atlas is unreachable = %d %s", code, body)
+		}
+		if code, body := e.get(t, "/readyz"); code != 503 || !strings.Contains(body, "not yet resolved") {
+			t.Fatalf("/readyz while Atlas is unreachable = %d %s, want 503 naming the unresolved targets", code, body)
+		}
+
+		g.setOpen()
+		next := time.Now().Truncate(time.Hour).Add(time.Hour)
+		time.Sleep(time.Until(next) + 30*time.Minute)
+		synctest.Wait()
+		if code, body := e.get(t, "/readyz"); code != 200 {
+			t.Fatalf("/readyz once Atlas answers = %d %s", code, body)
+		}
+		if n := len(sim.Snapshots(project, "prod-a")); n != 1 {
+			t.Fatalf("snapshots of prod-a = %d, want the slot after Atlas came back", n)
 		}
 	})
 }

@@ -490,13 +490,14 @@ func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) bool 
 		}
 		next[p.Name] = res
 	}
-	// Targets that disappeared lose their series.
+	// Targets that disappeared lose their series; one that became
+	// not_supported (paused, backup disabled) keeps them.
 	for name, old := range prev {
 		kept := map[run.Target]bool{}
-		for _, t := range next[name].Targets {
+		for _, t := range scheduled(next[name]) {
 			kept[t] = true
 		}
-		for _, t := range old.Targets {
+		for _, t := range scheduled(old) {
 			if !kept[t] {
 				d.metrics.DeleteTarget(name, t)
 			}
@@ -512,6 +513,26 @@ func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) bool 
 	d.resolved = next
 	d.mu.Unlock()
 	return changed
+}
+
+// scheduled is what a policy's slots fire on: its targets, and the clusters
+// it selects that cannot be acted on now (paused, backup disabled), whose
+// slots end skipped{not_supported} so they stay counted and alerted on.
+func scheduled(res policy.Resolution) []run.Target {
+	out := slices.Clone(res.Targets)
+	for _, s := range res.Skipped {
+		if s.Reason == run.ReasonNotSupported {
+			out = append(out, s.Target)
+		}
+	}
+	return out
+}
+
+// notSupported reports whether a policy selects t but cannot act on it.
+func (d *Daemon) notSupported(policyName string, t run.Target) bool {
+	return slices.ContainsFunc(d.resolution(policyName).Skipped, func(s run.SkippedTarget) bool {
+		return s.Target == t && s.Reason == run.ReasonNotSupported
+	})
 }
 
 func (d *Daemon) resolution(name string) policy.Resolution {
@@ -547,11 +568,12 @@ func specOf(p policy.Policy) run.Spec {
 	return s
 }
 
-// entries builds the scheduler's entries: one per policy and resolved target.
+// entries builds the scheduler's entries: one per policy and scheduled
+// target (resolved, or selected but not supported right now).
 func (d *Daemon) entries(cfg *policy.Config) []scheduler.Entry {
 	var out []scheduler.Entry
 	for _, p := range cfg.Policies {
-		for _, t := range d.resolution(p.Name).Targets {
+		for _, t := range scheduled(d.resolution(p.Name)) {
 			out = append(out, entryFor(p, t))
 		}
 	}
@@ -579,9 +601,14 @@ func policyInfos(cfg *policy.Config) []metrics.PolicyInfo {
 	return out
 }
 
-// fire hands a scheduler firing to the engine.
+// fire hands a scheduler firing to the engine; a slot of a target the
+// policy cannot act on now is recorded as skipped{not_supported}.
 func (d *Daemon) fire(ctx context.Context, f scheduler.Firing) error {
-	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, f.Skip)
+	skip := f.Skip
+	if skip == "" && d.notSupported(f.Entry.Policy, f.Entry.Target) {
+		skip = run.ReasonNotSupported
+	}
+	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, skip)
 }
 
 // seedMarksFromAtlas gives the scheduler, when there is no journal, the
@@ -657,7 +684,7 @@ func (d *Daemon) publishNextRuns() {
 	cfg := d.Config()
 	next := d.sched.Next()
 	for _, p := range cfg.Policies {
-		for _, t := range d.resolution(p.Name).Targets {
+		for _, t := range scheduled(d.resolution(p.Name)) {
 			if at, ok := next[engine.Key(p.Name, t)]; ok {
 				d.metrics.SetNextRun(p.Name, t, at)
 			}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -444,8 +445,10 @@ func TestDowntimeCollapsesMissedSlots(t *testing.T) {
 				}
 				continue
 			}
+			// prod-paused's slots are recorded as skipped{not_supported}.
+			got.Runs = slices.DeleteFunc(got.Runs, func(r run.Run) bool { return r.Target.Cluster != "prod-a" })
 			if len(got.Runs) != 2 {
-				t.Fatalf("%s: %d runs, want the first slot and one for the downtime: %s", pol, len(got.Runs), body)
+				t.Fatalf("%s: %d runs on prod-a, want the first slot and one for the downtime: %s", pol, len(got.Runs), body)
 			}
 			newest := got.Runs[0]
 			wantSlot := start.Truncate(time.Hour).Add(4 * time.Hour)
@@ -565,6 +568,79 @@ func TestStartDoesNotWaitForAtlas(t *testing.T) {
 		}
 		if n := len(sim.Snapshots(project, "prod-a")); n != 1 {
 			t.Fatalf("snapshots of prod-a = %d, want the slot after Atlas came back", n)
+		}
+	})
+}
+
+// TestPausedClusterStaysTarget: a selected cluster that is paused stays
+// the policy's target: its slots end skipped{not_supported} and are
+// counted, its series stay, status gives the reason; unpaused, the same
+// target carries on with its history.
+func TestPausedClusterStaysTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, "")
+		defer e.stop()
+		lbl := `{cluster="prod-a",policy="hourly",project="` + project + `"`
+		hour := time.Now().Truncate(time.Hour)
+		time.Sleep(time.Until(hour.Add(time.Hour + 30*time.Minute))) // 01:30: the 01:00 run succeeded
+		synctest.Wait()
+		if !e.metric(t, `backupd_runs_total`+lbl+`,result="success"} 1`) {
+			t.Fatal("first run did not succeed")
+		}
+
+		if err := e.sim.PauseCluster(project, "prod-a", true); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(hour.Add(2*time.Hour + 30*time.Minute))) // discovery, then the 02:00 slot
+		synctest.Wait()
+		for _, want := range []string{
+			`backupd_runs_skipped_total` + lbl + `,reason="not_supported"} 1`,
+			`backupd_runs_total` + lbl + `,result="success"} 1`,
+			`backupd_last_run_success` + lbl + `} 1`,
+		} {
+			if !e.metric(t, want) {
+				_, body := e.get(t, "/metrics")
+				t.Fatalf("metrics lack %q while paused:\n%s", want, grep(body, "prod-a"))
+			}
+		}
+		_, body := e.get(t, "/metrics")
+		if !strings.Contains(body, `backupd_last_success_timestamp_seconds`+lbl+`,stage="snapshot"}`) {
+			t.Fatalf("last success series dropped while paused:\n%s", grep(body, "last_success"))
+		}
+		var unresolved []run.SkippedTarget
+		for _, p := range e.d.Status().Policies {
+			unresolved = append(unresolved, p.Unresolved...)
+		}
+		if !slices.ContainsFunc(unresolved, func(s run.SkippedTarget) bool {
+			return s.Target.Cluster == "prod-a" && s.Reason == run.ReasonNotSupported && strings.Contains(s.Detail, "paused")
+		}) {
+			t.Fatalf("status while paused: unresolved = %+v", unresolved)
+		}
+
+		if err := e.sim.PauseCluster(project, "prod-a", false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(hour.Add(3*time.Hour + 30*time.Minute))) // discovery, then the 03:00 slot
+		synctest.Wait()
+		if !e.metric(t, `backupd_runs_total`+lbl+`,result="success"} 2`) {
+			_, body := e.get(t, "/metrics")
+			t.Fatalf("unpaused target did not carry on:\n%s", grep(body, "prod-a"))
+		}
+		_, runs := e.get(t, "/api/v1/runs?policy=hourly")
+		var got struct {
+			Runs []run.Run `json:"runs"`
+		}
+		if err := json.Unmarshal([]byte(runs), &got); err != nil {
+			t.Fatal(err)
+		}
+		var prodA int
+		for _, r := range got.Runs {
+			if r.Target.Cluster == "prod-a" {
+				prodA++
+			}
+		}
+		if prodA != 3 {
+			t.Fatalf("prod-a history = %d runs, want success, skipped, success: %s", prodA, runs)
 		}
 	})
 }

@@ -405,6 +405,7 @@ func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
 	d.reloadMu.Lock() // a reload meanwhile applies to the started components
 	defer d.reloadMu.Unlock()
 	cfg = d.Config()
+	d.pruneRebuiltSeries(cfg)
 	d.engine.SetPolicies(d.enginePolicies(cfg))
 	if err := d.engine.Start(runCtx); err != nil {
 		return err
@@ -418,6 +419,36 @@ func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
 	d.runsStarted, d.runsAt = true, d.clk.Now()
 	d.stateMu.Unlock()
 	return nil
+}
+
+// pruneRebuiltSeries deletes the series rebuilt from journal summaries of
+// targets a resolved policy no longer schedules (a cluster deleted while
+// backupd was down), so no alert fires forever for a target that is gone.
+func (d *Daemon) pruneRebuiltSeries(cfg *policy.Config) {
+	sums, err := d.journal.Summaries()
+	if err != nil {
+		d.log.Warn("reading run summaries to prune their series", zap.Error(err))
+		return
+	}
+	d.mu.RLock()
+	keep := map[string]bool{}
+	resolved := map[string]bool{}
+	for _, p := range cfg.Policies {
+		res, ok := d.resolved[p.Name]
+		if !ok {
+			continue // unknown yet: keep its series
+		}
+		resolved[p.Name] = true
+		for _, t := range scheduled(res) {
+			keep[engine.Key(p.Name, t)] = true
+		}
+	}
+	d.mu.RUnlock()
+	for _, s := range sums {
+		if resolved[s.Policy] && !keep[engine.Key(s.Policy, s.Target)] {
+			d.metrics.DeleteTarget(s.Policy, s.Target)
+		}
+	}
 }
 
 func (d *Daemon) setStartErr(err error) {

@@ -644,3 +644,29 @@ func TestPausedClusterStaysTarget(t *testing.T) {
 		}
 	})
 }
+
+// TestRestartDoesNotResurrectDeletedTargets: a cluster whose last run
+// failed and that was deleted while backupd was down loses the series the
+// restart rebuilt from the journal, so BackupdLastRunFailed stops.
+func TestRestartDoesNotResurrectDeletedTargets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, "")
+		e.sim.FailNextSnapshots(1)
+		time.Sleep(time.Until(time.Now().Truncate(time.Hour).Add(90 * time.Minute)))
+		synctest.Wait()
+		lbl := `{cluster="prod-a",policy="hourly",project="` + project + `"`
+		if !e.metric(t, `backupd_last_run_success`+lbl+`} 0`) {
+			_, body := e.get(t, "/metrics")
+			t.Fatalf("the run did not fail:\n%s", grep(body, "prod-a"))
+		}
+		e.stop()
+		if err := e.sim.DeleteCluster(project, "prod-a"); err != nil {
+			t.Fatal(err)
+		}
+		e2 := launch(t, e.dir, e.sim)
+		defer e2.stop()
+		if _, body := e2.get(t, "/metrics"); strings.Contains(body, `cluster="prod-a"`) {
+			t.Fatalf("series of the deleted target came back:\n%s", grep(body, "prod-a"))
+		}
+	})
+}

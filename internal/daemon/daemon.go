@@ -204,7 +204,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.engine = engine.New(engine.Config{
 		Clock: d.clk, Journal: d.journal, Atlas: d.atlas, Observer: observers, Logger: log,
-		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: cfg.State.Path == "",
+		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: d.journalEmpty(),
 	})
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer d.engine.Wait()
@@ -410,9 +410,7 @@ func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
 	if err := d.engine.Start(runCtx); err != nil {
 		return err
 	}
-	if cfg.State.Path == "" {
-		d.seedMarksFromAtlas(cfg)
-	}
+	d.seedMarksFromAtlas(cfg)
 	d.sched.Set(d.entries(cfg))
 	d.metrics.SetPolicies(policyInfos(cfg))
 	d.stateMu.Lock()
@@ -642,14 +640,29 @@ func (d *Daemon) fire(ctx context.Context, f scheduler.Firing) error {
 	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, skip)
 }
 
-// seedMarksFromAtlas gives the scheduler, when there is no journal, the
-// newest slot Atlas's markers show for each target, so slots after it are
+// journalEmpty reports whether the journal knows nothing: memory-only, or
+// a new file (a new volume, a corrupt file moved aside, an emptyDir). The
+// engine then recovers the runs in flight from Atlas's markers.
+func (d *Daemon) journalEmpty() bool {
+	sums, err := d.journal.Summaries()
+	if err != nil || len(sums) > 0 {
+		return false
+	}
+	active, err := d.journal.Active()
+	return err == nil && len(active) == 0
+}
+
+// seedMarksFromAtlas gives the scheduler, for each target whose journal
+// has no mark, the newest slot Atlas's markers show, so slots after it are
 // caught up per the policy's missed setting instead of being forgotten.
 func (d *Daemon) seedMarksFromAtlas(cfg *policy.Config) {
 	slots := d.engine.RecoveredSlots()
 	for _, p := range cfg.Policies {
 		for _, t := range d.resolution(p.Name).Targets {
 			e := entryFor(p, t)
+			if _, has, err := d.journal.Mark(e.Key); err != nil || has {
+				continue
+			}
 			if s, ok := slots[e.Key]; ok {
 				_ = d.journal.SetMark(e.Key, journal.Mark{LastSlot: s, Since: s, Schedule: e.Spec})
 			}

@@ -670,3 +670,39 @@ func TestRestartDoesNotResurrectDeletedTargets(t *testing.T) {
 		}
 	})
 }
+
+// TestFreshJournalRecoversFromMarkers: a journal file that is new (a
+// corrupt one moved aside) while a run had taken its snapshot: the run is
+// re-attached from its Atlas marker and exported, not forgotten.
+func TestFreshJournalRecoversFromMarkers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, "")
+		time.Sleep(time.Until(time.Now().Truncate(time.Hour).Add(time.Hour + 3*time.Minute))) // 01:03: snapshotting
+		synctest.Wait()
+		e.stop()
+		if n := len(e.sim.Snapshots(project, "prod-a")); n != 1 {
+			t.Fatalf("snapshots before the restart = %d, want 1", n)
+		}
+		if err := os.Rename(filepath.Join(e.dir, "state.db"), filepath.Join(e.dir, "state.db.corrupt")); err != nil {
+			t.Fatal(err)
+		}
+		e2 := launch(t, e.dir, e.sim)
+		defer e2.stop()
+		time.Sleep(30 * time.Minute) // 01:33: before the 02:00 slot
+		synctest.Wait()
+		_, body := e2.get(t, "/api/v1/runs?policy=hourly")
+		var got struct {
+			Runs []run.Run `json:"runs"`
+		}
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(got.Runs, func(r run.Run) bool { return r.Target.Cluster == "prod-a" })
+		if i < 0 || got.Runs[i].Stage != run.StageSucceeded || got.Runs[i].ExportJobID == "" {
+			t.Fatalf("prod-a's in-flight run after a fresh journal was not re-attached and exported: %s", body)
+		}
+		if n := len(e2.sim.Snapshots(project, "prod-a")); n != 1 {
+			t.Fatalf("snapshots after the restart = %d, want the one run's", n)
+		}
+	})
+}

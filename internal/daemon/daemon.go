@@ -239,8 +239,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	log.Info("backupd started", zap.String("version", buildinfo.String()), zap.String("listen", listen),
 		zap.Int("policies", len(cfg.Policies)), zap.String("config", cfg.Source))
-	close(d.ready)
 	_ = d.opts.Notifier.Notify("READY=1")
+	close(d.ready) // after READY=1, so whoever waits on Ready sees it sent
 
 	// 7. In the background: resolve targets (retrying while Atlas cannot
 	// answer), re-attach what was in flight, start the scheduler, then the

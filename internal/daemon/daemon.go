@@ -3,9 +3,13 @@
 // keeps the resolved targets fresh, and stops everything in reverse order.
 //
 // Start order: journal → metrics (rebuilt from the journal) → Atlas client →
-// authentication and target resolution → engine (re-attaches in-flight
-// runs) → scheduler → HTTP server → READY=1. Stop order is the reverse; the
-// engine's runs persist their state and resume at the next start.
+// authentication → HTTP server → READY=1, then in the background: target
+// resolution (retried until every policy resolves, or for at most
+// atlas.discoveryInterval) → engine (re-attaches in-flight runs) →
+// scheduler. Nothing on the way to READY=1 waits for Atlas, so /healthz
+// answers at once; /readyz reports targets not yet resolved. Stop order is
+// the reverse; the engine's runs persist their state and resume at the next
+// start.
 package daemon
 
 import (
@@ -88,6 +92,15 @@ type Daemon struct {
 	addr    net.Addr
 	started time.Time
 	ready   chan struct{}
+
+	// startupDone is closed when the background start (resolution, engine,
+	// scheduler) has finished or given up; runsStarted is set once the
+	// scheduler runs, startErr when the engine could not start.
+	startupDone chan struct{}
+	stateMu     sync.Mutex
+	runsStarted bool
+	runsAt      time.Time // when the scheduler was started
+	startErr    error
 }
 
 // New loads and validates the configuration; an invalid one is returned as
@@ -103,7 +116,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, ready: make(chan struct{})}, nil
+	return &Daemon{opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, ready: make(chan struct{}), startupDone: make(chan struct{})}, nil
 }
 
 // Config returns the configuration in force.
@@ -175,47 +188,37 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.atlas = &swapAtlas{}
 	d.atlas.set(engine.FromClient(client))
 
-	// 4. Authenticate and resolve targets. Failure is not fatal: the
-	// daemon is not ready until Atlas answers, and keeps trying.
+	// 4. Authenticate. Failure is not fatal: the daemon is not ready until
+	// Atlas answers, and keeps trying.
 	if err := client.Authenticate(ctx); err != nil {
 		log.Error("cannot authenticate to Atlas yet; will retry", zap.Error(err))
 	} else {
 		log.Info("authenticated to Atlas", zap.String("baseURL", cfg.Atlas.BaseURL))
 	}
-	d.resolveAll(ctx, cfg)
 
-	// 5. The engine: re-attach what was in flight.
+	// 5. The engine and the scheduler exist from here on, but start only
+	// once targets are resolved (step 8): serving must not wait for Atlas.
 	observers := run.Observers{d.metrics, logging.RunObserver(log)}
 	for _, o := range d.opts.Observers {
 		observers = append(observers, o)
 	}
 	d.engine = engine.New(engine.Config{
 		Clock: d.clk, Journal: d.journal, Atlas: d.atlas, Observer: observers, Logger: log,
-		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: cfg.State.Path == "",
+		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: d.journalEmpty(),
 	})
-	d.engine.SetPolicies(d.enginePolicies(cfg))
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer d.engine.Wait()
 	defer stopRuns()
-	if err := d.engine.Start(runCtx); err != nil {
-		return err
-	}
-	if cfg.State.Path == "" {
-		d.seedMarksFromAtlas(cfg)
-	}
-
-	// 6. The scheduler.
 	d.sched = scheduler.New(d.clk, markStore{d.journal}, d.fire, scheduler.Options{
 		Logf: func(f string, a ...any) { log.Sugar().Infof(f, a...) },
 	})
-	d.sched.Set(d.entries(cfg))
 	d.metrics.SetPolicies(policyInfos(cfg))
 	schedCtx, stopSched := context.WithCancel(ctx)
 	schedDone := make(chan struct{})
-	go func() { defer close(schedDone); _ = d.sched.Run(schedCtx) }()
-	defer func() { stopSched(); <-schedDone }()
+	defer func() { stopSched(); <-d.startupDone; <-schedDone }()
 
-	// 7. HTTP.
+	// 6. HTTP, then READY=1: /healthz answers at once, and /readyz says
+	// what is still missing while targets resolve.
 	listen := cfg.Server.Listen
 	if d.opts.Listen != "" {
 		listen = d.opts.Listen
@@ -227,6 +230,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if !d.opts.NoListen {
 		addr, err := d.http.Start(ctx)
 		if err != nil {
+			close(d.startupDone)
+			close(schedDone)
 			return fmt.Errorf("starting the HTTP server on %s: %w", listen, err)
 		}
 		d.addr = addr
@@ -234,21 +239,36 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	log.Info("backupd started", zap.String("version", buildinfo.String()), zap.String("listen", listen),
 		zap.Int("policies", len(cfg.Policies)), zap.String("config", cfg.Source))
-	close(d.ready)
 	_ = d.opts.Notifier.Notify("READY=1")
+	close(d.ready) // after READY=1, so whoever waits on Ready sees it sent
 
-	// 8. Background upkeep: target discovery, next-run gauges, pruning, watchdog.
+	// 7. In the background: resolve targets (retrying while Atlas cannot
+	// answer), re-attach what was in flight, start the scheduler, then the
+	// upkeep: target discovery, next-run gauges, pruning.
 	var bg sync.WaitGroup
 	bg.Add(2)
-	go func() { defer bg.Done(); d.upkeep(schedCtx) }()
+	go func() {
+		defer bg.Done()
+		defer close(d.startupDone)
+		if err := d.startRuns(schedCtx, runCtx); err != nil {
+			if schedCtx.Err() == nil {
+				log.Error("cannot re-attach the runs in flight; no run starts", zap.Error(err))
+				d.setStartErr(err)
+			}
+			close(schedDone)
+			return
+		}
+		go func() { defer close(schedDone); _ = d.sched.Run(schedCtx) }()
+		d.upkeep(schedCtx)
+	}()
 	go func() { defer bg.Done(); d.watchdog(schedCtx) }()
 
 	<-ctx.Done()
 	log.Info("stopping: no new runs start; runs in flight persist and resume at the next start")
 	_ = d.opts.Notifier.Notify("STOPPING=1")
 	stopSched()
-	<-schedDone
 	bg.Wait()
+	<-schedDone
 	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := d.http.Shutdown(shutCtx); err != nil {
@@ -364,6 +384,112 @@ func (d *Daemon) currentClient() *atlas.Client {
 	return d.client
 }
 
+// startRuns resolves targets, retrying with backoff until every policy
+// has resolved once or atlas.discoveryInterval has passed (then the
+// upkeep's discovery goes on trying for the rest), and starts the engine
+// and the scheduler on what is resolved.
+func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
+	cfg := d.Config()
+	deadline := d.clk.Now().Add(cfg.Atlas.DiscoveryInterval)
+	wait := 5 * time.Second
+	for {
+		d.resolveAll(ctx, d.Config())
+		if d.unresolved() == nil || !d.clk.Now().Before(deadline) {
+			break
+		}
+		if err := clock.Sleep(ctx, d.clk, wait); err != nil {
+			return err
+		}
+		wait = min(2*wait, time.Minute)
+	}
+	d.reloadMu.Lock() // a reload meanwhile applies to the started components
+	defer d.reloadMu.Unlock()
+	cfg = d.Config()
+	d.pruneRebuiltSeries(cfg)
+	d.engine.SetPolicies(d.enginePolicies(cfg))
+	if err := d.engine.Start(runCtx); err != nil {
+		return err
+	}
+	d.seedMarksFromAtlas(cfg)
+	d.sched.Set(d.entries(cfg))
+	d.metrics.SetPolicies(policyInfos(cfg))
+	d.stateMu.Lock()
+	d.runsStarted, d.runsAt = true, d.clk.Now()
+	d.stateMu.Unlock()
+	return nil
+}
+
+// pruneRebuiltSeries deletes the series rebuilt from journal summaries of
+// targets a resolved policy no longer schedules (a cluster deleted while
+// backupd was down), so no alert fires forever for a target that is gone.
+func (d *Daemon) pruneRebuiltSeries(cfg *policy.Config) {
+	sums, err := d.journal.Summaries()
+	if err != nil {
+		d.log.Warn("reading run summaries to prune their series", zap.Error(err))
+		return
+	}
+	d.mu.RLock()
+	keep := map[string]bool{}
+	resolved := map[string]bool{}
+	for _, p := range cfg.Policies {
+		res, ok := d.resolved[p.Name]
+		if !ok {
+			continue // unknown yet: keep its series
+		}
+		resolved[p.Name] = true
+		for _, t := range scheduled(res) {
+			keep[engine.Key(p.Name, t)] = true
+		}
+	}
+	d.mu.RUnlock()
+	for _, s := range sums {
+		if resolved[s.Policy] && !keep[engine.Key(s.Policy, s.Target)] {
+			d.metrics.DeleteTarget(s.Policy, s.Target)
+		}
+	}
+}
+
+func (d *Daemon) setStartErr(err error) {
+	d.stateMu.Lock()
+	d.startErr = err
+	d.stateMu.Unlock()
+}
+
+// unresolved names the policies whose targets have never resolved.
+func (d *Daemon) unresolved() error {
+	cfg := d.Config()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var missing []string
+	for _, p := range cfg.Policies {
+		if _, ok := d.resolved[p.Name]; !ok {
+			missing = append(missing, p.Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("targets of policies %v not yet resolved (Atlas has not answered their cluster lists)", missing)
+}
+
+// startedErr is readiness's own check on the background start: the
+// scheduler runs, and every policy's targets resolved at least once.
+func (d *Daemon) startedErr() error {
+	d.stateMu.Lock()
+	started, serr := d.runsStarted, d.startErr
+	d.stateMu.Unlock()
+	if serr != nil {
+		return fmt.Errorf("runs did not start: %w", serr)
+	}
+	if err := d.unresolved(); err != nil {
+		return err
+	}
+	if !started {
+		return errors.New("starting: re-attaching the runs in flight")
+	}
+	return nil
+}
+
 // resolveAll resolves every policy's targets against Atlas.
 func (d *Daemon) resolveAll(ctx context.Context, cfg *policy.Config) {
 	d.reloadMu.Lock()
@@ -393,13 +519,14 @@ func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) bool 
 		}
 		next[p.Name] = res
 	}
-	// Targets that disappeared lose their series.
+	// Targets that disappeared lose their series; one that became
+	// not_supported (paused, backup disabled) keeps them.
 	for name, old := range prev {
 		kept := map[run.Target]bool{}
-		for _, t := range next[name].Targets {
+		for _, t := range scheduled(next[name]) {
 			kept[t] = true
 		}
-		for _, t := range old.Targets {
+		for _, t := range scheduled(old) {
 			if !kept[t] {
 				d.metrics.DeleteTarget(name, t)
 			}
@@ -415,6 +542,26 @@ func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) bool 
 	d.resolved = next
 	d.mu.Unlock()
 	return changed
+}
+
+// scheduled is what a policy's slots fire on: its targets, and the clusters
+// it selects that cannot be acted on now (paused, backup disabled), whose
+// slots end skipped{not_supported} so they stay counted and alerted on.
+func scheduled(res policy.Resolution) []run.Target {
+	out := slices.Clone(res.Targets)
+	for _, s := range res.Skipped {
+		if s.Reason == run.ReasonNotSupported {
+			out = append(out, s.Target)
+		}
+	}
+	return out
+}
+
+// notSupported reports whether a policy selects t but cannot act on it.
+func (d *Daemon) notSupported(policyName string, t run.Target) bool {
+	return slices.ContainsFunc(d.resolution(policyName).Skipped, func(s run.SkippedTarget) bool {
+		return s.Target == t && s.Reason == run.ReasonNotSupported
+	})
 }
 
 func (d *Daemon) resolution(name string) policy.Resolution {
@@ -450,11 +597,12 @@ func specOf(p policy.Policy) run.Spec {
 	return s
 }
 
-// entries builds the scheduler's entries: one per policy and resolved target.
+// entries builds the scheduler's entries: one per policy and scheduled
+// target (resolved, or selected but not supported right now).
 func (d *Daemon) entries(cfg *policy.Config) []scheduler.Entry {
 	var out []scheduler.Entry
 	for _, p := range cfg.Policies {
-		for _, t := range d.resolution(p.Name).Targets {
+		for _, t := range scheduled(d.resolution(p.Name)) {
 			out = append(out, entryFor(p, t))
 		}
 	}
@@ -482,19 +630,39 @@ func policyInfos(cfg *policy.Config) []metrics.PolicyInfo {
 	return out
 }
 
-// fire hands a scheduler firing to the engine.
+// fire hands a scheduler firing to the engine; a slot of a target the
+// policy cannot act on now is recorded as skipped{not_supported}.
 func (d *Daemon) fire(ctx context.Context, f scheduler.Firing) error {
-	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, f.Skip)
+	skip := f.Skip
+	if skip == "" && d.notSupported(f.Entry.Policy, f.Entry.Target) {
+		skip = run.ReasonNotSupported
+	}
+	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, skip)
 }
 
-// seedMarksFromAtlas gives the scheduler, when there is no journal, the
-// newest slot Atlas's markers show for each target, so slots after it are
+// journalEmpty reports whether the journal knows nothing: memory-only, or
+// a new file (a new volume, a corrupt file moved aside, an emptyDir). The
+// engine then recovers the runs in flight from Atlas's markers.
+func (d *Daemon) journalEmpty() bool {
+	sums, err := d.journal.Summaries()
+	if err != nil || len(sums) > 0 {
+		return false
+	}
+	active, err := d.journal.Active()
+	return err == nil && len(active) == 0
+}
+
+// seedMarksFromAtlas gives the scheduler, for each target whose journal
+// has no mark, the newest slot Atlas's markers show, so slots after it are
 // caught up per the policy's missed setting instead of being forgotten.
 func (d *Daemon) seedMarksFromAtlas(cfg *policy.Config) {
 	slots := d.engine.RecoveredSlots()
 	for _, p := range cfg.Policies {
 		for _, t := range d.resolution(p.Name).Targets {
 			e := entryFor(p, t)
+			if _, has, err := d.journal.Mark(e.Key); err != nil || has {
+				continue
+			}
 			if s, ok := slots[e.Key]; ok {
 				_ = d.journal.SetMark(e.Key, journal.Mark{LastSlot: s, Since: s, Schedule: e.Spec})
 			}
@@ -560,7 +728,7 @@ func (d *Daemon) publishNextRuns() {
 	cfg := d.Config()
 	next := d.sched.Next()
 	for _, p := range cfg.Policies {
-		for _, t := range d.resolution(p.Name).Targets {
+		for _, t := range scheduled(d.resolution(p.Name)) {
 			if at, ok := next[engine.Key(p.Name, t)]; ok {
 				d.metrics.SetNextRun(p.Name, t, at)
 			}
@@ -569,10 +737,18 @@ func (d *Daemon) publishNextRuns() {
 }
 
 // healthy: the scheduler loop is alive (it iterates at least every minute).
+// Before it starts (targets still resolving in the background) the daemon
+// counts as alive: waiting for Atlas is no reason to be restarted.
 func (d *Daemon) healthy() error {
+	d.stateMu.Lock()
+	started, runsAt := d.runsStarted, d.runsAt
+	d.stateMu.Unlock()
+	if !started {
+		return nil
+	}
 	hb := d.sched.Heartbeat()
 	if hb.IsZero() {
-		hb = d.started // the loop is starting
+		hb = runsAt // the loop is starting
 	}
 	if age := d.clk.Now().Sub(hb); age > 3*time.Minute {
 		return fmt.Errorf("scheduler loop last ran %s ago", age.Round(time.Second))
@@ -580,10 +756,14 @@ func (d *Daemon) healthy() error {
 	return nil
 }
 
-// readyErr: config valid (it is, or we would not run), journal open, and
-// Atlas answered an authenticated request recently.
+// readyErr: config valid (it is, or we would not run), journal open, the
+// background start done (startedErr), and Atlas answered an authenticated
+// request recently.
 func (d *Daemon) readyErr() error {
 	if err := d.healthy(); err != nil {
+		return err
+	}
+	if err := d.startedErr(); err != nil {
 		return err
 	}
 	last := d.currentClient().LastAuthenticated()

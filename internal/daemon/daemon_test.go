@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -127,6 +129,14 @@ func writeConfig(t *testing.T, dir, extra string) {
 // startDaemon runs a whole daemon in the bubble against the simulator.
 func startDaemon(t *testing.T, extra string) *env {
 	t.Helper()
+	dir, sim := setup(t, extra)
+	return launch(t, dir, sim)
+}
+
+// setup writes the config and secrets into a new directory and fills a
+// simulator: prod-a (eligible), prod-paused, flex-prod and staging.
+func setup(t *testing.T, extra string) (string, *atlassim.Sim) {
+	t.Helper()
 	dir := t.TempDir()
 	for name, content := range map[string]string{"client-secret": secret, "admin-token": adminToken} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content+"\n"), 0o600); err != nil {
@@ -153,18 +163,27 @@ func startDaemon(t *testing.T, extra string) *env {
 		t.Fatal(err)
 	}
 	sim.AddServiceAccount(clientID, secret)
-	return launch(t, dir, sim)
+	return dir, sim
 }
 
 // launch starts a daemon process's worth of components on dir's config
 // and journal against sim.
 func launch(t *testing.T, dir string, sim *atlassim.Sim) *env {
 	t.Helper()
+	e := launchWith(t, dir, sim, sim.Transport())
+	synctest.Wait() // targets resolve in the background
+	return e
+}
+
+// launchWith starts the daemon with rt as its transport to Atlas and
+// returns as soon as it serves.
+func launchWith(t *testing.T, dir string, sim *atlassim.Sim, rt http.RoundTripper) *env {
+	t.Helper()
 	logs := &syncBuffer{}
 	nt := &notes{}
 	d, err := daemon.New(daemon.Options{
 		ConfigPath: filepath.Join(dir, goodConfig), Env: policy.OSEnv(), Clock: clock.Real(),
-		LogOutput: zapcore.AddSync(logs), Transport: sim.Transport(), NoListen: true, Notifier: nt,
+		LogOutput: zapcore.AddSync(logs), Transport: rt, NoListen: true, Notifier: nt,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -426,8 +445,10 @@ func TestDowntimeCollapsesMissedSlots(t *testing.T) {
 				}
 				continue
 			}
+			// prod-paused's slots are recorded as skipped{not_supported}.
+			got.Runs = slices.DeleteFunc(got.Runs, func(r run.Run) bool { return r.Target.Cluster != "prod-a" })
 			if len(got.Runs) != 2 {
-				t.Fatalf("%s: %d runs, want the first slot and one for the downtime: %s", pol, len(got.Runs), body)
+				t.Fatalf("%s: %d runs on prod-a, want the first slot and one for the downtime: %s", pol, len(got.Runs), body)
 			}
 			newest := got.Runs[0]
 			wantSlot := start.Truncate(time.Hour).Add(4 * time.Hour)
@@ -482,6 +503,206 @@ func TestDiscoveryPicksUpNewClusters(t *testing.T) {
 		_, body := e.get(t, "/metrics")
 		if strings.Contains(body, `cluster="prod-a"`) || !strings.Contains(body, `backupd_next_run_timestamp_seconds{cluster="prod-b"`) {
 			t.Fatalf("series after discovery:\n%s", grep(body, "next_run"))
+		}
+	})
+}
+
+// gate fails every request to Atlas while closed, as an unreachable Atlas.
+type gate struct {
+	mu   sync.Mutex
+	open bool
+	rt   http.RoundTripper
+}
+
+func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	if !open {
+		return nil, errors.New("dial tcp: connection refused")
+	}
+	return g.rt.RoundTrip(r)
+}
+
+func (g *gate) setOpen() {
+	g.mu.Lock()
+	g.open = true
+	g.mu.Unlock()
+}
+
+// TestStartDoesNotWaitForAtlas: with Atlas unreachable, the daemon serves
+// /healthz and sends READY=1 before any target resolves (no virtual time
+// passes), /readyz says why it is not ready, and once Atlas answers the
+// targets resolve and the next slot runs.
+func TestStartDoesNotWaitForAtlas(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, sim := setup(t, flexPolicy)
+		g := &gate{rt: sim.Transport()}
+		start := time.Now()
+		e := launchWith(t, dir, sim, g)
+		defer e.stop()
+		if waited := time.Since(start); waited != 0 {
+			t.Fatalf("serving waited %s for Atlas", waited)
+		}
+		if code, body := e.get(t, "/healthz"); code != 200 {
+			t.Fatalf("/healthz = %d %s", code, body)
+		}
+		if got := e.notes.String(); got != "READY=1" {
+			t.Fatalf("notifications = %q, want READY=1", got)
+		}
+		time.Sleep(2 * time.Minute) // retries against the unreachable Atlas
+		synctest.Wait()
+		if code, body := e.get(t, "/healthz"); code != 200 {
+			t.Fatalf("/healthz while Atlas is unreachable = %d %s", code, body)
+		}
+		if code, body := e.get(t, "/readyz"); code != 503 || !strings.Contains(body, "not yet resolved") {
+			t.Fatalf("/readyz while Atlas is unreachable = %d %s, want 503 naming the unresolved targets", code, body)
+		}
+
+		g.setOpen()
+		next := time.Now().Truncate(time.Hour).Add(time.Hour)
+		time.Sleep(time.Until(next) + 30*time.Minute)
+		synctest.Wait()
+		if code, body := e.get(t, "/readyz"); code != 200 {
+			t.Fatalf("/readyz once Atlas answers = %d %s", code, body)
+		}
+		if n := len(sim.Snapshots(project, "prod-a")); n != 1 {
+			t.Fatalf("snapshots of prod-a = %d, want the slot after Atlas came back", n)
+		}
+	})
+}
+
+// TestPausedClusterStaysTarget: a selected cluster that is paused stays
+// the policy's target: its slots end skipped{not_supported} and are
+// counted, its series stay, status gives the reason; unpaused, the same
+// target carries on with its history.
+func TestPausedClusterStaysTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, "")
+		defer e.stop()
+		lbl := `{cluster="prod-a",policy="hourly",project="` + project + `"`
+		hour := time.Now().Truncate(time.Hour)
+		time.Sleep(time.Until(hour.Add(time.Hour + 30*time.Minute))) // 01:30: the 01:00 run succeeded
+		synctest.Wait()
+		if !e.metric(t, `backupd_runs_total`+lbl+`,result="success"} 1`) {
+			t.Fatal("first run did not succeed")
+		}
+
+		if err := e.sim.PauseCluster(project, "prod-a", true); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(hour.Add(2*time.Hour + 30*time.Minute))) // discovery, then the 02:00 slot
+		synctest.Wait()
+		for _, want := range []string{
+			`backupd_runs_skipped_total` + lbl + `,reason="not_supported"} 1`,
+			`backupd_runs_total` + lbl + `,result="success"} 1`,
+			`backupd_last_run_success` + lbl + `} 1`,
+		} {
+			if !e.metric(t, want) {
+				_, body := e.get(t, "/metrics")
+				t.Fatalf("metrics lack %q while paused:\n%s", want, grep(body, "prod-a"))
+			}
+		}
+		_, body := e.get(t, "/metrics")
+		if !strings.Contains(body, `backupd_last_success_timestamp_seconds`+lbl+`,stage="snapshot"}`) {
+			t.Fatalf("last success series dropped while paused:\n%s", grep(body, "last_success"))
+		}
+		var unresolved []run.SkippedTarget
+		for _, p := range e.d.Status().Policies {
+			unresolved = append(unresolved, p.Unresolved...)
+		}
+		if !slices.ContainsFunc(unresolved, func(s run.SkippedTarget) bool {
+			return s.Target.Cluster == "prod-a" && s.Reason == run.ReasonNotSupported && strings.Contains(s.Detail, "paused")
+		}) {
+			t.Fatalf("status while paused: unresolved = %+v", unresolved)
+		}
+
+		if err := e.sim.PauseCluster(project, "prod-a", false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(hour.Add(3*time.Hour + 30*time.Minute))) // discovery, then the 03:00 slot
+		synctest.Wait()
+		if !e.metric(t, `backupd_runs_total`+lbl+`,result="success"} 2`) {
+			_, body := e.get(t, "/metrics")
+			t.Fatalf("unpaused target did not carry on:\n%s", grep(body, "prod-a"))
+		}
+		_, runs := e.get(t, "/api/v1/runs?policy=hourly")
+		var got struct {
+			Runs []run.Run `json:"runs"`
+		}
+		if err := json.Unmarshal([]byte(runs), &got); err != nil {
+			t.Fatal(err)
+		}
+		var prodA int
+		for _, r := range got.Runs {
+			if r.Target.Cluster == "prod-a" {
+				prodA++
+			}
+		}
+		if prodA != 3 {
+			t.Fatalf("prod-a history = %d runs, want success, skipped, success: %s", prodA, runs)
+		}
+	})
+}
+
+// TestRestartDoesNotResurrectDeletedTargets: a cluster whose last run
+// failed and that was deleted while backupd was down loses the series the
+// restart rebuilt from the journal, so BackupdLastRunFailed stops.
+func TestRestartDoesNotResurrectDeletedTargets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, "")
+		e.sim.FailNextSnapshots(1)
+		time.Sleep(time.Until(time.Now().Truncate(time.Hour).Add(90 * time.Minute)))
+		synctest.Wait()
+		lbl := `{cluster="prod-a",policy="hourly",project="` + project + `"`
+		if !e.metric(t, `backupd_last_run_success`+lbl+`} 0`) {
+			_, body := e.get(t, "/metrics")
+			t.Fatalf("the run did not fail:\n%s", grep(body, "prod-a"))
+		}
+		e.stop()
+		if err := e.sim.DeleteCluster(project, "prod-a"); err != nil {
+			t.Fatal(err)
+		}
+		e2 := launch(t, e.dir, e.sim)
+		defer e2.stop()
+		if _, body := e2.get(t, "/metrics"); strings.Contains(body, `cluster="prod-a"`) {
+			t.Fatalf("series of the deleted target came back:\n%s", grep(body, "prod-a"))
+		}
+	})
+}
+
+// TestFreshJournalRecoversFromMarkers: a journal file that is new (a
+// corrupt one moved aside) while a run had taken its snapshot: the run is
+// re-attached from its Atlas marker and exported, not forgotten.
+func TestFreshJournalRecoversFromMarkers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, "")
+		time.Sleep(time.Until(time.Now().Truncate(time.Hour).Add(time.Hour + 3*time.Minute))) // 01:03: snapshotting
+		synctest.Wait()
+		e.stop()
+		if n := len(e.sim.Snapshots(project, "prod-a")); n != 1 {
+			t.Fatalf("snapshots before the restart = %d, want 1", n)
+		}
+		if err := os.Rename(filepath.Join(e.dir, "state.db"), filepath.Join(e.dir, "state.db.corrupt")); err != nil {
+			t.Fatal(err)
+		}
+		e2 := launch(t, e.dir, e.sim)
+		defer e2.stop()
+		time.Sleep(30 * time.Minute) // 01:33: before the 02:00 slot
+		synctest.Wait()
+		_, body := e2.get(t, "/api/v1/runs?policy=hourly")
+		var got struct {
+			Runs []run.Run `json:"runs"`
+		}
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(got.Runs, func(r run.Run) bool { return r.Target.Cluster == "prod-a" })
+		if i < 0 || got.Runs[i].Stage != run.StageSucceeded || got.Runs[i].ExportJobID == "" {
+			t.Fatalf("prod-a's in-flight run after a fresh journal was not re-attached and exported: %s", body)
+		}
+		if n := len(e2.sim.Snapshots(project, "prod-a")); n != 1 {
+			t.Fatalf("snapshots after the restart = %d, want the one run's", n)
 		}
 	})
 }

@@ -41,6 +41,15 @@ func fakeDaemon(t *testing.T, token string) (*httptest.Server, *[]string) {
 			bodies = append(bodies, string(b))
 			w.WriteHeader(http.StatusAccepted)
 			_ = json.NewEncoder(w).Encode(map[string]any{"runs": []run.Run{{ID: "xyz", Policy: "nightly", Target: run.Target{ProjectID: "32b6e34b3d91647abb20e7b8", Cluster: "prod"}, Stage: run.StagePending}}})
+		case r.Method == "POST" && r.URL.Path == "/api/v1/policies/busy/trigger":
+			w.WriteHeader(http.StatusAccepted)
+			_ = json.NewEncoder(w).Encode(map[string]any{"runs": []run.Run{
+				{ID: "r1", Policy: "busy", Target: run.Target{ProjectID: "32b6e34b3d91647abb20e7b8", Cluster: "a"}, Stage: run.StagePending},
+				{ID: "r2", Policy: "busy", Target: run.Target{ProjectID: "32b6e34b3d91647abb20e7b8", Cluster: "b"}, Stage: run.StageSkipped, Reason: run.ReasonOverlap, Detail: "a run is in flight"},
+			}})
+		case r.Method == "POST" && r.URL.Path == "/api/v1/policies/empty/trigger":
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"runs":[]}`)
 		default:
 			w.WriteHeader(http.StatusNotFound)
 			_, _ = io.WriteString(w, `{"error":"unknown policy","field":"name"}`)
@@ -106,6 +115,23 @@ func TestTriggerUsesTheTokenAndTarget(t *testing.T) {
 	for _, args := range [][]string{{}, {"-policy", "nightly", "-project", "32b6e34b3d91647abb20e7b8"}} {
 		if code := Trigger(context.Background(), args, &out, &errOut, OSEnv()); code != 2 {
 			t.Fatalf("trigger %v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+// TestTriggerSkippedExitsThree: a trigger whose run is skipped, or that
+// starts nothing, does not exit 0, so a script notices nothing will run.
+func TestTriggerSkippedExitsThree(t *testing.T) {
+	srv, _ := fakeDaemon(t, "tok")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for pol, want := range map[string]string{"busy": "1 of 2 run(s) skipped", "empty": "no runs started"} {
+		var out, errOut bytes.Buffer
+		code := Trigger(context.Background(), []string{"-addr", srv.URL, "-token-file", tokenFile, "-policy", pol}, &out, &errOut, OSEnv())
+		if code != exitSkipped || !strings.Contains(errOut.String(), want) {
+			t.Errorf("trigger %s: exit %d, stderr %q; want exit 3 and %q", pol, code, errOut.String(), want)
 		}
 	}
 }

@@ -60,4 +60,7 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitSkipped is trigger's answer when the daemon accepted the request
+	// but a run it created was skipped, so nothing (or not all) will run.
+	exitSkipped = 3
 )

@@ -15,7 +15,9 @@ import (
 	"github.com/backupd/backupd/internal/run"
 )
 
-// Trigger is `backupd trigger`: run a policy now through the admin API.
+// Trigger is `backupd trigger`: run a policy now through the admin API. It
+// exits 0 when every run was started, 3 when any was skipped (or none was
+// started), 1 when the daemon refused or could not be reached.
 func Trigger(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) int {
 	fs := flag.NewFlagSet("trigger", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -26,7 +28,7 @@ func Trigger(ctx context.Context, args []string, stdout, stderr io.Writer, env E
 	configPath := fs.String("config", defaultConfig(env), "configuration file, for server.listen and server.adminTokenFile")
 	tokenFile := fs.String("token-file", "", "file holding the admin token (default: server.adminTokenFile from -config)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: backupd trigger -policy NAME [-project ID -cluster NAME] [-addr URL] [-config PATH | -token-file PATH]")
+		fmt.Fprintln(stderr, "usage: backupd trigger -policy NAME [-project ID -cluster NAME] [-addr URL] [-config PATH | -token-file PATH]\n\nExit codes: 0 every run started, 3 a run was skipped (overlap, not_supported, shutdown) or none started, 1 the daemon refused or is unreachable, 2 usage.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -87,15 +89,26 @@ func Trigger(ctx context.Context, args []string, stdout, stderr io.Writer, env E
 		fmt.Fprintf(stderr, "backupd trigger: %v\n", err)
 		return exitFailure
 	}
+	skipped := 0
 	for _, r := range out.Runs {
 		line := fmt.Sprintf("%s %s on %s: %s", r.ID, r.Policy, r.Target, r.Stage)
 		if r.Reason != "" {
 			line += "{" + r.Reason + "} " + r.Detail
 		}
+		if r.Stage == run.StageSkipped {
+			skipped++
+		}
 		fmt.Fprintln(stdout, line)
 	}
-	if len(out.Runs) == 0 {
-		fmt.Fprintln(stdout, "no runs started: the policy has no resolved targets")
+	switch {
+	case len(out.Runs) == 0:
+		fmt.Fprintln(stderr, "backupd trigger: no runs started: the policy has no resolved targets")
+		return exitSkipped
+	case skipped > 0:
+		// The caller asked for work that will not happen: a script must
+		// not mistake it for a run in progress.
+		fmt.Fprintf(stderr, "backupd trigger: %d of %d run(s) skipped\n", skipped, len(out.Runs))
+		return exitSkipped
 	}
 	return exitOK
 }

@@ -7,8 +7,13 @@ import (
 	"github.com/backupd/backupd/internal/buildinfo"
 )
 
-// Version prints the version and the Go toolchain.
+// Version prints the version, the Go toolchain and, when the binary records
+// them, the commit, its time and whether the tree was modified.
 func Version(stdout io.Writer) int {
-	fmt.Fprintf(stdout, "backupd %s (%s)\n", buildinfo.String(), buildinfo.GoVersion())
+	line := fmt.Sprintf("backupd %s (%s", buildinfo.String(), buildinfo.GoVersion())
+	if d := buildinfo.Details(); d != "" {
+		line += "; " + d
+	}
+	fmt.Fprintln(stdout, line+")")
 	return exitOK
 }

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -612,7 +613,9 @@ func (d *Daemon) entries(cfg *policy.Config) []scheduler.Entry {
 func entryFor(p policy.Policy, t run.Target) scheduler.Entry {
 	return scheduler.Entry{
 		Key: engine.Key(p.Name, t), Policy: p.Name, Target: t,
-		Spec: p.Schedule + " TZ=" + p.Timezone, Schedule: p.Cron, Location: p.Location,
+		// Spec is the schedule text alone: a changed timezone or jitter
+		// keeps the mark (docs/scheduling.md), only a new schedule resets it.
+		Spec: p.Schedule, Schedule: p.Cron, Location: p.Location,
 		Offset: policy.JitterOffset(p.Name, t, p.Jitter), Missed: p.Missed,
 	}
 }
@@ -850,6 +853,9 @@ type backend struct{ d *Daemon }
 func (b backend) Status(context.Context) run.Status { return b.d.Status() }
 
 func (b backend) Runs(_ context.Context, policyName string, limit int) ([]run.Run, error) {
+	if policyName != "" && !slices.ContainsFunc(b.d.Config().Policies, func(p policy.Policy) bool { return p.Name == policyName }) {
+		return nil, fmt.Errorf("listing runs of %q: %w", policyName, httpapi.ErrUnknownPolicy)
+	}
 	return b.d.journal.History(journal.Query{Policy: policyName, Limit: limit})
 }
 
@@ -869,7 +875,17 @@ type markStore struct{ j journal.Journal }
 
 func (m markStore) Mark(key string) (scheduler.Mark, bool, error) {
 	jm, ok, err := m.j.Mark(key)
-	return scheduler.Mark{LastSlot: jm.LastSlot, Since: jm.Since, Spec: jm.Schedule}, ok, err
+	return scheduler.Mark{LastSlot: jm.LastSlot, Since: jm.Since, Spec: legacySpec(jm.Schedule)}, ok, err
+}
+
+// legacySpec strips the " TZ=<zone>" that earlier versions appended to a
+// mark's schedule, so upgrading keeps every schedule's history. A policy's
+// schedule never contains " TZ=" (the cron parser rejects it).
+func legacySpec(spec string) string {
+	if i := strings.LastIndex(spec, " TZ="); i >= 0 && !strings.Contains(spec[i+1:], " ") {
+		return spec[:i]
+	}
+	return spec
 }
 
 func (m markStore) SetMark(key string, sm scheduler.Mark) error {

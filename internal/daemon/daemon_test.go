@@ -645,6 +645,21 @@ func TestPausedClusterStaysTarget(t *testing.T) {
 	})
 }
 
+// TestRunsOfUnknownPolicyIs404: the run history of a policy that is not
+// configured is 404 (docs/http-api.md), not an empty 200.
+func TestRunsOfUnknownPolicyIs404(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := startDaemon(t, "")
+		defer e.stop()
+		if code, body := e.get(t, "/api/v1/runs?policy=unknown"); code != http.StatusNotFound || !strings.Contains(body, `"field":"policy"`) {
+			t.Fatalf("runs of an unknown policy = %d %s, want 404 naming the policy", code, body)
+		}
+		if code, body := e.get(t, "/api/v1/runs?policy=hourly"); code != http.StatusOK {
+			t.Fatalf("runs of a configured policy = %d %s, want 200", code, body)
+		}
+	})
+}
+
 // TestRestartDoesNotResurrectDeletedTargets: a cluster whose last run
 // failed and that was deleted while backupd was down loses the series the
 // restart rebuilt from the journal, so BackupdLastRunFailed stops.
@@ -703,6 +718,51 @@ func TestFreshJournalRecoversFromMarkers(t *testing.T) {
 		}
 		if n := len(e2.sim.Snapshots(project, "prod-a")); n != 1 {
 			t.Fatalf("snapshots after the restart = %d, want the one run's", n)
+		}
+	})
+}
+
+// TestReloadWithNewTimezoneKeepsScheduleHistory: a reload that changes only
+// a policy's timezone keeps its mark (docs/scheduling.md), so a slot that has
+// passed but whose jittered fire time has not yet come still runs. Resetting
+// the history would mark the schedule as new at the reload and lose that run.
+func TestReloadWithNewTimezoneKeepsScheduleHistory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const tzPolicy = `
+  - name: tz-moves
+    schedule: "0 * * * *"
+    timezone: TZ
+    jitter: 50m
+    targets: [{projectID: ` + project + `, clusters: ["prod-a"]}]
+    snapshot: {retentionInDays: 1}
+`
+		off := policy.JitterOffset("tz-moves", run.Target{ProjectID: project, Cluster: "prod-a"}, 50*time.Minute)
+		if off < 2*time.Minute {
+			t.Fatalf("test needs a jitter offset of at least 2m, got %s", off)
+		}
+		e := startDaemon(t, strings.Replace(tzPolicy, "TZ", "UTC", 1))
+		defer e.stop()
+		slot := time.Now().Truncate(time.Hour).Add(time.Hour)
+		time.Sleep(time.Until(slot.Add(time.Minute))) // the slot has passed; its fire time slot+off has not
+		synctest.Wait()
+
+		// Europe/London is UTC in January: the same hourly slots, a new zone.
+		writeConfig(t, e.dir, strings.Replace(tzPolicy, "TZ", "Europe/London", 1))
+		if err := e.d.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(slot.Add(off + 5*time.Minute)))
+		synctest.Wait()
+
+		var got struct {
+			Runs []run.Run `json:"runs"`
+		}
+		_, body := e.get(t, "/api/v1/runs?policy=tz-moves")
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Runs) != 1 || !got.Runs[0].Slot.Equal(slot) {
+			t.Fatalf("runs of tz-moves after the timezone reload = %s, want one for the slot %v", body, slot)
 		}
 	})
 }

@@ -29,3 +29,17 @@ func TestPolicyInfosCarryTheStagesEachPolicyProduces(t *testing.T) {
 		}
 	}
 }
+
+// TestLegacySpecKeepsHistoryAcrossUpgrade: marks written when the spec
+// carried " TZ=<zone>" match the schedule text the daemon now uses.
+func TestLegacySpecKeepsHistoryAcrossUpgrade(t *testing.T) {
+	for in, want := range map[string]string{
+		"0 2 * * * TZ=Europe/Berlin": "0 2 * * *",
+		"@every 6h TZ=UTC":           "@every 6h",
+		"0 2 * * *":                  "0 2 * * *",
+	} {
+		if got := legacySpec(in); got != want {
+			t.Errorf("legacySpec(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -182,7 +182,10 @@ func (l *liveSummary) Observe(e run.Event) {
 			msg = "manual trigger"
 		}
 		if r.Stage == run.StageSkipped {
-			msg += " → skipped{" + r.Reason + "}: " + r.Detail
+			msg += " → skipped{" + r.Reason + "}"
+			if r.Detail != "" {
+				msg += ": " + r.Detail
+			}
 			l.counts["skipped{"+r.Reason+"}"]++
 		}
 	case r.Stage == run.StageSucceeded:

@@ -55,7 +55,7 @@ func (e *Engine) createOnce(ctx context.Context, tk *task, r run.Run, c creation
 				r, err = e.fail(r, run.ReasonNotFound, err.Error())
 				return r, true, err
 			default:
-				if err := tk.poller(e, "create "+c.what).sleep(r); err != nil {
+				if err := tk.poller(e, "create "+c.what).sleepAfter(r, err); err != nil {
 					return giveUp(r, err)
 				}
 				continue
@@ -75,7 +75,13 @@ func (e *Engine) createOnce(ctx context.Context, tk *task, r run.Run, c creation
 		case errStopped:
 			return r, false, err
 		case errUnknown:
-			e.log.Warn(c.what+" request outcome unknown; reconciling by listing", append(runFields(r), zap.Error(err))...)
+			// Park before listing and, if nothing is found, sending again:
+			// re-sending at once turned a 503 into thousands of POSTs an
+			// hour, each holding a worker, and the run never timed out.
+			e.log.Warn(c.what+" request outcome unknown; reconciling by listing after a backoff", append(runFields(r), zap.Error(err))...)
+			if err := tk.poller(e, "create "+c.what).backoff(r, err, max(resendMax, e.cfg.PollMax)); err != nil {
+				return giveUp(r, err)
+			}
 		case errBusy:
 			// Atlas says "not now": wait, and look for our own object first
 			// next time in case it is ours.
@@ -98,7 +104,7 @@ func (e *Engine) createOnce(ctx context.Context, tk *task, r run.Run, c creation
 			return r, true, err
 		default: // transient: the request certainly did not take effect
 			*c.intent(&r) = false
-			if err := tk.poller(e, "create "+c.what).sleep(r); err != nil {
+			if err := tk.poller(e, "create "+c.what).sleepAfter(r, err); err != nil {
 				return giveUp(r, err)
 			}
 		}

@@ -174,11 +174,28 @@ func (p *poller) fresh() bool { return p.cur == 0 }
 
 // sleep parks the run until its next poll (a *parked error). It returns
 // errDeadline instead once the stage's deadline has passed.
-func (p *poller) sleep(r run.Run) error {
+func (p *poller) sleep(r run.Run) error { return p.backoff(r, nil, p.e.cfg.PollMax) }
+
+// sleepAfter is sleep after Atlas answered err: the wait is at least the
+// answer's Retry-After (still never past the stage deadline).
+func (p *poller) sleepAfter(r run.Run, err error) error { return p.backoff(r, err, p.e.cfg.PollMax) }
+
+// resendMax caps the backoff between re-sends of a POST whose outcome was
+// unknown. It is longer than PollMax: each re-send is a create Atlas may
+// have to refuse, not a cheap read.
+const resendMax = 15 * time.Minute
+
+// backoff parks the run for the phase's next wait: PollMin doubling up to
+// ceiling, at least err's Retry-After (the doubling goes on from there),
+// and never past the stage deadline.
+func (p *poller) backoff(r run.Run, err error, ceiling time.Duration) error {
 	if p.cur == 0 {
 		p.cur = p.e.cfg.PollMin
 	} else {
-		p.cur = min(p.cur*2, p.e.cfg.PollMax)
+		p.cur = min(p.cur*2, max(ceiling, p.cur))
+	}
+	if ae, ok := atlas.AsError(err); ok && ae.RetryAfter > p.cur {
+		p.cur = ae.RetryAfter
 	}
 	d := p.cur
 	now := p.e.clk.Now()

@@ -138,9 +138,16 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 			live.printf("backupd demo: simulated Atlas with project %s; the clock runs %gx real time (a minute passes every %s)\n",
 				atlassim.DemoProjectID, *speed, (time.Duration(float64(time.Minute) / *speed)).Round(time.Millisecond))
 			live.printf("  metrics: http://%s/metrics   status: backupd status -addr http://%s   (Ctrl-C to stop)\n\n", addr, addr)
+			select { // targets resolve in the background
+			case <-d.RunsStarted():
+			case <-ctx.Done():
+				return
+			case <-runDone:
+				return
+			}
 			for _, p := range d.Status().Policies {
 				for _, u := range p.Unresolved {
-					live.printf("%s  %-24s %-14s not scheduled: %s (%s)\n", clk.Now().Format("15:04:05"), p.Name, u.Target.Cluster, u.Reason, u.Detail)
+					live.printf("%s  %-24s %-14s not acted on: %s (%s)\n", clk.Now().Format("15:04:05"), p.Name, u.Target.Cluster, u.Reason, u.Detail)
 				}
 			}
 		case <-ctx.Done():

@@ -21,6 +21,7 @@ func TestDemoShowsTheWholeChain(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{
 		"metrics: http://127.0.0.1:",
+		"prod-archive   not acted on: not_supported (cluster is paused)",
 		"prod-archive   slot fired → skipped{not_supported}", // a paused cluster stays a target
 		"quarter-hourly-prod      prod-main      ✔ succeeded: snapshot",
 		"quarter-hourly-prod      prod-shards    ✔ succeeded: snapshot",

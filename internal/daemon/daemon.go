@@ -98,6 +98,7 @@ type Daemon struct {
 	// scheduler) has finished or given up; runsStarted is set once the
 	// scheduler runs, startErr when the engine could not start.
 	startupDone chan struct{}
+	runsReady   chan struct{} // closed once the scheduler runs
 	stateMu     sync.Mutex
 	runsStarted bool
 	runsAt      time.Time // when the scheduler was started
@@ -117,7 +118,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, ready: make(chan struct{}), startupDone: make(chan struct{})}, nil
+	return &Daemon{opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, ready: make(chan struct{}), startupDone: make(chan struct{}), runsReady: make(chan struct{})}, nil
 }
 
 // Config returns the configuration in force.
@@ -141,6 +142,10 @@ func (d *Daemon) Handler() http.Handler {
 
 // Ready is closed once the daemon is serving.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// RunsStarted is closed once targets have resolved (or the start gave up
+// waiting for them) and the engine and scheduler run.
+func (d *Daemon) RunsStarted() <-chan struct{} { return d.runsReady }
 
 // Run starts every component, serves until ctx ends, then stops them in
 // reverse order. It returns an error only if start-up failed.
@@ -417,6 +422,7 @@ func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
 	d.stateMu.Lock()
 	d.runsStarted, d.runsAt = true, d.clk.Now()
 	d.stateMu.Unlock()
+	close(d.runsReady)
 	return nil
 }
 

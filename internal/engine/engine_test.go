@@ -133,15 +133,7 @@ func start(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies []engine
 // startWorkers is start with engine.Config.Workers set (0: the default).
 func startWorkers(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies []engine.Policy, markerRecovery bool, wrap func(engine.Atlas) engine.Atlas, workers int) *harness {
 	t.Helper()
-	client, err := atlas.New(atlas.Config{
-		BaseURL:           "http://atlas.sim",
-		ServiceAccount:    &atlas.ServiceAccount{ClientID: saID, ClientSecret: saSecret},
-		Transport:         sim.Transport(),
-		RequestsPerMinute: 6000,
-		Clock:             clock.Real(),
-	})
-	must(t, err)
-	var a engine.Atlas = engine.FromClient(client)
+	var a engine.Atlas = engine.FromClient(clientFor(t, sim))
 	if wrap != nil {
 		a = wrap(a)
 	}
@@ -151,6 +143,20 @@ func startWorkers(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies [
 	ctx, cancel := context.WithCancel(context.Background())
 	must(t, eng.Start(ctx))
 	return &harness{t: t, sim: sim, j: j, rec: rec, eng: eng, cancel: cancel}
+}
+
+// clientFor is an Atlas client of the simulator, as the engine's.
+func clientFor(t *testing.T, sim *atlassim.Sim) *atlas.Client {
+	t.Helper()
+	client, err := atlas.New(atlas.Config{
+		BaseURL:           "http://atlas.sim",
+		ServiceAccount:    &atlas.ServiceAccount{ClientID: saID, ClientSecret: saSecret},
+		Transport:         sim.Transport(),
+		RequestsPerMinute: 6000,
+		Clock:             clock.Real(),
+	})
+	must(t, err)
+	return client
 }
 
 // stop simulates the process dying: everything is cancelled at once.

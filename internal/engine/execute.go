@@ -489,6 +489,64 @@ func newestExportable(snaps []atlas.Snapshot) *atlas.Snapshot {
 	return best
 }
 
+func adoptExport(r run.Run, j *atlas.ExportJob) run.Run {
+	r.SnapshotID, r.ExportJobID, r.ExportState, r.ExportRequested = j.SnapshotID, j.ID, string(j.State), true
+	if j.ExportBucketID != "" {
+		r.ExportBucketID = j.ExportBucketID
+	}
+	return r
+}
+
+// activeOrDoneExport is an export of snapshot to bucket that is queued, in
+// progress or successful, whoever started it.
+func activeOrDoneExport(jobs []atlas.ExportJob, snapshotID, bucketID string) *atlas.ExportJob {
+	for i := range jobs {
+		j := &jobs[i]
+		if j.SnapshotID == snapshotID && j.ExportBucketID == bucketID &&
+			(j.State == atlas.ExportQueued || j.State == atlas.ExportInProgress || j.State == atlas.ExportSuccessful) {
+			return j
+		}
+	}
+	return nil
+}
+
+// exportPrecheck runs before the first export request, when the journal
+// holds no export intent. The journal may be older than Atlas (a restored
+// backup of the state directory, a volume snapshot): an export carrying the
+// run's marker is adopted instead of created again. And an export policy
+// (source: latest) whose newest snapshot already has an export to the
+// bucket, queued, in progress or successful, ends skipped{no_new_snapshot}
+// rather than exporting the same snapshot again. ended reports that r
+// reached a terminal stage.
+func (e *Engine) exportPrecheck(ctx context.Context, tk *task, r run.Run) (_ run.Run, ended bool, _ error) {
+	t := r.Target
+	jobs, err := e.atlas.ListExports(ctx, t.ProjectID, t.Cluster)
+	switch classify(ctx, err) {
+	case errNone:
+	case errStopped:
+		return r, false, err
+	case errNotFound:
+		r, err = e.fail(r, run.ReasonNotFound, err.Error())
+		return r, true, err
+	default:
+		r, err = e.stageErr(r, tk.poller(e, "list exports").sleep(r), "listing the cluster's export jobs")
+		return r, r.Stage.Terminal(), err
+	}
+	if j := findExport(jobs, r.ID); j != nil {
+		r = adoptExport(r, j)
+		r, err = e.to(r, r.Stage, "adopted export "+j.ID+" "+string(j.State)+", found by its marker")
+		return r, false, err
+	}
+	if r.Action == run.ActionExport {
+		if j := activeOrDoneExport(jobs, r.SnapshotID, r.Spec.ExportBucketID); j != nil {
+			r, err = e.skip(r, run.ReasonNoNewSnapshot, fmt.Sprintf("the newest completed snapshot %s already has export %s (%s) to bucket %s; no new snapshot to export",
+				r.SnapshotID, j.ID, j.State, r.Spec.ExportBucketID))
+			return r, true, err
+		}
+	}
+	return r, false, nil
+}
+
 // export creates the export job (or adopts the one an earlier attempt
 // created) and polls it to a terminal state.
 func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, error) {
@@ -517,6 +575,13 @@ func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, erro
 			}
 		}
 	}
+	if r.ExportJobID == "" && !r.ExportRequested {
+		next, ended, err := e.exportPrecheck(ctx, tk, r)
+		if err != nil || ended {
+			return next, err
+		}
+		r = next
+	}
 	r.ExportBucketID = r.Spec.ExportBucketID
 	r, ended, err := e.createOnce(ctx, tk, r, creation{
 		what:        "export",
@@ -528,8 +593,7 @@ func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, erro
 		find: func(ctx context.Context, r run.Run) (run.Run, bool, error) {
 			jobs, err := e.atlas.ListExports(ctx, t.ProjectID, t.Cluster)
 			if j := findExport(jobs, r.ID); err == nil && j != nil {
-				r.ExportJobID, r.ExportState = j.ID, string(j.State)
-				return r, true, nil
+				return adoptExport(r, j), true, nil
 			}
 			return r, false, err
 		},

@@ -89,7 +89,7 @@ var targetFamilies = []*targetFamily{
 	},
 	{
 		name: "backupd_runs_skipped_total", typ: dto.MetricType_COUNTER, label: "reason",
-		help: "Runs that were skipped, by reason: overlap, missed, not_supported or shutdown.",
+		help: "Runs that were skipped, by reason: overlap, missed, not_supported, shutdown or no_new_snapshot.",
 		samples: func(s *targetSeries, out []sample) []sample {
 			for i, n := range s.skipped {
 				if n > 0 {

@@ -356,7 +356,7 @@ func TestFailuresTimeoutsAndSkips(t *testing.T) {
 	}
 
 	// skips: the documented reasons, and an undocumented one folded into not_supported
-	for _, reason := range []string{run.ReasonOverlap, run.ReasonMissed, run.ReasonShutdown, run.ReasonNotSupported, "something_new"} {
+	for _, reason := range []string{run.ReasonOverlap, run.ReasonMissed, run.ReasonShutdown, run.ReasonNotSupported, run.ReasonNoNewSnapshot, "something_new"} {
 		s = newScript(t, m, "nightly", run.ActionSnapshot, prodA, next())
 		s.to(run.StageSkipped, func(r *run.Run) { r.Reason = reason })
 	}
@@ -370,9 +370,10 @@ func TestFailuresTimeoutsAndSkips(t *testing.T) {
 backupd_runs_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",result="failure"} 1
 backupd_runs_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",result="success"} 1
 backupd_runs_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",result="timeout"} 1
-# HELP backupd_runs_skipped_total Runs that were skipped, by reason: overlap, missed, not_supported or shutdown.
+# HELP backupd_runs_skipped_total Runs that were skipped, by reason: overlap, missed, not_supported, shutdown or no_new_snapshot.
 # TYPE backupd_runs_skipped_total counter
 backupd_runs_skipped_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",reason="missed"} 1
+backupd_runs_skipped_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",reason="no_new_snapshot"} 1
 backupd_runs_skipped_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",reason="not_supported"} 2
 backupd_runs_skipped_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",reason="overlap"} 1
 backupd_runs_skipped_total{cluster="prod-a",policy="nightly",project="32b6e34b3d91647abb20e7b8",reason="shutdown"} 1

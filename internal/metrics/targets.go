@@ -21,7 +21,7 @@ var (
 	resultLabels = [...]string{"failure", "success", "timeout"}
 	// reasonLabels are the reason values of backupd_runs_skipped_total;
 	// other reasons are folded into not_supported.
-	reasonLabels = [...]string{"missed", "not_supported", "overlap", "shutdown"}
+	reasonLabels = [...]string{"missed", "no_new_snapshot", "not_supported", "overlap", "shutdown"}
 	// stageLabels are the stage values of
 	// backupd_last_success_timestamp_seconds.
 	stageLabels = [...]string{SuccessStageExport, SuccessStageRestore, SuccessStageSnapshot}

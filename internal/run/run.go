@@ -57,6 +57,7 @@ const (
 	ReasonMissed          = "missed"           // skipped: slot passed while the daemon was down
 	ReasonNotSupported    = "not_supported"    // skipped: paused, no backup, below M10, flex
 	ReasonShutdown        = "shutdown"         // skipped: the daemon stopped before it started
+	ReasonNoNewSnapshot   = "no_new_snapshot"  // skipped: the newest snapshot already has an export to the bucket
 )
 
 // ID identifies a run. It is derived from the policy, the target and the

@@ -529,7 +529,7 @@ func (e *Engine) exportPrecheck(ctx context.Context, tk *task, r run.Run) (_ run
 		r, err = e.fail(r, run.ReasonNotFound, err.Error())
 		return r, true, err
 	default:
-		r, err = e.stageErr(r, tk.poller(e, "list exports").sleep(r), "listing the cluster's export jobs")
+		r, err = e.stageErr(r, tk.poller(e, "list exports").sleepAfter(r, err), "listing the cluster's export jobs")
 		return r, r.Stage.Terminal(), err
 	}
 	if j := findExport(jobs, r.ID); j != nil {

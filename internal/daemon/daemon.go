@@ -103,6 +103,8 @@ type Daemon struct {
 	runsStarted bool
 	runsAt      time.Time // when the scheduler was started
 	startErr    error
+
+	atlasHealth *atlasHealth // outcome of recent Atlas requests, for /readyz
 }
 
 // New loads and validates the configuration; an invalid one is returned as
@@ -118,7 +120,11 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, ready: make(chan struct{}), startupDone: make(chan struct{}), runsReady: make(chan struct{})}, nil
+	return &Daemon{
+		opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{},
+		ready: make(chan struct{}), startupDone: make(chan struct{}), runsReady: make(chan struct{}),
+		atlasHealth: &atlasHealth{clk: opts.Clock},
+	}, nil
 }
 
 // Config returns the configuration in force.
@@ -369,6 +375,7 @@ func (d *Daemon) newClient(cfg *policy.Config) (*atlas.Client, error) {
 		Transport: d.opts.Transport, Clock: d.clk, UserAgent: "backupd/" + buildinfo.String(),
 		Hook: func(i atlas.RequestInfo) {
 			d.metrics.ObserveAtlasRequest(i.Operation, metrics.StatusCode(i.StatusCode), i.Duration, i.RateLimited)
+			d.atlasHealth.observe(i)
 		},
 	}
 	if sa := cfg.Atlas.ServiceAccount; sa != nil {
@@ -766,13 +773,16 @@ func (d *Daemon) healthy() error {
 }
 
 // readyErr: config valid (it is, or we would not run), journal open, the
-// background start done (startedErr), and Atlas answered an authenticated
-// request recently.
+// background start done (startedErr), Atlas not failing every request for
+// minutes, and Atlas answered an authenticated request recently.
 func (d *Daemon) readyErr() error {
 	if err := d.healthy(); err != nil {
 		return err
 	}
 	if err := d.startedErr(); err != nil {
+		return err
+	}
+	if err := d.atlasHealth.err(); err != nil {
 		return err
 	}
 	last := d.currentClient().LastAuthenticated()

@@ -524,11 +524,57 @@ func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
 	return g.rt.RoundTrip(r)
 }
 
-func (g *gate) setOpen() {
+func (g *gate) setOpen() { g.set(true) }
+
+func (g *gate) set(open bool) {
 	g.mu.Lock()
-	g.open = true
+	g.open = open
 	g.mu.Unlock()
 }
+
+// TestReadyzReportsAtlasOutage: once every Atlas request has failed for
+// two minutes, /readyz says so (it stayed 200 for the 15-minute
+// authentication window before); the first answer after the outage makes
+// the daemon ready again.
+func TestReadyzReportsAtlasOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, sim := setup(t, "")
+		g := &gate{rt: sim.Transport(), open: true}
+		e := launchWith(t, dir, sim, g)
+		defer e.stop()
+		synctest.Wait()
+		if code, body := e.get(t, "/readyz"); code != 200 {
+			t.Fatalf("/readyz before the outage = %d %s", code, body)
+		}
+		g.set(false)
+		// Discovery (every 10 minutes) is the next Atlas request; its
+		// retries fail, and two minutes later readiness says so.
+		time.Sleep(10*time.Minute + atlasGrace)
+		synctest.Wait()
+		code, body := e.get(t, "/readyz")
+		if code != 503 || !strings.Contains(body, "requests to Atlas failing for") || !strings.Contains(body, "no answer to list_clusters") {
+			t.Fatalf("/readyz during the outage = %d %q, want 503 naming the failing requests", code, body)
+		}
+		if strings.Contains(body, secret) {
+			t.Fatalf("/readyz leaks the client secret: %q", body)
+		}
+		var st struct{ Ready bool }
+		if _, sb := e.get(t, "/api/v1/status"); json.Unmarshal([]byte(sb), &st) != nil || st.Ready {
+			t.Fatalf("status during the outage = %s, want ready false", sb)
+		}
+
+		g.set(true)
+		time.Sleep(10 * time.Minute) // the next discovery succeeds
+		synctest.Wait()
+		if code, body := e.get(t, "/readyz"); code != 200 {
+			t.Fatalf("/readyz after the outage = %d %s", code, body)
+		}
+	})
+}
+
+// atlasGrace mirrors the daemon's atlasOutageGrace (2 minutes) plus the
+// discovery's retry budget.
+const atlasGrace = 3 * time.Minute
 
 // TestStartDoesNotWaitForAtlas: with Atlas unreachable, the daemon serves
 // /healthz and sends READY=1 before any target resolves (no virtual time

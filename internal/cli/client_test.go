@@ -26,6 +26,8 @@ func fakeDaemon(t *testing.T, token string) (*httptest.Server, *[]string) {
 		Name: "nightly", Action: run.ActionSnapshot, Schedule: "0 2 * * *", Timezone: "UTC",
 		Targets:    []run.TargetStatus{{Target: run.Target{ProjectID: "32b6e34b3d91647abb20e7b8", Cluster: "prod"}, NextRun: now.Add(23 * time.Hour), LastRun: last, InFlight: inflight}},
 		Unresolved: []run.SkippedTarget{{Target: run.Target{ProjectID: "32b6e34b3d91647abb20e7b8", Cluster: "paused"}, Reason: "not_supported", Detail: "cluster is paused"}},
+		ResolutionErrors: []run.ResolutionError{{ProjectID: "32b6e34b3d91647abb20e7c1", Error: "list clusters of project 32b6e34b3d91647abb20e7c1: no answer within 2m0s",
+			Since: now.Add(-30 * time.Minute), KeptFrom: "resolution"}},
 	}}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
@@ -70,6 +72,7 @@ func TestStatusTableAndJSON(t *testing.T) {
 		"nightly", "32b6e34b3d91647abb20e7b8/prod", "1h0m0s ago", "failed{export_failed}", "2026-11-25 02:00:00Z",
 		"exporting snapshot=65f1a0000000000000000002 export=65f1a0000000000000000009 progress=3/9",
 		"skipped{not_supported}: cluster is paused",
+		"32b6e34b3d91647abb20e7c1/*       -           unresolved for 30m0s, last known targets kept: list clusters of project 32b6e34b3d91647abb20e7c1: no answer within 2m0s",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status table lacks %q:\n%s", want, out.String())

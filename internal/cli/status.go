@@ -51,7 +51,7 @@ func writeStatus(w io.Writer, st run.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POLICY\tACTION\tTARGET\tLAST RUN\tRESULT\tNEXT RUN\tIN FLIGHT")
 	for _, p := range st.Policies {
-		if len(p.Targets) == 0 && len(p.Unresolved) == 0 {
+		if len(p.Targets) == 0 && len(p.Unresolved) == 0 && len(p.ResolutionErrors) == 0 {
 			fmt.Fprintf(tw, "%s\t%s\t(no targets)\t-\t-\t-\t-\n", p.Name, p.Action)
 		}
 		for _, t := range p.Targets {
@@ -78,6 +78,16 @@ func writeStatus(w io.Writer, st run.Status) {
 		}
 		for _, u := range p.Unresolved {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t-\tskipped{%s}: %s\t-\t-\n", p.Name, p.Action, u.Target, u.Reason, u.Detail)
+		}
+		for _, e := range p.ResolutionErrors {
+			kept := "nothing known of it"
+			switch e.KeptFrom {
+			case "resolution":
+				kept = "last known targets kept"
+			case "journal":
+				kept = "the journal's targets kept"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s/*\t-\tunresolved for %s, %s: %s\t-\t-\n", p.Name, p.Action, e.ProjectID, st.Now.Sub(e.Since).Round(time.Second), kept, e.Error)
 		}
 	}
 	_ = tw.Flush()

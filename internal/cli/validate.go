@@ -206,10 +206,14 @@ func validateOnline(ctx context.Context, stdout, stderr io.Writer, cfg *policy.C
 		problems++
 		fmt.Fprintf(stderr, "%s: policies[%d]%s: %s\n", p.Pos, i, path, fmt.Sprintf(format, args...))
 	}
+	results := policy.ResolveAll(ctx, cfg.Policies, client.Clusters,
+		policy.ResolveOptions{ProjectTimeout: policy.ProjectTimeout(cfg.Atlas)})
 	for i, p := range cfg.Policies {
-		res, err := policy.Resolve(ctx, p, client.Clusters)
-		if err != nil {
-			problem(p, i, "", "cannot resolve targets: %v", err)
+		res := results[i]
+		for _, f := range res.Failed {
+			problem(p, i, validateProjectPath(p, f.ProjectID), "cannot resolve its targets: %v", f.Err)
+		}
+		if len(res.Failed) > 0 && len(res.Targets) == 0 && len(res.Skipped) == 0 {
 			continue
 		}
 		validateHeader(stdout, p)
@@ -229,7 +233,7 @@ func validateOnline(ctx context.Context, stdout, stderr io.Writer, cfg *policy.C
 				problem(p, i, ".targets", "cluster %s is named explicitly but cannot be used: %s (%s)", s.Target, s.Reason, s.Detail)
 			}
 		}
-		if len(res.Targets) == 0 && p.FlexRestore == nil {
+		if len(res.Targets) == 0 && len(res.Failed) == 0 && p.FlexRestore == nil {
 			fmt.Fprintf(stderr, "warning: %s: policies[%d].targets: matches no usable cluster right now\n", p.Pos, i)
 		}
 		if p.Export != nil {
@@ -245,6 +249,19 @@ func validateOnline(ctx context.Context, stdout, stderr io.Writer, cfg *policy.C
 		}
 	}
 	return problems, nil
+}
+
+// validateProjectPath locates projectID in p: the first selector naming
+// it, or the flexRestore field.
+func validateProjectPath(p policy.Policy, projectID string) string {
+	if fr := p.FlexRestore; fr != nil {
+		if fr.ProjectID == projectID {
+			return ".flexRestore.projectID"
+		}
+		return ".flexRestore.targetProjectID"
+	}
+	i := slices.IndexFunc(p.Targets, func(sel policy.TargetSelector) bool { return sel.ProjectID == projectID })
+	return fmt.Sprintf(".targets[%d].projectID", i)
 }
 
 // validateNamed reports whether t was named literally (not by a glob) in

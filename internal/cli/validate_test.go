@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -178,6 +180,13 @@ func TestValidateWarningsKeepExitZero(t *testing.T) {
 // restore target, and one export bucket.
 func validateSim(t *testing.T) (*httptest.Server, string) {
 	t.Helper()
+	return validateSimWith(t, func(h http.Handler) http.Handler { return h })
+}
+
+// validateSimWith is validateSim with wrap between the server and the
+// simulator, to break some answers.
+func validateSimWith(t *testing.T, wrap func(http.Handler) http.Handler) (*httptest.Server, string) {
+	t.Helper()
 	sim := atlassim.New(atlassim.Options{})
 	sim.AddServiceAccount("mdb_sa_id_test", validateTestSecret)
 	must := func(err error) {
@@ -194,7 +203,7 @@ func validateSim(t *testing.T) (*httptest.Server, string) {
 	must(sim.AddFlexCluster(validateTestProject, "flex-prod"))
 	bucket, err := sim.AddBucket(validateTestProject, atlas.ExportBucket{ID: validateTestBucket, BucketName: "exports", CloudProvider: "AWS", IAMRoleID: validateTestProject})
 	must(err)
-	srv := httptest.NewServer(sim)
+	srv := httptest.NewServer(wrap(sim))
 	t.Cleanup(srv.Close)
 	return srv, bucket
 }
@@ -253,7 +262,39 @@ func TestValidateOnlineAuthFailure(t *testing.T) {
 	path := validateWriteConfig(t, "atlas: {baseURL: \""+srv.URL+"\"}\n"+validateGood)
 	env := validateTestEnv(map[string]string{policy.EnvClientID: "mdb_sa_id_test", policy.EnvClientSecret: "wrong-secret-Zz9"})
 	code, _, errOut := validateRun(t, env, "-config", path, "-online")
-	if code != 2 || !strings.Contains(errOut, "policies[0]: cannot resolve targets:") || strings.Contains(errOut, "wrong-secret-Zz9") {
+	if code != 2 || !strings.Contains(errOut, "policies[0].targets[0].projectID: cannot resolve its targets:") || strings.Contains(errOut, "wrong-secret-Zz9") {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// TestValidateOnlineReportsEachFailingProject: a project whose cluster
+// list cannot be decoded is reported as a problem located at its selector,
+// and the policy's other project is still resolved and printed.
+func TestValidateOnlineReportsEachFailingProject(t *testing.T) {
+	const bad = "32b6e34b3d91647abb20e7c1"
+	srv, _ := validateSimWith(t, func(sim http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.Contains(r.URL.Path, "/groups/"+bad+"/") {
+				sim.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/vnd.atlas.2024-08-05+json")
+			_, _ = io.WriteString(w, `{"results": [{"name": "b-main",`)
+		})
+	})
+	text := "atlas: {baseURL: \"" + srv.URL + "\"}\n" + `policies:
+  - name: nightly
+    schedule: "30 2 * * *"
+    targets: [{projectID: ` + validateTestProject + `, clusters: [billing]}, {projectID: ` + bad + `, clusters: ["*"]}]
+    snapshot: {retentionInDays: 7}
+`
+	path := validateWriteConfig(t, text)
+	code, out, errOut := validateRun(t, validateTestEnv(validateSAEnv), "-config", path, "-online")
+	wantErr := path + ":3:5: policies[0].targets[1].projectID: cannot resolve its targets: list clusters of project " + bad + ": "
+	if code != 2 || !strings.HasPrefix(errOut, wantErr) || !strings.Contains(errOut, "1 problem found in Atlas") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant it to start with %q", code, errOut, wantErr)
+	}
+	if l := validateTestProject + "/billing  2026-03-28 02:30:00 UTC"; !strings.Contains(validateSquash(out), validateSquash(l)) {
+		t.Fatalf("stdout lacks the healthy project's target %q:\n%s", l, out)
 	}
 }

@@ -176,3 +176,30 @@ func (t *fakeTimer) Stop() bool {
 	t.fired = true
 	return true
 }
+
+// WithTimeout is context.WithTimeout on c: the context ends when d has
+// passed on c, with context.Cause DeadlineExceeded, so a fake or scaled
+// clock bounds a wait as the wall clock would. On the real clock it is
+// context.WithTimeout itself, whose deadline the HTTP transport also sees.
+func WithTimeout(parent context.Context, c Clock, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := c.(realClock); ok {
+		return context.WithTimeout(parent, d)
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	t := c.NewTimer(d)
+	stop := make(chan struct{})
+	go func() {
+		defer t.Stop()
+		select {
+		case <-t.C():
+			cancel(context.DeadlineExceeded)
+		case <-stop:
+		case <-ctx.Done():
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() { close(stop) })
+		cancel(context.Canceled)
+	}
+}

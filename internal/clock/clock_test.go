@@ -2,6 +2,7 @@ package clock
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -93,5 +94,23 @@ func TestScaledClockRunsFaster(t *testing.T) {
 	}
 	if c.NewTimer(time.Hour).Stop() != true {
 		t.Fatal("Stop of a pending scaled timer reported false")
+	}
+}
+
+func TestWithTimeoutEndsWhenTheClockPasses(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	ctx, cancel := WithTimeout(context.Background(), f, time.Minute)
+	defer cancel()
+	if err := f.WaitForTimers(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Advance(59 * time.Second)
+	if ctx.Err() != nil {
+		t.Fatalf("ended before its time: %v", context.Cause(ctx))
+	}
+	f.Advance(time.Second)
+	<-ctx.Done()
+	if !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		t.Fatalf("cause = %v, want DeadlineExceeded", context.Cause(ctx))
 	}
 }

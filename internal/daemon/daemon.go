@@ -3,16 +3,19 @@
 // keeps the resolved targets fresh, and stops everything in reverse order.
 //
 // Start order: journal → metrics (rebuilt from the journal) → Atlas client →
-// authentication → HTTP server → READY=1, then in the background: target
-// resolution (retried until every policy resolves, or for at most
-// atlas.discoveryInterval) → engine (re-attaches in-flight runs) →
-// scheduler. Nothing on the way to READY=1 waits for Atlas, so /healthz
-// answers at once; /readyz reports targets not yet resolved. Stop order is
-// the reverse; the engine's runs persist their state and resume at the next
-// start.
+// authentication → HTTP server → READY=1, then in the background: one
+// target resolution (each project within its own deadline; a project that
+// fails keeps the targets the journal knows for it) → engine (re-attaches
+// in-flight runs) → scheduler, and resolution retried with backoff for
+// the projects that have not answered yet (for at most
+// atlas.discoveryInterval, then at each discovery). Nothing on the way to
+// READY=1 waits for Atlas, so /healthz answers at once; /readyz reports
+// targets not yet resolved. Stop order is the reverse; the engine's runs
+// persist their state and resume at the next start.
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,6 +84,10 @@ type Daemon struct {
 	mu       sync.RWMutex
 	cfg      *policy.Config
 	resolved map[string]policy.Resolution // by policy name
+	// resErrs are, by policy, the projects the last resolution could not
+	// list; answered are the projects that have been listed since start.
+	resErrs  map[string][]run.ResolutionError
+	answered map[string]bool
 	client   *atlas.Client
 
 	log     *zap.Logger
@@ -121,7 +128,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	return &Daemon{
-		opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{},
+		opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, answered: map[string]bool{},
 		ready: make(chan struct{}), startupDone: make(chan struct{}), runsReady: make(chan struct{}),
 		atlasHealth: &atlasHealth{clk: opts.Clock},
 	}, nil
@@ -397,27 +404,18 @@ func (d *Daemon) currentClient() *atlas.Client {
 	return d.client
 }
 
-// startRuns resolves targets, retrying with backoff until every policy
-// has resolved once or atlas.discoveryInterval has passed (then the
-// upkeep's discovery goes on trying for the rest), and starts the engine
-// and the scheduler on what is resolved.
+// startRuns resolves targets once and starts the engine and the scheduler
+// on what resolved, and on the journal's targets of the projects that did
+// not: one project Atlas cannot list holds up no other. upkeep retries the
+// projects that have not answered.
 func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
-	cfg := d.Config()
-	deadline := d.clk.Now().Add(cfg.Atlas.DiscoveryInterval)
-	wait := 5 * time.Second
-	for {
-		d.resolveAll(ctx, d.Config())
-		if d.unresolved() == nil || !d.clk.Now().Before(deadline) {
-			break
-		}
-		if err := clock.Sleep(ctx, d.clk, wait); err != nil {
-			return err
-		}
-		wait = min(2*wait, time.Minute)
+	d.resolveAll(ctx, d.Config())
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	d.reloadMu.Lock() // a reload meanwhile applies to the started components
 	defer d.reloadMu.Unlock()
-	cfg = d.Config()
+	cfg := d.Config()
 	d.pruneRebuiltSeries(cfg)
 	d.engine.SetPolicies(d.enginePolicies(cfg))
 	if err := d.engine.Start(runCtx); err != nil {
@@ -474,16 +472,32 @@ func (d *Daemon) unresolved() error {
 	cfg := d.Config()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	var missing []string
+	var missing, why []string
 	for _, p := range cfg.Policies {
 		if _, ok := d.resolved[p.Name]; !ok {
+			missing = append(missing, p.Name)
+			continue
+		}
+		waiting := false
+		for _, e := range d.resErrs[p.Name] {
+			if !d.answered[e.ProjectID] {
+				waiting = true
+				why = append(why, fmt.Sprintf("project %s: %s", e.ProjectID, e.Error))
+			}
+		}
+		if waiting {
 			missing = append(missing, p.Name)
 		}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("targets of policies %v not yet resolved (Atlas has not answered their cluster lists)", missing)
+	slices.Sort(why)
+	why = slices.Compact(why)
+	if len(why) == 0 {
+		why = []string{"Atlas has not answered their cluster lists"}
+	}
+	return fmt.Errorf("targets of policies %v not yet resolved (%s)", missing, strings.Join(why, "; "))
 }
 
 // startedErr is readiness's own check on the background start: the
@@ -511,27 +525,81 @@ func (d *Daemon) resolveAll(ctx context.Context, cfg *policy.Config) {
 	d.resolveAllLocked(ctx, cfg)
 }
 
-// resolveAllLocked keeps a policy's previous resolution when Atlas cannot
-// answer, so an outage never drops targets from the schedule. It reports
-// whether any policy's targets changed.
+// resolveAllLocked resolves each project within its own deadline. A
+// project Atlas cannot list keeps its last known targets: those of the
+// previous resolution, or, when it has not been listed since the start,
+// those the journal has runs of; an outage never drops targets from the
+// schedule, and one bad project holds up no other. It reports whether any
+// policy's targets changed.
 func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) bool {
-	lister := d.currentClient().Clusters
-	next := map[string]policy.Resolution{}
+	results := policy.ResolveAll(ctx, cfg.Policies, d.currentClient().Clusters,
+		policy.ResolveOptions{Clock: d.clk, ProjectTimeout: policy.ProjectTimeout(cfg.Atlas)})
+	if ctx.Err() != nil {
+		return false // stopping: what failed is no news about Atlas
+	}
+	now := d.clk.Now()
 	d.mu.RLock()
-	prev := d.resolved
+	prev, prevErrs := d.resolved, d.resErrs
 	d.mu.RUnlock()
-	for _, p := range cfg.Policies {
-		res, err := policy.Resolve(ctx, p, lister)
-		if err != nil {
-			if old, ok := prev[p.Name]; ok {
-				res = old
+	next := map[string]policy.Resolution{}
+	nextErrs := map[string][]run.ResolutionError{}
+	failed := map[string]bool{}
+	var known []journal.Summary // read once, when a project needs it
+	knownRead := false
+	for i, p := range cfg.Policies {
+		res := results[i]
+		old, hadOld := prev[p.Name]
+		for _, f := range res.Failed {
+			failed[f.ProjectID] = true
+			re := run.ResolutionError{ProjectID: f.ProjectID, Error: f.Err.Error(), Since: now}
+			if j := slices.IndexFunc(prevErrs[p.Name], func(e run.ResolutionError) bool { return e.ProjectID == f.ProjectID }); j >= 0 {
+				re.Since = prevErrs[p.Name][j].Since
 			}
-			d.log.Warn("cannot resolve targets; keeping the previous ones", zap.String("policy", p.Name), zap.Error(err))
-			if _, ok := prev[p.Name]; !ok {
-				continue
+			inProject := func(t run.Target) bool { return p.FlexRestore != nil || t.ProjectID == f.ProjectID }
+			var kept int
+			if hadOld && d.answeredOnce(f.ProjectID) {
+				re.KeptFrom = "resolution"
+				for _, t := range old.Targets {
+					if inProject(t) {
+						res.Targets = append(res.Targets, t)
+						kept++
+					}
+				}
+				for _, s := range old.Skipped {
+					if inProject(s.Target) {
+						res.Skipped = append(res.Skipped, s)
+						kept++
+					}
+				}
+			} else {
+				if !knownRead {
+					knownRead = true
+					var err error
+					if known, err = d.journal.Summaries(); err != nil {
+						d.log.Warn("reading the journal's targets for a project Atlas cannot list", zap.Error(err))
+					}
+				}
+				for _, s := range known {
+					if s.Policy == p.Name && inProject(s.Target) && policy.Selects(p, s.Target) && !slices.Contains(res.Targets, s.Target) {
+						res.Targets = append(res.Targets, s.Target)
+						kept++
+					}
+				}
+				if kept > 0 {
+					re.KeptFrom = "journal"
+				}
 			}
+			d.log.Warn("cannot list a project's clusters; keeping its last known targets",
+				zap.String("policy", p.Name), zap.String("project", f.ProjectID), zap.String("keptFrom", re.KeptFrom),
+				zap.Int("kept", kept), zap.Time("failingSince", re.Since), zap.Error(f.Err))
+			nextErrs[p.Name] = append(nextErrs[p.Name], re)
 		}
+		slices.SortFunc(res.Targets, compareTargets)
+		slices.SortFunc(res.Skipped, func(a, b run.SkippedTarget) int { return compareTargets(a.Target, b.Target) })
 		next[p.Name] = res
+	}
+	for pr := range failed {
+		d.metrics.ResolutionFailed(pr)
 	}
 	// Targets that disappeared lose their series; one that became
 	// not_supported (paused, backup disabled) keeps them.
@@ -553,9 +621,42 @@ func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) bool 
 		}
 	}
 	d.mu.Lock()
-	d.resolved = next
+	d.resolved, d.resErrs = next, nextErrs
+	for _, p := range cfg.Policies {
+		for _, pr := range projectsOf(p) {
+			if !failed[pr] {
+				d.answered[pr] = true
+			}
+		}
+	}
 	d.mu.Unlock()
 	return changed
+}
+
+// compareTargets orders targets as policy.Resolve does: by project, then
+// cluster.
+func compareTargets(a, b run.Target) int {
+	return cmp.Or(cmp.Compare(a.ProjectID, b.ProjectID), cmp.Compare(a.Cluster, b.Cluster))
+}
+
+// answeredOnce reports whether project's clusters have been listed since
+// the start.
+func (d *Daemon) answeredOnce(project string) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.answered[project]
+}
+
+// projectsOf lists the projects p's resolution lists.
+func projectsOf(p policy.Policy) []string {
+	if fr := p.FlexRestore; fr != nil {
+		return []string{fr.ProjectID, fr.TargetProjectID}
+	}
+	out := make([]string, 0, len(p.Targets))
+	for _, sel := range p.Targets {
+		out = append(out, sel.ProjectID)
+	}
+	return out
 }
 
 // scheduled is what a policy's slots fire on: its targets, and the clusters
@@ -576,6 +677,12 @@ func (d *Daemon) notSupported(policyName string, t run.Target) bool {
 	return slices.ContainsFunc(d.resolution(policyName).Skipped, func(s run.SkippedTarget) bool {
 		return s.Target == t && s.Reason == run.ReasonNotSupported
 	})
+}
+
+func (d *Daemon) resolutionErrors(name string) []run.ResolutionError {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return slices.Clone(d.resErrs[name])
 }
 
 func (d *Daemon) resolution(name string) policy.Resolution {
@@ -705,21 +812,38 @@ func (d *Daemon) rebuildMetrics() error {
 }
 
 // upkeep refreshes the next-run gauges, re-resolves targets every
-// atlas.discoveryInterval, retries authentication and prunes history.
+// atlas.discoveryInterval (and, during the first discoveryInterval after
+// the start, with backoff from 5s to 1m while a project has not answered
+// yet), retries authentication and prunes history.
 func (d *Daemon) upkeep(ctx context.Context) {
 	const gaugeEvery = 15 * time.Second
 	lastDiscovery := d.clk.Now()
+	retryWait := 5 * time.Second
+	retryAt := lastDiscovery.Add(retryWait)
 	for {
 		d.publishNextRuns()
-		if err := clock.Sleep(ctx, d.clk, gaugeEvery); err != nil {
+		cfg := d.Config()
+		retrying := d.clk.Now().Sub(d.started) < cfg.Atlas.DiscoveryInterval && d.unresolved() != nil
+		sleep := gaugeEvery
+		if retrying {
+			sleep = max(min(sleep, retryAt.Sub(d.clk.Now())), time.Millisecond)
+		}
+		if err := clock.Sleep(ctx, d.clk, sleep); err != nil {
 			return
 		}
-		cfg := d.Config()
-		if d.clk.Now().Sub(lastDiscovery) < cfg.Atlas.DiscoveryInterval {
+		cfg = d.Config()
+		now := d.clk.Now()
+		due := now.Sub(lastDiscovery) >= cfg.Atlas.DiscoveryInterval
+		if retrying && !now.Before(retryAt) {
+			due = true
+			retryWait = min(2*retryWait, time.Minute)
+			retryAt = now.Add(retryWait)
+		}
+		if !due {
 			continue
 		}
-		lastDiscovery = d.clk.Now()
-		if d.clk.Now().Sub(d.currentClient().LastAuthenticated()) > cfg.Atlas.DiscoveryInterval {
+		lastDiscovery = now
+		if now.Sub(d.currentClient().LastAuthenticated()) > cfg.Atlas.DiscoveryInterval {
 			if err := d.currentClient().Authenticate(ctx); err != nil {
 				d.log.Warn("Atlas authentication failed", zap.Error(err))
 			}
@@ -840,7 +964,7 @@ func (d *Daemon) Status() run.Status {
 	st := run.Status{Version: buildinfo.String(), StartedAt: d.started, Now: d.clk.Now(), Ready: d.readyErr() == nil}
 	for _, p := range cfg.Policies {
 		res := d.resolution(p.Name)
-		ps := run.PolicyStatus{Name: p.Name, Action: p.Action(), Schedule: p.Schedule, Timezone: p.Timezone, Unresolved: res.Skipped}
+		ps := run.PolicyStatus{Name: p.Name, Action: p.Action(), Schedule: p.Schedule, Timezone: p.Timezone, Unresolved: res.Skipped, ResolutionErrors: d.resolutionErrors(p.Name)}
 		for _, t := range res.Targets {
 			k := engine.Key(p.Name, t)
 			ts := run.TargetStatus{Target: t, NextRun: next[k]}

@@ -77,6 +77,7 @@ type Metrics struct {
 	atlasDuration    *prometheus.HistogramVec
 	atlasRateLimited *prometheus.CounterVec
 	configReloads    *prometheus.CounterVec
+	resolveFailures  *prometheus.CounterVec
 
 	// policyVecs are the registry's vectors with a policy label, cleaned by
 	// SetPolicies.
@@ -148,6 +149,10 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "config_reloads_total",
 			Help: "Configuration reloads (SIGHUP), by result: success or failure.",
 		}, []string{"result"}),
+		resolveFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "target_resolution_failures_total",
+			Help: "Target resolutions in which a project's clusters could not be listed (error, undecodable answer or no answer in time); its last known targets were kept.",
+		}, []string{"project"}),
 		targets:      newTargetStore(),
 		stageMasks:   make(map[string]uint8),
 		inflightRuns: make(map[run.ID]run.Stage),
@@ -166,6 +171,7 @@ func New(version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo, m.policyInfo, m.stageDuration, m.scheduleInterval, m.inflight,
 		m.atlasRequests, m.atlasDuration, m.atlasRateLimited, m.configReloads,
+		m.resolveFailures,
 	)
 	targets := prometheus.NewPedanticRegistry()
 	targets.MustRegister(newTargetCollector(m))
@@ -214,6 +220,12 @@ func (m *Metrics) ConfigReload(ok bool) {
 		result = "success"
 	}
 	m.configReloads.WithLabelValues(result).Inc()
+}
+
+// ResolutionFailed counts one resolution in which project's cluster lists
+// could not be read.
+func (m *Metrics) ResolutionFailed(project string) {
+	m.resolveFailures.WithLabelValues(project).Inc()
 }
 
 // PolicyInfo is what the metrics need to know about one configured policy.

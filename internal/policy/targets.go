@@ -3,12 +3,15 @@ package policy
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -21,11 +24,49 @@ type ClusterLister interface {
 
 // Resolution is what a policy's selectors match right now: the targets it
 // acts on, and the matched or named clusters it cannot act on, with why.
-// Both lists are sorted by project, then cluster.
+// Both lists are sorted by project, then cluster. Failed lists the projects
+// whose clusters could not be listed: nothing of theirs is in Targets or
+// Skipped, so the caller decides what it keeps for them.
 type Resolution struct {
 	Policy  string
 	Targets []run.Target
 	Skipped []run.SkippedTarget
+	Failed  []ProjectFailure
+}
+
+// ProjectFailure is one project whose cluster lists Atlas did not give.
+type ProjectFailure struct {
+	ProjectID string
+	Err       error
+}
+
+// Err joins the project failures, or is nil when every project answered.
+func (r Resolution) Err() error {
+	var errs []error
+	for _, f := range r.Failed {
+		errs = append(errs, fmt.Errorf("resolve targets of policy %s: %w", r.Policy, f.Err))
+	}
+	return errors.Join(errs...)
+}
+
+// ResolveOptions bound the listing of each project.
+type ResolveOptions struct {
+	// Clock times ProjectTimeout (default clock.Real()).
+	Clock clock.Clock
+	// ProjectTimeout bounds listing one project's dedicated and flex
+	// clusters, every page and retry included, so one project that stalls
+	// cannot hold up the others (default: ProjectTimeout of the default
+	// atlas settings).
+	ProjectTimeout time.Duration
+}
+
+// ProjectTimeout is how long one project's cluster lists may take: four
+// HTTP attempts' worth of atlas.timeout (2m with the default 30s), room for
+// a retried request or two, short enough that a project which stalls
+// delays the rest of a discovery by minutes, not by every retry of every
+// request.
+func ProjectTimeout(a Atlas) time.Duration {
+	return 4 * cmp.Or(a.Timeout, DefaultTimeout)
 }
 
 // Resolve matches policy p against the clusters Atlas lists. Snapshot and
@@ -35,21 +76,49 @@ type Resolution struct {
 // nothing is Skipped with reason not_found, so a typo is visible. A
 // flexRestore policy's target is its source flex cluster; it is Skipped if
 // the source is not a flex cluster or the restore target does not exist.
-// An error means Atlas could not be asked; nothing is resolved then.
-func Resolve(ctx context.Context, p Policy, l ClusterLister) (Resolution, error) {
-	res := Resolution{Policy: p.Name}
-	var err error
-	if p.FlexRestore != nil {
-		err = resolveFlexRestore(ctx, p.FlexRestore, l, &res)
-	} else {
-		err = resolveSelectors(ctx, p, l, &res)
+// A project Atlas cannot list (an error, an undecodable answer, no answer
+// within o.ProjectTimeout) is in Failed; the other projects resolve.
+func Resolve(ctx context.Context, p Policy, l ClusterLister, o ResolveOptions) Resolution {
+	return ResolveAll(ctx, []Policy{p}, l, o)[0]
+}
+
+// ResolveAll resolves every policy, listing each project once for all of
+// them: a project named by several policies is asked once, and one that
+// fails costs its deadline once, not once per policy.
+func ResolveAll(ctx context.Context, ps []Policy, l ClusterLister, o ResolveOptions) []Resolution {
+	if o.Clock == nil {
+		o.Clock = clock.Real()
 	}
-	if err != nil {
-		return Resolution{Policy: p.Name}, fmt.Errorf("resolve targets of policy %s: %w", p.Name, err)
+	if o.ProjectTimeout <= 0 {
+		o.ProjectTimeout = ProjectTimeout(Atlas{})
 	}
-	slices.SortFunc(res.Targets, compareTargets)
-	slices.SortFunc(res.Skipped, func(a, b run.SkippedTarget) int { return compareTargets(a.Target, b.Target) })
-	return res, nil
+	pl := &projectLister{l: l, o: o, listed: map[string]listing{}}
+	out := make([]Resolution, 0, len(ps))
+	for _, p := range ps {
+		res := Resolution{Policy: p.Name}
+		if p.FlexRestore != nil {
+			resolveFlexRestore(ctx, p.FlexRestore, pl, &res)
+		} else {
+			resolveSelectors(ctx, p, pl, &res)
+		}
+		slices.SortFunc(res.Targets, compareTargets)
+		slices.SortFunc(res.Skipped, func(a, b run.SkippedTarget) int { return compareTargets(a.Target, b.Target) })
+		slices.SortFunc(res.Failed, func(a, b ProjectFailure) int { return cmp.Compare(a.ProjectID, b.ProjectID) })
+		out = append(out, res)
+	}
+	return out
+}
+
+// Selects reports whether p's selectors pick t (by name, whatever the
+// cluster's state): what a caller may keep for a project that could not be
+// listed.
+func Selects(p Policy, t run.Target) bool {
+	if fr := p.FlexRestore; fr != nil {
+		return t == run.Target{ProjectID: fr.ProjectID, Cluster: fr.Cluster}
+	}
+	return slices.ContainsFunc(p.Targets, func(sel TargetSelector) bool {
+		return sel.ProjectID == t.ProjectID && matchesAny(sel.Clusters, t.Cluster) && !matchesAny(sel.Exclude, t.Cluster)
+	})
 }
 
 func compareTargets(a, b run.Target) int {
@@ -61,6 +130,34 @@ func compareTargets(a, b run.Target) int {
 type projectClusters struct {
 	dedicated []atlas.Cluster
 	flex      []atlas.FlexCluster
+}
+
+type listing struct {
+	pc  projectClusters
+	err error
+}
+
+// projectLister lists each project once, within its own deadline.
+type projectLister struct {
+	l      ClusterLister
+	o      ResolveOptions
+	listed map[string]listing
+}
+
+func (pl *projectLister) get(ctx context.Context, projectID string) (projectClusters, error) {
+	if got, ok := pl.listed[projectID]; ok {
+		return got.pc, got.err
+	}
+	pctx, cancel := clock.WithTimeout(ctx, pl.o.Clock, pl.o.ProjectTimeout)
+	defer cancel()
+	pc, err := listProject(pctx, pl.l, projectID)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(pctx), context.DeadlineExceeded) {
+		err = fmt.Errorf("list clusters of project %s: no answer within %s: %w", projectID, pl.o.ProjectTimeout, err)
+	}
+	if ctx.Err() == nil { // a shutdown is no answer about the project
+		pl.listed[projectID] = listing{pc: pc, err: err}
+	}
+	return pc, err
 }
 
 func listProject(ctx context.Context, l ClusterLister, projectID string) (projectClusters, error) {
@@ -75,8 +172,14 @@ func listProject(ctx context.Context, l ClusterLister, projectID string) (projec
 	return projectClusters{dedicated: ded, flex: flex}, nil
 }
 
-func resolveSelectors(ctx context.Context, p Policy, l ClusterLister, res *Resolution) error {
-	listed := map[string]projectClusters{}
+// fail records projectID as failed once per policy.
+func (r *Resolution) fail(projectID string, err error) {
+	if !slices.ContainsFunc(r.Failed, func(f ProjectFailure) bool { return f.ProjectID == projectID }) {
+		r.Failed = append(r.Failed, ProjectFailure{ProjectID: projectID, Err: err})
+	}
+}
+
+func resolveSelectors(ctx context.Context, p Policy, pl *projectLister, res *Resolution) {
 	seen := map[run.Target]bool{}
 	add := func(t run.Target, reason, detail string) {
 		if seen[t] {
@@ -90,13 +193,10 @@ func resolveSelectors(ctx context.Context, p Policy, l ClusterLister, res *Resol
 		res.Skipped = append(res.Skipped, run.SkippedTarget{Target: t, Reason: reason, Detail: detail})
 	}
 	for _, sel := range p.Targets {
-		pc, ok := listed[sel.ProjectID]
-		if !ok {
-			var err error
-			if pc, err = listProject(ctx, l, sel.ProjectID); err != nil {
-				return err
-			}
-			listed[sel.ProjectID] = pc
+		pc, err := pl.get(ctx, sel.ProjectID)
+		if err != nil {
+			res.fail(sel.ProjectID, err)
+			continue
 		}
 		matchedLiteral := map[string]bool{}
 		consider := func(name string) bool {
@@ -129,7 +229,6 @@ func resolveSelectors(ctx context.Context, p Policy, l ClusterLister, res *Resol
 			}
 		}
 	}
-	return nil
 }
 
 func matchesAny(patterns []string, name string) bool {
@@ -173,11 +272,12 @@ func sharedProvider(c atlas.Cluster) string {
 	return ""
 }
 
-func resolveFlexRestore(ctx context.Context, fr *FlexRestoreAction, l ClusterLister, res *Resolution) error {
+func resolveFlexRestore(ctx context.Context, fr *FlexRestoreAction, pl *projectLister, res *Resolution) {
 	src := run.Target{ProjectID: fr.ProjectID, Cluster: fr.Cluster}
-	pc, err := listProject(ctx, l, fr.ProjectID)
+	pc, err := pl.get(ctx, fr.ProjectID)
 	if err != nil {
-		return err
+		res.fail(fr.ProjectID, err)
+		return
 	}
 	skip := func(reason, detail string) {
 		res.Skipped = append(res.Skipped, run.SkippedTarget{Target: src, Reason: reason, Detail: detail})
@@ -185,26 +285,24 @@ func resolveFlexRestore(ctx context.Context, fr *FlexRestoreAction, l ClusterLis
 	if !slices.ContainsFunc(pc.flex, func(f atlas.FlexCluster) bool { return f.Name == fr.Cluster }) {
 		if slices.ContainsFunc(pc.dedicated, func(c atlas.Cluster) bool { return c.Name == fr.Cluster }) {
 			skip(run.ReasonNotSupported, fmt.Sprintf("%s is a dedicated cluster, not a flex cluster: flexRestore restores flex snapshots", fr.Cluster))
-			return nil
+			return
 		}
 		skip(run.ReasonNotFound, fmt.Sprintf("no flex cluster named %s in project %s", fr.Cluster, fr.ProjectID))
-		return nil
+		return
 	}
-	tc := pc
-	if fr.TargetProjectID != fr.ProjectID {
-		if tc, err = listProject(ctx, l, fr.TargetProjectID); err != nil {
-			return err
-		}
+	tc, err := pl.get(ctx, fr.TargetProjectID)
+	if err != nil {
+		res.fail(fr.TargetProjectID, err)
+		return
 	}
 	if i := slices.IndexFunc(tc.dedicated, func(c atlas.Cluster) bool { return c.Name == fr.TargetCluster }); i >= 0 {
 		if tc.dedicated[i].Paused {
 			skip(run.ReasonNotSupported, fmt.Sprintf("restore target %s is paused", fr.TargetCluster))
-			return nil
+			return
 		}
 	} else if !slices.ContainsFunc(tc.flex, func(f atlas.FlexCluster) bool { return f.Name == fr.TargetCluster }) {
 		skip(run.ReasonNotFound, fmt.Sprintf("restore target: no cluster named %s in project %s", fr.TargetCluster, fr.TargetProjectID))
-		return nil
+		return
 	}
 	res.Targets = append(res.Targets, src)
-	return nil
 }

@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -21,11 +23,24 @@ type fakeLister struct {
 	dedicated map[string][]atlas.Cluster
 	flex      map[string][]atlas.FlexCluster
 	err       error
-	calls     int
+	// failing projects answer their error; stalled ones block until the
+	// caller gives up, announcing each stall on stalls.
+	failing map[string]error
+	stalled map[string]bool
+	stalls  chan string
+	calls   int
 }
 
-func (f *fakeLister) List(_ context.Context, p string) ([]atlas.Cluster, error) {
+func (f *fakeLister) List(ctx context.Context, p string) ([]atlas.Cluster, error) {
 	f.calls++
+	if f.stalled[p] {
+		f.stalls <- p
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	if err := f.failing[p]; err != nil {
+		return nil, err
+	}
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -75,8 +90,8 @@ func TestResolveSelectors(t *testing.T) {
 		{ProjectID: projA, Clusters: []string{"prod-1"}}, // listed twice: one target, one listing
 	}}
 	l := fleet()
-	res, err := Resolve(context.Background(), p, l)
-	if err != nil {
+	res := Resolve(context.Background(), p, l, ResolveOptions{})
+	if err := res.Err(); err != nil {
 		t.Fatal(err)
 	}
 	if res.Policy != "nightly" {
@@ -104,8 +119,8 @@ func TestResolveSelectors(t *testing.T) {
 
 func TestResolveDefaultSelectsEverything(t *testing.T) {
 	p := Policy{Name: "all", Export: &ExportAction{Source: ExportSourceLatest}, Targets: []TargetSelector{{ProjectID: projB, Clusters: []string{"*"}}}}
-	res, err := Resolve(context.Background(), p, fleet())
-	if err != nil {
+	res := Resolve(context.Background(), p, fleet(), ResolveOptions{})
+	if err := res.Err(); err != nil {
 		t.Fatal(err)
 	}
 	if want := []run.Target{{ProjectID: projB, Cluster: "staging"}}; !slices.Equal(res.Targets, want) {
@@ -135,8 +150,8 @@ func TestResolveFlexRestore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fr := tc.fr
 			src := run.Target{ProjectID: fr.ProjectID, Cluster: fr.Cluster}
-			res, err := Resolve(context.Background(), Policy{Name: "r", FlexRestore: &fr}, fleet())
-			if err != nil {
+			res := Resolve(context.Background(), Policy{Name: "r", FlexRestore: &fr}, fleet(), ResolveOptions{})
+			if err := res.Err(); err != nil {
 				t.Fatal(err)
 			}
 			if tc.wantTarget {
@@ -158,14 +173,93 @@ func TestResolveListError(t *testing.T) {
 	l := fleet()
 	l.err = boom
 	p := Policy{Name: "nightly", Snapshot: &SnapshotAction{}, Targets: []TargetSelector{{ProjectID: projA, Clusters: []string{"*"}}}}
-	res, err := Resolve(context.Background(), p, l)
+	res := Resolve(context.Background(), p, l, ResolveOptions{})
+	err := res.Err()
 	if !errors.Is(err, boom) {
 		t.Fatalf("error %v does not wrap the lister's", err)
 	}
 	if !strings.Contains(err.Error(), "policy nightly") || !strings.Contains(err.Error(), projA) {
 		t.Fatalf("error %q does not say what was being done", err)
 	}
-	if len(res.Targets) != 0 || len(res.Skipped) != 0 {
-		t.Fatalf("partial resolution returned with an error: %+v", res)
+	if len(res.Targets) != 0 || len(res.Skipped) != 0 || len(res.Failed) != 1 || res.Failed[0].ProjectID != projA {
+		t.Fatalf("resolution of a project that failed: %+v", res)
+	}
+}
+
+// TestResolveOneBadProjectLeavesTheOthers: a project that stalls past its
+// deadline and one whose answer cannot be decoded are each reported in
+// Failed with why; the healthy project's clusters resolve, and each project
+// is asked once for all policies.
+func TestResolveOneBadProjectLeavesTheOthers(t *testing.T) {
+	const projC = "32b6e34b3d91647abb20e7c0"
+	l := fleet()
+	l.dedicated[projC] = []atlas.Cluster{dedicated("c-1", "M10", "AWS")}
+	undecodable := errors.New("decoding the cluster list: unexpected EOF")
+	l.failing = map[string]error{projB: undecodable}
+	l.stalled = map[string]bool{projA: true}
+	l.stalls = make(chan string, 1)
+	clk := clock.NewFake(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	sel := []TargetSelector{{ProjectID: projA, Clusters: []string{"*"}}, {ProjectID: projB, Clusters: []string{"*"}}, {ProjectID: projC, Clusters: []string{"*"}}}
+	ps := []Policy{{Name: "one", Snapshot: &SnapshotAction{}, Targets: sel}, {Name: "two", Snapshot: &SnapshotAction{}, Targets: sel}}
+	done := make(chan []Resolution)
+	go func() {
+		done <- ResolveAll(context.Background(), ps, l, ResolveOptions{Clock: clk, ProjectTimeout: time.Minute})
+	}()
+	<-l.stalls
+	if err := clk.WaitForTimers(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	got := <-done
+	if l.calls != 4 {
+		t.Errorf("Atlas asked %d times, want 4: projA's List once (it stalled), projB's List once, projC's List and ListFlex once", l.calls)
+	}
+	for _, res := range got {
+		if want := []run.Target{{ProjectID: projC, Cluster: "c-1"}}; !slices.Equal(res.Targets, want) || len(res.Skipped) != 0 {
+			t.Errorf("%s: targets %v skipped %v, want the healthy project's %v", res.Policy, res.Targets, res.Skipped, want)
+		}
+		if len(res.Failed) != 2 || res.Failed[0].ProjectID != projA || res.Failed[1].ProjectID != projB {
+			t.Fatalf("%s: failed = %+v, want projA and projB", res.Policy, res.Failed)
+		}
+		if msg := res.Failed[0].Err.Error(); !strings.Contains(msg, "no answer within 1m0s") || !strings.Contains(msg, projA) {
+			t.Errorf("%s: stalled project's error %q does not say it did not answer in time", res.Policy, msg)
+		}
+		if !errors.Is(res.Failed[1].Err, undecodable) {
+			t.Errorf("%s: undecodable project's error %v does not wrap the lister's", res.Policy, res.Failed[1].Err)
+		}
+		if err := res.Err(); err == nil || !strings.Contains(err.Error(), "policy "+res.Policy) {
+			t.Errorf("%s: Err() = %v, want it to name the policy", res.Policy, err)
+		}
+	}
+}
+
+// TestResolveFlexRestoreTargetProjectFails: a flexRestore whose restore
+// target's project cannot be listed is neither a target nor skipped: it
+// failed, so the caller keeps what it knew.
+func TestResolveFlexRestoreTargetProjectFails(t *testing.T) {
+	l := fleet()
+	l.failing = map[string]error{projB: errors.New("503")}
+	fr := FlexRestoreAction{ProjectID: projA, Cluster: "flex-src", TargetProjectID: projB, TargetCluster: "staging"}
+	res := Resolve(context.Background(), Policy{Name: "r", FlexRestore: &fr}, l, ResolveOptions{})
+	if len(res.Targets) != 0 || len(res.Skipped) != 0 || len(res.Failed) != 1 || res.Failed[0].ProjectID != projB {
+		t.Fatalf("got %+v, want only projB failed", res)
+	}
+}
+
+func TestSelects(t *testing.T) {
+	p := Policy{Name: "p", Targets: []TargetSelector{{ProjectID: projA, Clusters: []string{"prod-*"}, Exclude: []string{"prod-scratch"}}}}
+	for tgt, want := range map[run.Target]bool{
+		{ProjectID: projA, Cluster: "prod-1"}:       true,
+		{ProjectID: projA, Cluster: "prod-scratch"}: false,
+		{ProjectID: projA, Cluster: "staging"}:      false,
+		{ProjectID: projB, Cluster: "prod-1"}:       false,
+	} {
+		if got := Selects(p, tgt); got != want {
+			t.Errorf("Selects(%v) = %v, want %v", tgt, got, want)
+		}
+	}
+	fr := Policy{Name: "r", FlexRestore: &FlexRestoreAction{ProjectID: projA, Cluster: "flex-src", TargetProjectID: projB, TargetCluster: "staging"}}
+	if !Selects(fr, run.Target{ProjectID: projA, Cluster: "flex-src"}) || Selects(fr, run.Target{ProjectID: projB, Cluster: "staging"}) {
+		t.Error("a flexRestore selects its source only")
 	}
 }

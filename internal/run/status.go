@@ -22,6 +22,24 @@ type PolicyStatus struct {
 	// Unresolved lists clusters a selector matched but the policy cannot act
 	// on (paused, backup disabled, below M10, flex for snapshots), with why.
 	Unresolved []SkippedTarget `json:"unresolved,omitempty"`
+	// ResolutionErrors lists the projects whose clusters Atlas did not list
+	// at the last resolution: their targets are the last known ones.
+	ResolutionErrors []ResolutionError `json:"resolutionErrors,omitempty"`
+}
+
+// ResolutionError is one project of a policy that could not be resolved.
+type ResolutionError struct {
+	ProjectID string `json:"projectID"`
+	// Error says why: Atlas's error, an undecodable answer, or no answer
+	// within the project's deadline.
+	Error string `json:"error"`
+	// Since is when this run of failures began.
+	Since time.Time `json:"since"`
+	// KeptFrom says where the project's targets come from meanwhile:
+	// "resolution" (the last one that listed the project), "journal" (the
+	// targets the journal has runs of, when the project has not been
+	// listed since the start), or "" when nothing is known of it.
+	KeptFrom string `json:"keptFrom,omitempty"`
 }
 
 // TargetStatus is one policy on one target.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -64,17 +65,25 @@ policies:
       confirmOverwrite: true
 `
 
+// demoDuration is how long `backupd demo` runs by default: under the minute
+// the README promises, and at the default speed 45 simulated minutes, room
+// for every policy's slots to fire and their runs to finish.
+const demoDuration = 45 * time.Second
+
 // Demo is `backupd demo`: the daemon against an in-process simulated Atlas
-// with fast clocks, printing one line per event.
+// with fast clocks, printing one line per event, one injected failure, and
+// a summary of the runs at the end.
 func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	duration := fs.Duration("duration", 0, "stop after this much real time (default: run until interrupted)")
+	duration := fs.Duration("duration", demoDuration, "stop after this much real time; 0 runs until interrupted")
 	speed := fs.Float64("speed", 60, "how much faster than real time the demo's clock runs")
 	listen := fs.String("listen", "127.0.0.1:0", "address for /metrics and the API")
 	logs := fs.Bool("logs", false, "also print the daemon's JSON logs to stderr")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: backupd demo [-duration D] [-speed N] [-listen ADDR] [-logs]\n\nRuns the daemon against an embedded simulated Atlas with a small fleet and fast clocks.")
+		fmt.Fprintln(stderr, "usage: backupd demo [-duration D] [-speed N] [-listen ADDR] [-logs]\n\n"+
+			"Runs the daemon against an embedded simulated Atlas with a small fleet and fast clocks,\n"+
+			"makes Atlas fail the first export job, and ends with a summary of the runs.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -105,11 +114,15 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 		fmt.Fprintf(stderr, "backupd demo: %v\n", err)
 		return exitFailure
 	}
+	// One failure, handled where everyone can see it: the run ends
+	// failed{export_failed} with Atlas's reason, and the next slot of the
+	// same target succeeds.
+	sim.FailNextExports(1, false)
 	var logOut zapcore.WriteSyncer = zapcore.AddSync(io.Discard)
 	if *logs {
 		logOut = zapcore.Lock(zapcore.AddSync(stderr))
 	}
-	live := &liveSummary{w: stdout, clk: clk, counts: map[string]int{}}
+	live := &liveSummary{w: stdout, clk: clk, counts: map[string]int{}, inflight: map[run.ID]bool{}}
 	penv := env.Policy
 	penv.Getenv = func(k string) string {
 		if k == "CREDENTIALS_DIRECTORY" {
@@ -124,11 +137,16 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 	if err != nil {
 		return printConfigError(stderr, err)
 	}
+	if *duration < 0 {
+		fmt.Fprintln(stderr, "backupd demo: -duration must not be negative")
+		return exitUsage
+	}
 	if *duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	start := clk.Now()
 	bannerDone, runDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(bannerDone)
@@ -137,7 +155,12 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 			addr := d.Addr().String()
 			live.printf("backupd demo: simulated Atlas with project %s; the clock runs %gx real time (a minute passes every %s)\n",
 				atlassim.DemoProjectID, *speed, (time.Duration(float64(time.Minute) / *speed)).Round(time.Millisecond))
-			live.printf("  metrics: http://%s/metrics   status: backupd status -addr http://%s   (Ctrl-C to stop)\n\n", addr, addr)
+			stop := "Ctrl-C to stop"
+			if *duration > 0 {
+				stop = fmt.Sprintf("ends by itself after %s, or Ctrl-C", *duration)
+			}
+			live.printf("  metrics: http://%s/metrics   status: backupd status -addr http://%s   (%s)\n", addr, addr, stop)
+			live.printf("  fault injected: Atlas fails the first export job; that run ends failed{export_failed}, the next slot runs again\n\n")
 			select { // targets resolve in the background
 			case <-d.RunsStarted():
 			case <-ctx.Done():
@@ -161,22 +184,28 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 		fmt.Fprintf(stderr, "backupd demo: %v\n", err)
 		return exitFailure
 	}
-	live.summary()
+	live.summary(clk.Now().Sub(start))
 	return exitOK
 }
 
-// liveSummary prints one line per run event.
+// liveSummary prints one line per run event and counts how runs ended.
 type liveSummary struct {
-	mu     sync.Mutex
-	w      io.Writer
-	clk    clock.Clock
-	counts map[string]int
+	mu       sync.Mutex
+	w        io.Writer
+	clk      clock.Clock
+	counts   map[string]int  // by result: succeeded, failed{reason}, skipped{reason}
+	inflight map[run.ID]bool // runs not yet ended
 }
 
 func (l *liveSummary) Observe(e run.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := e.Run
+	if r.Stage.Terminal() {
+		delete(l.inflight, r.ID)
+	} else {
+		l.inflight[r.ID] = true
+	}
 	var msg string
 	switch {
 	case e.Note == "re-attached after restart":
@@ -228,20 +257,24 @@ func (l *liveSummary) printf(format string, args ...any) {
 	fmt.Fprintf(l.w, format, args...)
 }
 
-func (l *liveSummary) summary() {
+// summary prints how the runs ended, one row per result, and what is
+// still in flight (it would resume at the next start).
+func (l *liveSummary) summary(simulated time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	keys := make([]string, 0, len(l.counts))
-	for k := range l.counts {
+	total := 0
+	for k, n := range l.counts {
 		keys = append(keys, k)
+		total += n
 	}
 	sort.Strings(keys)
-	var parts []string
+	fmt.Fprintf(l.w, "\nbackupd demo: done after %s of simulated time; %d runs ended\n", simulated.Round(time.Minute), total)
+	tw := tabwriter.NewWriter(l.w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  RESULT\tRUNS")
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%d %s", l.counts[k], k))
+		fmt.Fprintf(tw, "  %s\t%d\n", k, l.counts[k])
 	}
-	if len(parts) == 0 {
-		parts = []string{"no run finished yet"}
-	}
-	fmt.Fprintf(l.w, "\nbackupd demo: %s\n", strings.Join(parts, ", "))
+	fmt.Fprintf(tw, "  still in flight\t%d\n", len(l.inflight))
+	_ = tw.Flush()
 }

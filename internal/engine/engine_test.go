@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -148,10 +149,16 @@ func startWorkers(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies [
 // clientFor is an Atlas client of the simulator, as the engine's.
 func clientFor(t *testing.T, sim *atlassim.Sim) *atlas.Client {
 	t.Helper()
+	return clientOver(t, sim.Transport())
+}
+
+// clientOver is clientFor over a transport that may alter the simulator's answers.
+func clientOver(t *testing.T, tr http.RoundTripper) *atlas.Client {
+	t.Helper()
 	client, err := atlas.New(atlas.Config{
 		BaseURL:           "http://atlas.sim",
 		ServiceAccount:    &atlas.ServiceAccount{ClientID: saID, ClientSecret: saSecret},
-		Transport:         sim.Transport(),
+		Transport:         tr,
 		RequestsPerMinute: 6000,
 		Clock:             clock.Real(),
 	})

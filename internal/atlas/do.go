@@ -218,7 +218,6 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
 		c.limits.observe(r.projectID, resp.StatusCode, resp.Header, 0, now)
-		report()
 		c.markAuthenticated()
 		if rerr == nil && len(data) > maxResponseBody {
 			rerr = fmt.Errorf("response body exceeds %d bytes", maxResponseBody)
@@ -226,12 +225,21 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 		if rerr == nil && out != nil {
 			if derr := decodeJSON(data, out); derr != nil {
 				rerr = fmt.Errorf("decoding %d response: %w", resp.StatusCode, derr)
+			} else if ac, ok := out.(answerChecker); ok {
+				if cerr := ac.checkAnswer(); cerr != nil {
+					rerr = fmt.Errorf("checking %d response: %w", resp.StatusCode, cerr)
+				}
 			}
 		}
+		// Reported after decoding: an answer that could not be read is
+		// counted as that, not as the 2xx it claimed to be.
+		info.Undecodable = rerr != nil
+		report()
 		if rerr != nil {
 			// It happened, but we cannot see what: a POST must be reconciled.
 			e := c.requestError(r, rerr, !isGet)
 			e.StatusCode = resp.StatusCode
+			e.Detail = "the answer could not be read"
 			return attemptResult{err: e, retriable: isGet}
 		}
 		return attemptResult{}

@@ -569,7 +569,8 @@ func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, erro
 			case errNotFound:
 				return e.fail(r, run.ReasonNotFound, err.Error())
 			default:
-				if err := tk.poller(e, "find snapshot").sleep(r); err != nil {
+				r = e.pollFailed(r, "the snapshots of "+t.String(), err)
+				if err := tk.poller(e, "find snapshot").sleepAfter(r, err); err != nil {
 					return e.stageErr(r, err, "finding the snapshot to export")
 				}
 			}
@@ -702,7 +703,7 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 			if s == nil {
 				return e.fail(r, run.ReasonNoSnapshot, "flex cluster "+t.String()+" has no COMPLETED snapshot")
 			}
-			r.FlexSnapshotID = s.ID
+			r.FlexSnapshotID, r.Detail = s.ID, ""
 			if r, err = e.to(r, r.Stage, "restoring flex snapshot "+s.ID); err != nil {
 				return r, err
 			}
@@ -711,7 +712,8 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 		case errNotFound:
 			return e.fail(r, run.ReasonNotFound, err.Error())
 		default:
-			if err := tk.poller(e, "find flex snapshot").sleep(r); err != nil {
+			r = e.pollFailed(r, "the snapshots of flex cluster "+t.String(), err)
+			if err := tk.poller(e, "find flex snapshot").sleepAfter(r, err); err != nil {
 				return e.stageErr(r, err, "listing flex snapshots")
 			}
 		}

@@ -80,3 +80,19 @@ func (e *Engine) pollFailed(r run.Run, what string, err error) run.Run {
 
 // moved is how seen reports the run's move to its next stage.
 func moved(r run.Run, err error) (run.Run, bool, error) { return r, true, err }
+
+// readFailed is what a stage does when a read of Atlas it needs (a list to
+// adopt from, the snapshot to export) failed: stop when ctx ended, fail the
+// run not_found on a 404, and otherwise show and log the failure and park
+// the run for the phase's backoff, at least the answer's Retry-After (or
+// time it out past its deadline). The run resumes by reading again.
+func (e *Engine) readFailed(ctx context.Context, tk *task, r run.Run, err error, phase, what string) (run.Run, error) {
+	switch classify(ctx, err) {
+	case errStopped:
+		return r, err
+	case errNotFound:
+		return e.fail(r, run.ReasonNotFound, err.Error())
+	}
+	r = e.pollFailed(r, what, err)
+	return e.stageErr(r, tk.poller(e, phase).sleepAfter(r, err), "reading "+what)
+}

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/atlas/atlassim"
 	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/engine"
 	"github.com/backupd/backupd/internal/journal"
@@ -28,17 +29,22 @@ import (
 
 var snapshotGet = regexp.MustCompile(`/backup/snapshots/[a-f0-9]{24}$`)
 
-// manglingTransport spoils every snapshot GET answered before until; the
-// rest goes to the simulator untouched.
+// manglingTransport spoils every GET of a path matching match (the snapshot
+// by default) answered before until; the rest goes to the simulator untouched.
 type manglingTransport struct {
 	next   http.RoundTripper
 	until  time.Time
+	match  *regexp.Regexp
 	mangle func(req *http.Request, real *http.Response) *http.Response
 }
 
 func (m *manglingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := m.next.RoundTrip(req)
-	if err != nil || req.Method != http.MethodGet || !snapshotGet.MatchString(req.URL.Path) || !time.Now().Before(m.until) {
+	match := m.match
+	if match == nil {
+		match = snapshotGet
+	}
+	if err != nil || req.Method != http.MethodGet || !match.MatchString(req.URL.Path) || !time.Now().Before(m.until) {
 		return resp, err
 	}
 	return m.mangle(req, resp), nil
@@ -189,6 +195,65 @@ func TestUnusablePollAnswersAreReportedAndRetried(t *testing.T) {
 					if gap := polls[i].Sub(polls[i-1]); gap < 10*time.Second {
 						t.Errorf("read %d came %v after the previous one, want at least PollMin", i, gap)
 					}
+				}
+			})
+		})
+	}
+}
+
+// The reads a stage needs before it creates anything (the snapshot an
+// export policy exports, the export jobs it adopts from) report a failure
+// the same way: detail, log, backoff, and the run goes on once Atlas
+// answers properly. Both used to back off silently.
+func TestFailedStageReadsAreReportedAndRetried(t *testing.T) {
+	cases := []struct {
+		name, path, detail, shown string
+	}{
+		{"snapshot list", `/backup/snapshots$`, "500 UNEXPECTED_ERROR", "could not read the snapshots of "},
+		{"export list", `/backup/exports$`, "500 UNEXPECTED_ERROR", "could not read the export jobs of "},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sim := fleet(t)
+				began := time.Now()
+				newest, err := sim.SeedSnapshot(project, "rs", atlassim.SeedSnapshot{Type: atlas.SnapshotScheduled, Status: atlas.SnapshotCompleted, CreatedAt: began.Add(-time.Hour)})
+				must(t, err)
+				const window = 10 * time.Minute
+				tr := &manglingTransport{next: sim.Transport(), until: began.Add(window), match: regexp.MustCompile(tc.path),
+					mangle: apiError(http.StatusInternalServerError, "UNEXPECTED_ERROR")}
+				core, logs := observer.New(zapcore.WarnLevel)
+				rec := newRecorder()
+				eng := engine.New(engine.Config{Clock: clock.Real(), Journal: journal.NewMemory(), Atlas: engine.FromClient(clientOver(t, tr)), Observer: rec, Logger: zap.New(core)})
+				p := engine.Policy{Name: "weekly", Action: run.ActionExport, Targets: []run.Target{{ProjectID: project, Cluster: "rs"}},
+					Spec: run.Spec{ExportBucketID: bucketID, ExportSource: "latest", Timeouts: timeouts}}
+				eng.SetPolicies([]engine.Policy{p})
+				ctx, cancel := context.WithCancel(context.Background())
+				must(t, eng.Start(ctx))
+				h := &harness{t: t, sim: sim, rec: rec, eng: eng, cancel: cancel}
+				defer h.stop()
+
+				id := fire(t, h, p, "rs", slot)
+				r := h.await(id)
+				if r.Stage != run.StageSucceeded || r.SnapshotID != newest || r.Detail != "" {
+					t.Fatalf("run ended %s{%s} %q exporting %s, want succeeded exporting %s", r.Stage, r.Reason, r.Detail, r.SnapshotID, newest)
+				}
+				if r.FinishedAt.Before(began.Add(window)) {
+					t.Fatalf("run finished at +%v, inside the window of failed reads", r.FinishedAt.Sub(began))
+				}
+				shown := false
+				rec.mu.Lock()
+				for _, e := range rec.events {
+					if e.Run.ID == id && strings.HasPrefix(e.Run.Detail, tc.shown) && strings.Contains(e.Run.Detail, tc.detail) {
+						shown = true
+					}
+				}
+				rec.mu.Unlock()
+				if !shown {
+					t.Errorf("no event showed the failed read in the run's detail (want %q ... %q)", tc.shown, tc.detail)
+				}
+				if n := logs.FilterField(zap.String("run", string(id))).Len(); n == 0 {
+					t.Errorf("no warning logged the failed read")
 				}
 			})
 		})

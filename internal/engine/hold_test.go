@@ -14,9 +14,7 @@ import (
 
 	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/atlas/atlassim"
-	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/engine"
-	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -81,14 +79,9 @@ func TestHeldProjectDoesNotStallOtherProjects(t *testing.T) {
 		began := time.Now()
 		const hold = 2 * time.Hour
 		tr := &holdingTransport{next: sim.Transport(), project: project, until: began.Add(hold)}
-		client := clientOver(t, tr)
-		rec := newRecorder()
-		eng := engine.New(engine.Config{Clock: clock.Real(), Journal: journal.NewMemory(), Atlas: engine.FromClient(client), Observer: rec, Workers: workers})
-		eng.SetPolicies([]engine.Policy{pa, pb})
-		ctx, cancel := context.WithCancel(context.Background())
-		must(t, eng.Start(ctx))
-		h := &harness{t: t, sim: sim, rec: rec, eng: eng, cancel: cancel}
+		h := startConfig(t, sim, engine.Config{Atlas: engine.FromClient(clientOver(t, tr)), Workers: workers}, pa, pb)
 		defer h.stop()
+		eng := h.eng
 
 		var heldIDs []run.ID
 		for _, tg := range pa.Targets {

@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -22,7 +21,6 @@ import (
 	"github.com/backupd/backupd/internal/atlas/atlassim"
 	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/engine"
-	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/metrics"
 	"github.com/backupd/backupd/internal/run"
 )
@@ -134,14 +132,10 @@ func TestUnusablePollAnswersAreReportedAndRetried(t *testing.T) {
 				})
 				must(t, err)
 				core, logs := observer.New(zapcore.InfoLevel)
-				rec := newRecorder()
-				eng := engine.New(engine.Config{Clock: clock.Real(), Journal: journal.NewMemory(), Atlas: engine.FromClient(client), Observer: rec, Logger: zap.New(core)})
 				p := snapshotPolicy("nightly", "rs", false)
-				eng.SetPolicies([]engine.Policy{p})
-				ctx, cancel := context.WithCancel(context.Background())
-				must(t, eng.Start(ctx))
-				h := &harness{t: t, sim: sim, rec: rec, eng: eng, cancel: cancel}
+				h := startConfig(t, sim, engine.Config{Atlas: engine.FromClient(client), Logger: zap.New(core)}, p)
 				defer h.stop()
+				rec := h.rec
 
 				id := fire(t, h, p, "rs", slot)
 				r := h.await(id)
@@ -223,15 +217,11 @@ func TestFailedStageReadsAreReportedAndRetried(t *testing.T) {
 				tr := &manglingTransport{next: sim.Transport(), until: began.Add(window), match: regexp.MustCompile(tc.path),
 					mangle: apiError(http.StatusInternalServerError, "UNEXPECTED_ERROR")}
 				core, logs := observer.New(zapcore.WarnLevel)
-				rec := newRecorder()
-				eng := engine.New(engine.Config{Clock: clock.Real(), Journal: journal.NewMemory(), Atlas: engine.FromClient(clientOver(t, tr)), Observer: rec, Logger: zap.New(core)})
 				p := engine.Policy{Name: "weekly", Action: run.ActionExport, Targets: []run.Target{{ProjectID: project, Cluster: "rs"}},
 					Spec: run.Spec{ExportBucketID: bucketID, ExportSource: "latest", Timeouts: timeouts}}
-				eng.SetPolicies([]engine.Policy{p})
-				ctx, cancel := context.WithCancel(context.Background())
-				must(t, eng.Start(ctx))
-				h := &harness{t: t, sim: sim, rec: rec, eng: eng, cancel: cancel}
+				h := startConfig(t, sim, engine.Config{Atlas: engine.FromClient(clientOver(t, tr)), Logger: zap.New(core)}, p)
 				defer h.stop()
+				rec := h.rec
 
 				id := fire(t, h, p, "rs", slot)
 				r := h.await(id)

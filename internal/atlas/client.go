@@ -106,6 +106,10 @@ type RequestInfo struct {
 	Attempt     int           // 1 for the first try of a call
 	RateLimited bool          // Atlas answered 429
 	ProjectID   string        // "" for calls not scoped to a project
+	// Undecodable is set for a 2xx answer whose body could not be read or
+	// decoded, or that carries a malformed id: the call failed although
+	// StatusCode says 2xx.
+	Undecodable bool
 }
 
 // RequestHook observes every HTTP attempt. It lets metrics plug in without

@@ -65,7 +65,12 @@ func (c *Client) do(ctx context.Context, r *request, out any) error {
 	authRetried := false
 	for attempt := 1; ; attempt++ {
 		if err := c.waitTurn(ctx, r.projectID); err != nil {
-			return c.gaveUp(r, last, attempt-1, fmt.Errorf("waiting for the request budget: %w", err))
+			e := c.gaveUp(r, last, attempt-1, fmt.Errorf("waiting for the request budget: %w", err))
+			var he *holdError
+			if errors.As(err, &he) {
+				e.RetryAfter = he.until.Sub(c.clock.Now())
+			}
+			return e
 		}
 		res := c.attempt(ctx, r, target, payload, out, attempt)
 		if res.err == nil {
@@ -96,9 +101,27 @@ func (c *Client) do(ctx context.Context, r *request, out any) error {
 	}
 }
 
+// ErrProjectHeld is the cause of a call that was not sent because Atlas
+// holds its project (a 429's Retry-After) for longer than maxRetryWait. The
+// *Error's RetryAfter says how long the hold has left; the caller
+// reschedules the work rather than holding a goroutine until then.
+var ErrProjectHeld = errors.New("project held by Atlas (Retry-After)")
+
+// holdError is a hold the client would not wait out.
+type holdError struct {
+	project string
+	until   time.Time
+}
+
+func (e *holdError) Error() string {
+	return "Atlas holds requests to project " + e.project + " until " + e.until.UTC().Format(time.RFC3339) + " (Retry-After); not sent"
+}
+
+func (e *holdError) Unwrap() error { return ErrProjectHeld }
+
 // gaveUp reports a call abandoned while waiting (cancellation): the last
 // attempt's error if there was one, with the cause attached.
-func (c *Client) gaveUp(r *request, last *Error, attempts int, cause error) error {
+func (c *Client) gaveUp(r *request, last *Error, attempts int, cause error) *Error {
 	if last == nil {
 		e := c.requestError(r, cause, false)
 		e.Attempts = attempts
@@ -195,7 +218,6 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
 		c.limits.observe(r.projectID, resp.StatusCode, resp.Header, 0, now)
-		report()
 		c.markAuthenticated()
 		if rerr == nil && len(data) > maxResponseBody {
 			rerr = fmt.Errorf("response body exceeds %d bytes", maxResponseBody)
@@ -203,12 +225,21 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 		if rerr == nil && out != nil {
 			if derr := decodeJSON(data, out); derr != nil {
 				rerr = fmt.Errorf("decoding %d response: %w", resp.StatusCode, derr)
+			} else if ac, ok := out.(answerChecker); ok {
+				if cerr := ac.checkAnswer(); cerr != nil {
+					rerr = fmt.Errorf("checking %d response: %w", resp.StatusCode, cerr)
+				}
 			}
 		}
+		// Reported after decoding: an answer that could not be read is
+		// counted as that, not as the 2xx it claimed to be.
+		info.Undecodable = rerr != nil
+		report()
 		if rerr != nil {
 			// It happened, but we cannot see what: a POST must be reconciled.
 			e := c.requestError(r, rerr, !isGet)
 			e.StatusCode = resp.StatusCode
+			e.Detail = "the answer could not be read"
 			return attemptResult{err: e, retriable: isGet}
 		}
 		return attemptResult{}

@@ -167,6 +167,7 @@ func TestIteratorYieldsErrorMidway(t *testing.T) {
 }
 
 func TestShardedListFollowsNextLinksOnly(t *testing.T) {
+	const shardA, shardB = "aaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbb"
 	var mu sync.Mutex
 	var queries []string
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -175,10 +176,10 @@ func TestShardedListFollowsNextLinksOnly(t *testing.T) {
 		mu.Unlock()
 		switch r.URL.Query().Get("pageNum") {
 		case "":
-			writeJSON(w, map[string]any{"results": []Snapshot{{ID: "a", Type: KindShardedCluster}}, "totalCount": 3,
+			writeJSON(w, map[string]any{"results": []Snapshot{{ID: shardA, Type: KindShardedCluster}}, "totalCount": 3,
 				"links": []Link{{Rel: "next", Href: "https://cloud.mongodb.com" + r.URL.Path + "?pageNum=2&itemsPerPage=1"}}})
 		case "2":
-			writeJSON(w, map[string]any{"results": []Snapshot{{ID: "b"}}, "totalCount": 3,
+			writeJSON(w, map[string]any{"results": []Snapshot{{ID: shardB}}, "totalCount": 3,
 				"links": []Link{{Rel: "next", Href: "https://evil.example/other/path?pageNum=3"}}})
 		default:
 			t.Errorf("unexpected query %q", r.URL.RawQuery)
@@ -189,7 +190,7 @@ func TestShardedListFollowsNextLinksOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].ID != "a" || got[1].ID != "b" {
+	if len(got) != 2 || got[0].ID != shardA || got[1].ID != shardB {
 		t.Errorf("got %+v", got)
 	}
 	if fmt.Sprint(queries) != "[ itemsPerPage=1&pageNum=2]" {

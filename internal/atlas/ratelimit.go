@@ -123,13 +123,18 @@ func (c *Client) waitTurn(ctx context.Context, project string) error {
 	return c.waitHold(ctx, project)
 }
 
-// waitHold blocks until project's Retry-After hold (if any) has passed.
+// waitHold blocks until project's Retry-After hold (if any) has passed. A
+// hold longer than maxRetryWait is not waited out: it returns a *holdError
+// at once, so the caller parks its work instead of a goroutine.
 func (c *Client) waitHold(ctx context.Context, project string) error {
 	for {
 		now := c.clock.Now()
 		hold := c.limits.holdUntil(project)
 		if !now.Before(hold) {
 			return nil
+		}
+		if hold.Sub(now) > maxRetryWait {
+			return &holdError{project: project, until: hold}
 		}
 		if err := clock.Sleep(ctx, c.clock, hold.Sub(now)); err != nil {
 			return err

@@ -64,3 +64,52 @@ func firstErr(errs ...error) error {
 var restoreTargetPattern = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^[\p{L}\p{N}\-_.(),:&@+']{1,64}$`)
 })
+
+// answerChecker is a decoded answer that can tell whether it carries what
+// its callers rely on. The ids of snapshots and jobs are sent back to Atlas
+// in later paths and requests: an answer with a malformed one is as
+// unreadable as a truncated body, and is treated as such (retried, counted
+// and reported as a decode error) instead of being tracked.
+type answerChecker interface {
+	checkAnswer() error
+}
+
+// answerIDs checks ids an answer carries; optional ones may be empty.
+func answerIDs(required [][2]string, optional ...[2]string) error {
+	for _, f := range required {
+		if !hexIDPattern.MatchString(f[1]) {
+			return fmt.Errorf("field %s %s must be 24 lowercase hexadecimal digits (^[a-f0-9]{24}$)", f[0], strconv.Quote(sanitize(f[1], 80)))
+		}
+	}
+	for _, f := range optional {
+		if f[1] != "" && !hexIDPattern.MatchString(f[1]) {
+			return fmt.Errorf("field %s %s must be empty or 24 lowercase hexadecimal digits (^[a-f0-9]{24}$)", f[0], strconv.Quote(sanitize(f[1], 80)))
+		}
+	}
+	return nil
+}
+
+func (s *Snapshot) checkAnswer() error { return answerIDs([][2]string{{"id", s.ID}}) }
+
+func (j *ExportJob) checkAnswer() error {
+	return answerIDs([][2]string{{"id", j.ID}}, [2]string{"snapshotId", j.SnapshotID}, [2]string{"exportBucketId", j.ExportBucketID})
+}
+
+func (s *FlexSnapshot) checkAnswer() error { return answerIDs([][2]string{{"id", s.ID}}) }
+
+func (j *FlexRestoreJob) checkAnswer() error {
+	return answerIDs([][2]string{{"id", j.ID}}, [2]string{"snapshotId", j.SnapshotID})
+}
+
+// checkAnswer checks every item of a page that can be checked, naming the
+// first bad one by its index.
+func (p *Page[T]) checkAnswer() error {
+	for i := range p.Results {
+		if c, ok := any(&p.Results[i]).(answerChecker); ok {
+			if err := c.checkAnswer(); err != nil {
+				return fmt.Errorf("results[%d]: %w", i, err)
+			}
+		}
+	}
+	return nil
+}

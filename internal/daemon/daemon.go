@@ -381,7 +381,7 @@ func (d *Daemon) newClient(cfg *policy.Config) (*atlas.Client, error) {
 		BaseURL: cfg.Atlas.BaseURL, RequestsPerMinute: cfg.Atlas.RequestsPerMinute, Timeout: cfg.Atlas.Timeout,
 		Transport: d.opts.Transport, Clock: d.clk, UserAgent: "backupd/" + buildinfo.String(),
 		Hook: func(i atlas.RequestInfo) {
-			d.metrics.ObserveAtlasRequest(i.Operation, metrics.StatusCode(i.StatusCode), i.Duration, i.RateLimited)
+			d.metrics.ObserveAtlasRequest(i.Operation, metrics.AttemptCode(i.StatusCode, i.Undecodable), i.Duration, i.RateLimited)
 			d.atlasHealth.observe(i)
 		},
 	}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/backupd/backupd/internal/atlas"
 )
@@ -56,6 +57,8 @@ func (s *swapAtlas) GetFlexRestore(ctx context.Context, p, n, id string) (*atlas
 func (s *swapAtlas) ListFlexRestores(ctx context.Context, p, n string) ([]atlas.FlexRestoreJob, error) {
 	return s.get().ListFlexRestores(ctx, p, n)
 }
+
+func (s *swapAtlas) HoldUntil(p string) time.Time { return s.get().HoldUntil(p) }
 
 // stderr writes logs to the process's standard error.
 type stderr struct{}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/backupd/backupd/internal/atlas"
 )
@@ -23,6 +24,10 @@ type Atlas interface {
 	CreateFlexRestore(ctx context.Context, projectID, name string, req atlas.FlexRestoreJobRequest) (*atlas.FlexRestoreJob, error)
 	GetFlexRestore(ctx context.Context, projectID, name, id string) (*atlas.FlexRestoreJob, error)
 	ListFlexRestores(ctx context.Context, projectID, name string) ([]atlas.FlexRestoreJob, error)
+	// HoldUntil is the end of the project's Retry-After hold (zero or past:
+	// none). The engine parks a held project's runs until then rather than
+	// let their requests wait in the client, each holding a worker.
+	HoldUntil(projectID string) time.Time
 }
 
 // FromClient adapts the typed client to the engine's flat interface.
@@ -76,6 +81,8 @@ func (a clientAtlas) CreateFlexRestore(ctx context.Context, p, n string, req atl
 func (a clientAtlas) GetFlexRestore(ctx context.Context, p, n, id string) (*atlas.FlexRestoreJob, error) {
 	return a.c.Flex.GetRestoreJob(ctx, p, n, id)
 }
+
+func (a clientAtlas) HoldUntil(p string) time.Time { return a.c.RateLimit(p).HoldUntil }
 
 func (a clientAtlas) ListFlexRestores(ctx context.Context, p, n string) ([]atlas.FlexRestoreJob, error) {
 	return a.c.Flex.ListRestoreJobs(ctx, p, n)

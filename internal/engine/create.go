@@ -43,22 +43,13 @@ func (e *Engine) createOnce(ctx context.Context, tk *task, r run.Run, c creation
 	for !c.created(r) {
 		if *c.intent(&r) {
 			next, found, err := c.find(ctx, r)
-			switch classify(ctx, err) {
-			case errNone:
-				if found {
-					r, err = e.to(next, next.Stage, "adopted "+c.describe(next)+", found by its marker")
-					return r, false, err
-				}
-			case errStopped:
+			if err != nil {
+				r, err = e.readFailed(ctx, tk, r, err, "create "+c.what, "the "+c.what+"s of "+r.Target.String()+" (looking for this run's)")
+				return r, r.Stage.Terminal(), err
+			}
+			if found {
+				r, err = e.to(next, next.Stage, "adopted "+c.describe(next)+", found by its marker")
 				return r, false, err
-			case errNotFound:
-				r, err = e.fail(r, run.ReasonNotFound, err.Error())
-				return r, true, err
-			default:
-				if err := tk.poller(e, "create "+c.what).sleepAfter(r, err); err != nil {
-					return giveUp(r, err)
-				}
-				continue
 			}
 		}
 

@@ -3,8 +3,11 @@ package engine
 import (
 	"container/heap"
 	"context"
+	"strings"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/run"
@@ -192,7 +195,47 @@ func (e *Engine) dispatch(ctx context.Context) {
 func (e *Engine) runStep(ctx context.Context, t *task) {
 	defer e.wg.Done()
 	defer func() { <-e.workers }()
+	if e.parkHeld(t) {
+		return
+	}
 	e.step(ctx, t)
+}
+
+// heldDetail starts the detail of a run parked by its project's hold.
+const heldDetail = "Atlas holds requests to project "
+
+// parkHeld parks t, without stepping it, while Atlas holds its project (a
+// 429's Retry-After): each request the step made would wait out the hold in
+// the client while holding a worker, and with as many held runs as workers
+// every other project stalled behind them. The run is due again when the
+// hold ends, or at its stage deadline so a timeout is noticed on time (the
+// step then runs, and the client answers a long hold at once).
+func (e *Engine) parkHeld(t *task) bool {
+	e.mu.Lock()
+	r := t.r
+	e.mu.Unlock()
+	now := e.clk.Now()
+	hold := e.atlas.HoldUntil(r.Target.ProjectID)
+	dl := deadline(r)
+	if !now.Before(hold) || (!dl.IsZero() && !now.Before(dl)) {
+		if strings.HasPrefix(r.Detail, heldDetail) {
+			r.Detail = ""
+			e.progress(r, "Retry-After hold of project "+r.Target.ProjectID+" ended")
+		}
+		return false
+	}
+	until := hold
+	if !dl.IsZero() && dl.Before(until) {
+		until = dl
+	}
+	detail := heldDetail + r.Target.ProjectID + " until " + hold.UTC().Format(time.RFC3339) + " (Retry-After); the run waits without a worker"
+	if r.Detail != detail {
+		r.Detail = detail
+		e.log.Info("run parked while Atlas rate-limits its project", append(runFields(r), zap.Time("until", hold))...)
+		e.progress(r, "parked: "+detail)
+	}
+	e.disp.park(t, until)
+	return true
 }
 
 // taskHeap orders parked tasks by wake time, then by when they were parked.

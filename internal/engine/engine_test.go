@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -137,21 +138,39 @@ func startWorkers(t *testing.T, sim *atlassim.Sim, j journal.Journal, policies [
 	if wrap != nil {
 		a = wrap(a)
 	}
+	return startConfig(t, sim, engine.Config{Journal: j, Atlas: a, MarkerRecovery: markerRecovery, Workers: workers}, policies...)
+}
+
+// startConfig starts an engine configured by cfg on the real (in the
+// bubble, virtual) clock, with a memory journal unless cfg has one, and
+// records its events.
+func startConfig(t *testing.T, sim *atlassim.Sim, cfg engine.Config, policies ...engine.Policy) *harness {
+	t.Helper()
+	if cfg.Journal == nil {
+		cfg.Journal = journal.NewMemory()
+	}
 	rec := newRecorder()
-	eng := engine.New(engine.Config{Clock: clock.Real(), Journal: j, Atlas: a, Observer: rec, MarkerRecovery: markerRecovery, Workers: workers})
+	cfg.Clock, cfg.Observer = clock.Real(), rec
+	eng := engine.New(cfg)
 	eng.SetPolicies(policies)
 	ctx, cancel := context.WithCancel(context.Background())
 	must(t, eng.Start(ctx))
-	return &harness{t: t, sim: sim, j: j, rec: rec, eng: eng, cancel: cancel}
+	return &harness{t: t, sim: sim, j: cfg.Journal, rec: rec, eng: eng, cancel: cancel}
 }
 
 // clientFor is an Atlas client of the simulator, as the engine's.
 func clientFor(t *testing.T, sim *atlassim.Sim) *atlas.Client {
 	t.Helper()
+	return clientOver(t, sim.Transport())
+}
+
+// clientOver is clientFor over a transport that may alter the simulator's answers.
+func clientOver(t *testing.T, tr http.RoundTripper) *atlas.Client {
+	t.Helper()
 	client, err := atlas.New(atlas.Config{
 		BaseURL:           "http://atlas.sim",
 		ServiceAccount:    &atlas.ServiceAccount{ClientID: saID, ClientSecret: saSecret},
-		Transport:         sim.Transport(),
+		Transport:         tr,
 		RequestsPerMinute: 6000,
 		Clock:             clock.Real(),
 	})

@@ -521,15 +521,8 @@ func activeOrDoneExport(jobs []atlas.ExportJob, snapshotID, bucketID string) *at
 func (e *Engine) exportPrecheck(ctx context.Context, tk *task, r run.Run) (_ run.Run, ended bool, _ error) {
 	t := r.Target
 	jobs, err := e.atlas.ListExports(ctx, t.ProjectID, t.Cluster)
-	switch classify(ctx, err) {
-	case errNone:
-	case errStopped:
-		return r, false, err
-	case errNotFound:
-		r, err = e.fail(r, run.ReasonNotFound, err.Error())
-		return r, true, err
-	default:
-		r, err = e.stageErr(r, tk.poller(e, "list exports").sleepAfter(r, err), "listing the cluster's export jobs")
+	if err != nil {
+		r, err = e.readFailed(ctx, tk, r, err, "list exports", "the export jobs of "+t.String())
 		return r, r.Stage.Terminal(), err
 	}
 	if j := findExport(jobs, r.ID); j != nil {
@@ -554,24 +547,16 @@ func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, erro
 	if r.SnapshotID == "" { // source: latest
 		for r.SnapshotID == "" {
 			snaps, err := e.atlas.ListSnapshots(ctx, t.ProjectID, t.Cluster, atlas.SnapshotKind(r.SnapshotKind))
-			switch classify(ctx, err) {
-			case errNone:
-				s := newestExportable(snaps)
-				if s == nil {
-					return e.fail(r, run.ReasonNoSnapshot, "no completed, non-fallback snapshot of "+t.String()+" to export")
-				}
-				r = adoptSnapshot(r, s)
-				if r, err = e.to(r, r.Stage, "exporting newest completed snapshot "+s.ID); err != nil {
-					return r, err
-				}
-			case errStopped:
+			if err != nil {
+				return e.readFailed(ctx, tk, r, err, "find snapshot", "the snapshots of "+t.String())
+			}
+			s := newestExportable(snaps)
+			if s == nil {
+				return e.fail(r, run.ReasonNoSnapshot, "no completed, non-fallback snapshot of "+t.String()+" to export")
+			}
+			r = adoptSnapshot(r, s)
+			if r, err = e.to(r, r.Stage, "exporting newest completed snapshot "+s.ID); err != nil {
 				return r, err
-			case errNotFound:
-				return e.fail(r, run.ReasonNotFound, err.Error())
-			default:
-				if err := tk.poller(e, "find snapshot").sleep(r); err != nil {
-					return e.stageErr(r, err, "finding the snapshot to export")
-				}
 			}
 		}
 	}
@@ -696,24 +681,16 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 	t := r.Target
 	for r.FlexSnapshotID == "" {
 		snaps, err := e.atlas.ListFlexSnapshots(ctx, t.ProjectID, t.Cluster)
-		switch classify(ctx, err) {
-		case errNone:
-			s := newestFlex(snaps)
-			if s == nil {
-				return e.fail(r, run.ReasonNoSnapshot, "flex cluster "+t.String()+" has no COMPLETED snapshot")
-			}
-			r.FlexSnapshotID = s.ID
-			if r, err = e.to(r, r.Stage, "restoring flex snapshot "+s.ID); err != nil {
-				return r, err
-			}
-		case errStopped:
+		if err != nil {
+			return e.readFailed(ctx, tk, r, err, "find flex snapshot", "the snapshots of flex cluster "+t.String())
+		}
+		s := newestFlex(snaps)
+		if s == nil {
+			return e.fail(r, run.ReasonNoSnapshot, "flex cluster "+t.String()+" has no COMPLETED snapshot")
+		}
+		r.FlexSnapshotID, r.Detail = s.ID, ""
+		if r, err = e.to(r, r.Stage, "restoring flex snapshot "+s.ID); err != nil {
 			return r, err
-		case errNotFound:
-			return e.fail(r, run.ReasonNotFound, err.Error())
-		default:
-			if err := tk.poller(e, "find flex snapshot").sleep(r); err != nil {
-				return e.stageErr(r, err, "listing flex snapshots")
-			}
 		}
 	}
 	target := r.Spec.TargetProjectID + "/" + r.Spec.TargetCluster

@@ -46,6 +46,8 @@ func (instantAtlas) GetExport(_ context.Context, _, _, id string) (*atlas.Export
 	return &atlas.ExportJob{ID: id, State: atlas.ExportSuccessful, ExportStatus: &atlas.ExportStatus{ExportedCollections: 40, TotalCollections: 40}}, nil
 }
 
+func (instantAtlas) HoldUntil(string) time.Time { return time.Time{} }
+
 // countingJournal counts Puts, the journal writes (fsyncs with Bolt) a chain costs.
 type countingJournal struct {
 	journal.Journal
@@ -189,6 +191,8 @@ func BenchmarkFireBusy(b *testing.B) {
 // blockingAtlas never answers until the run's context ends: runs stay in
 // their first stage so BenchmarkFireBusy measures admission only.
 type blockingAtlas struct{ engine.Atlas }
+
+func (blockingAtlas) HoldUntil(string) time.Time { return time.Time{} }
 
 func (blockingAtlas) GetCluster(ctx context.Context, _, _ string) (*atlas.Cluster, error) {
 	<-ctx.Done()

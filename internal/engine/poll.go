@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"strings"
+
+	"go.uber.org/zap"
 
 	"github.com/backupd/backupd/internal/run"
 )
@@ -25,7 +28,10 @@ type jobPoll[J any] struct {
 
 // pollJob reads a job with the polling backoff until seen reports that it
 // ended, it disappears (failed{not_found}), the stage times out, or the run
-// parks until its next read. Transient errors are read again later.
+// parks until its next read. Any other failed read (an answer backupd cannot
+// read, a redirect, a 401, a 5xx) is read again after the backoff, at least
+// its Retry-After; it is logged and shown in the run's detail until a read
+// succeeds, so a run never sits silent until its timeout.
 func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobPoll[J]) (run.Run, error) {
 	p := tk.poller(e, jp.phase)
 	if err := firstPollAfterCreate(p, r, jp.known, jp.terminal); err != nil {
@@ -35,6 +41,10 @@ func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobP
 		job, err := jp.get(ctx)
 		switch classify(ctx, err) {
 		case errNone:
+			if strings.HasPrefix(r.Detail, pollFailedDetail) {
+				r.Detail = ""
+				r = e.progress(r, "read "+jp.what+" again")
+			}
 			next, ended, err := jp.seen(r, job)
 			if ended || err != nil {
 				return next, err
@@ -44,12 +54,45 @@ func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobP
 			return r, err
 		case errNotFound:
 			return e.fail(r, run.ReasonNotFound, jp.what+" disappeared: "+err.Error())
+		default:
+			r = e.pollFailed(r, jp.what, err)
 		}
-		if err := p.sleep(r); err != nil {
+		if err := p.sleepAfter(r, err); err != nil {
 			return e.stageErr(r, err, jp.what)
 		}
 	}
 }
 
+// pollFailedDetail starts the detail of a run whose last poll failed.
+const pollFailedDetail = "could not read "
+
+// pollFailed shows a failed read in the run's detail and logs it; a failure
+// repeating the same error is logged once, not at every poll.
+func (e *Engine) pollFailed(r run.Run, what string, err error) run.Run {
+	detail := pollFailedDetail + what + " (retrying with backoff): " + err.Error()
+	if detail == r.Detail {
+		return r
+	}
+	e.log.Warn("reading "+what+" failed; retrying with backoff", append(runFields(r), zap.Error(err))...)
+	r.Detail = detail
+	return e.progress(r, detail)
+}
+
 // moved is how seen reports the run's move to its next stage.
 func moved(r run.Run, err error) (run.Run, bool, error) { return r, true, err }
+
+// readFailed is what a stage does when a read of Atlas it needs (a list to
+// adopt from, the snapshot to export) failed: stop when ctx ended, fail the
+// run not_found on a 404, and otherwise show and log the failure and park
+// the run for the phase's backoff, at least the answer's Retry-After (or
+// time it out past its deadline). The run resumes by reading again.
+func (e *Engine) readFailed(ctx context.Context, tk *task, r run.Run, err error, phase, what string) (run.Run, error) {
+	switch classify(ctx, err) {
+	case errStopped:
+		return r, err
+	case errNotFound:
+		return e.fail(r, run.ReasonNotFound, err.Error())
+	}
+	r = e.pollFailed(r, what, err)
+	return e.stageErr(r, tk.poller(e, phase).sleepAfter(r, err), "reading "+what)
+}

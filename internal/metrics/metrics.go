@@ -134,7 +134,7 @@ func New(version string) *Metrics {
 		}, []string{"stage"}),
 		atlasRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "atlas_requests_total",
-			Help: "Atlas Admin API HTTP attempts, by operation and HTTP status code (\"error\" for transport errors).",
+			Help: "Atlas Admin API HTTP attempts, by operation and HTTP status code (\"error\" for transport errors, \"decode_error\" for 2xx answers that could not be read).",
 		}, []string{"operation", "code"}),
 		atlasDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "atlas_request_duration_seconds",
@@ -582,6 +582,16 @@ func skipReason(reason string) int {
 // timestamps.
 func unixSeconds(t time.Time) float64 {
 	return float64(t.UnixMilli()) / 1000
+}
+
+// AttemptCode is ObserveAtlasRequest's code for an attempt: "decode_error"
+// for a 2xx answer backupd could not read (truncated, mistyped, a malformed
+// id), which is a failure whatever its status said; otherwise StatusCode.
+func AttemptCode(status int, undecodable bool) string {
+	if undecodable {
+		return "decode_error"
+	}
+	return StatusCode(status)
 }
 
 // StatusCode formats an HTTP status for ObserveAtlasRequest's code: the

@@ -673,15 +673,19 @@ func TestAtlasRequestsAndReloads(t *testing.T) {
 	m.ObserveAtlasRequest("takeSnapshot", "429", 20*time.Millisecond, true)
 	m.ObserveAtlasRequest("takeSnapshot", "", 30*time.Second, false)
 	m.ObserveAtlasRequest("getSnapshot", StatusCode(0), time.Second, false)
+	m.ObserveAtlasRequest("getSnapshot", AttemptCode(200, true), time.Second, false)
+	m.ObserveAtlasRequest("getSnapshot", AttemptCode(200, false), time.Second, false)
 	m.ConfigReload(true)
 	m.ConfigReload(false)
 	m.ConfigReload(false)
 
 	want := `
-# HELP backupd_atlas_requests_total Atlas Admin API HTTP attempts, by operation and HTTP status code ("error" for transport errors).
+# HELP backupd_atlas_requests_total Atlas Admin API HTTP attempts, by operation and HTTP status code ("error" for transport errors, "decode_error" for 2xx answers that could not be read).
 # TYPE backupd_atlas_requests_total counter
+backupd_atlas_requests_total{code="200",operation="getSnapshot"} 1
 backupd_atlas_requests_total{code="200",operation="takeSnapshot"} 1
 backupd_atlas_requests_total{code="429",operation="takeSnapshot"} 1
+backupd_atlas_requests_total{code="decode_error",operation="getSnapshot"} 1
 backupd_atlas_requests_total{code="error",operation="getSnapshot"} 1
 backupd_atlas_requests_total{code="error",operation="takeSnapshot"} 1
 # HELP backupd_atlas_rate_limited_total Atlas Admin API attempts answered with a rate limit (429), by operation.

@@ -20,8 +20,9 @@ const atlasOutageGrace = 2 * time.Minute
 // atlasHealth follows the outcome of every Atlas request attempt (fed by
 // the client's request hook) so readiness reflects an outage as it
 // happens. Only answers that say Atlas cannot serve us count as failures:
-// no answer, a 5xx, or credentials refused. Any other answer — a 404 or a
-// 409 included — proves Atlas reachable; a 429 proves nothing either way.
+// no answer, an answer that cannot be read (a proxy's page), a 5xx, or
+// credentials refused. Any other answer — a 404 or a 409 included — proves
+// Atlas reachable; a 429 proves nothing either way.
 type atlasHealth struct {
 	clk clock.Clock
 
@@ -32,7 +33,7 @@ type atlasHealth struct {
 }
 
 func (h *atlasHealth) observe(i atlas.RequestInfo) {
-	failed := i.StatusCode == 0 || i.StatusCode >= 500 ||
+	failed := i.StatusCode == 0 || i.Undecodable || i.StatusCode >= 500 ||
 		i.StatusCode == http.StatusUnauthorized || i.StatusCode == http.StatusForbidden
 	if i.StatusCode == http.StatusTooManyRequests {
 		return
@@ -49,7 +50,10 @@ func (h *atlasHealth) observe(i atlas.RequestInfo) {
 	}
 	h.failures++
 	what := "no answer"
-	if i.StatusCode != 0 {
+	switch {
+	case i.Undecodable:
+		what = fmt.Sprintf("unreadable %d answer", i.StatusCode)
+	case i.StatusCode != 0:
 		what = fmt.Sprintf("%d %s", i.StatusCode, http.StatusText(i.StatusCode))
 	}
 	h.last = what + " to " + i.Operation

@@ -27,11 +27,14 @@ func TestAtlasHealthClassifiesAnswers(t *testing.T) {
 		{"429 does not end it", []int{503, 429}, true},
 		{"429 alone is no outage", []int{429, 429}, false},
 		{"a success ends it", []int{503, 200}, false},
+		{"unreadable 200s (a proxy's page)", []int{-200, -200}, true},
+		{"a readable 200 ends that", []int{-200, 200}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &atlasHealth{clk: clk}
 			for _, c := range tc.codes {
-				h.observe(atlas.RequestInfo{Operation: "get_snapshot", StatusCode: c})
+				// -200 stands for a 200 whose body could not be read.
+				h.observe(atlas.RequestInfo{Operation: "get_snapshot", StatusCode: max(c, -c), Undecodable: c < 0})
 			}
 			if err := h.err(); err != nil {
 				t.Fatalf("outage reported before the grace period: %v", err)

@@ -85,11 +85,11 @@ func TestExampleConfig(t *testing.T) {
 // else from env.
 func withRealConfig(env Env) Env {
 	inner := env.ReadFile
-	env.ReadFile = func(p string) ([]byte, error) {
+	env.ReadFile = func(p string, limit int64) ([]byte, error) {
 		if p == "../../config.example.yaml" {
-			return os.ReadFile(p)
+			return ReadRegularFile(p, limit)
 		}
-		return inner(p)
+		return inner(p, limit)
 	}
 	return env
 }

@@ -30,7 +30,7 @@ const reservedLabelPrefix = "backupd."
 // Load reads and parses the configuration file at path. On any problem it
 // returns *Errors listing every issue with its file:line:column.
 func Load(path string, env Env) (*Config, error) {
-	data, err := env.readFile(path)
+	data, err := env.readFile(path, MaxConfigSize)
 	if err != nil {
 		return nil, &Errors{List: []Issue{{File: path, Line: 1, Message: "cannot read the config file: " + fileError(err)}}}
 	}

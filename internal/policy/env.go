@@ -19,6 +19,12 @@ type Env struct {
 	// bytes; anything else is an error (see ReadRegularFile).
 	ReadFile func(path string, limit int64) ([]byte, error)
 	Stat     func(string) (fs.FileInfo, error)
+	// MissingSecretOK makes a secret file that does not exist a warning
+	// instead of an error. Offline validation sets it: it never uses the
+	// credentials, a config is often checked (in CI, before installing)
+	// where they are not, and systemd's LoadCredential= files exist only
+	// while the service runs. Any other read failure stays an error.
+	MissingSecretOK bool
 }
 
 // OSEnv returns the process environment and file system.
@@ -66,6 +72,10 @@ func (d *decoder) loadSecretFile(env Env, f field) (Secret, string, bool) {
 	}
 	full := env.secretFilePath(p, d.file)
 	data, err := env.readFile(full, MaxSecretSize)
+	if err != nil && env.MissingSecretOK && errors.Is(err, fs.ErrNotExist) {
+		d.warnAt(f.val, f.path, "secret file %q does not exist: not needed to validate, but run and validate -online fail unless it exists then", full)
+		return Secret{}, full, true
+	}
 	if err != nil {
 		d.errorAt(f.val, f.path, "cannot read secret file %q: %s", full, fileError(err))
 		return Secret{}, full, false

@@ -52,7 +52,8 @@ func TestLoadRefusesSpecialConfigFiles(t *testing.T) {
 }
 
 // TestLoadRefusesSpecialSecretFiles: a *File key naming a special or
-// oversized file is an error located at that key's value.
+// oversized file is an error located at that key's value, also where a
+// missing one is only a warning (MissingSecretOK, offline validate).
 func TestLoadRefusesSpecialSecretFiles(t *testing.T) {
 	for _, sf := range policytest.SpecialFiles(t, MaxSecretSize, []byte("s")) {
 		for _, key := range []string{"clientSecretFile", "adminTokenFile"} {
@@ -74,14 +75,19 @@ func TestLoadRefusesSpecialSecretFiles(t *testing.T) {
 				if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				issues := loadIssues(t, cfgPath, osTestEnv(map[string]string{EnvClientID: "id"}))
 				col := len("      clientSecretFile: ") + 1
 				if key == "adminTokenFile" {
 					col = len("  adminTokenFile: ") + 1
 				}
 				want := fmt.Sprintf("%s:%d:%d: %s: cannot read secret file %q: ", cfgPath, line, col, path, sf.Path)
-				if len(issues) != 1 || !strings.HasPrefix(issues[0], want) || !strings.Contains(issues[0], sf.Want) {
-					t.Fatalf("issues = %q, want one starting %q containing %q", issues, want, sf.Want)
+				env := osTestEnv(map[string]string{EnvClientID: "id"})
+				// Offline validate tolerates only a missing file, not these.
+				for _, missingOK := range []bool{false, true} {
+					env.MissingSecretOK = missingOK
+					issues := loadIssues(t, cfgPath, env)
+					if len(issues) != 1 || !strings.HasPrefix(issues[0], want) || !strings.Contains(issues[0], sf.Want) {
+						t.Fatalf("MissingSecretOK %v: issues = %q, want one starting %q containing %q", missingOK, issues, want, sf.Want)
+					}
 				}
 			})
 		}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/backupd/backupd/internal/policy"
@@ -44,7 +43,7 @@ func Trigger(ctx context.Context, args []string, stdout, stderr io.Writer, env E
 	}
 	token, listen := "", ""
 	if *tokenFile != "" {
-		data, err := os.ReadFile(*tokenFile)
+		data, err := policy.ReadRegularFile(*tokenFile, policy.MaxSecretSize)
 		if err != nil {
 			fmt.Fprintf(stderr, "backupd trigger: reading the admin token: %v\n", err)
 			return exitUsage

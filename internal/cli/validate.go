@@ -56,6 +56,7 @@ func Validate(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return exitUsage
 	}
 
+	env.MissingSecretOK = !*online // offline, the credentials are never used
 	cfg, err := policy.Load(*configPath, env)
 	if err != nil {
 		validatePrintErrors(stderr, err)

@@ -10,7 +10,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -89,6 +91,10 @@ func (s *Server) probe(check func() error, failure string) http.HandlerFunc {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if field, msg := checkQuery(r.URL.Query()); field != "" {
+		writeError(w, http.StatusBadRequest, msg, field)
+		return
+	}
 	if s.cfg.Backend == nil {
 		writeError(w, http.StatusServiceUnavailable, "status is not available yet", "")
 		return
@@ -267,28 +273,115 @@ func parseTarget(w http.ResponseWriter, r *http.Request) (*run.Target, int, *api
 	return &run.Target{ProjectID: req.ProjectID, Cluster: req.Cluster}, 0, nil
 }
 
-// decodeJSON strictly decodes exactly one JSON object: unknown fields and
-// trailing data are errors, located by field where possible.
+// decodeJSON strictly decodes exactly one JSON object into the struct v
+// points to. encoding/json alone accepts null and other non-objects as "no
+// fields", lets a repeated key win silently and matches names ignoring
+// case, so the keys are checked first, token by token: each must be one of
+// v's json names exactly, given once, with a non-null value. Unknown
+// fields, wrong types and trailing data are errors too, named by field
+// where there is one.
 func decodeJSON(data []byte, v any) *apiError {
+	names, kinds := jsonFields(v)
+	if apiErr := checkKeys(data, names, kinds); apiErr != nil {
+		return apiErr
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-			return &apiError{fmt.Sprintf("invalid JSON body: %s must be a %s", te.Field, te.Type), te.Field}
-		}
-		if _, ok := errors.AsType[*json.SyntaxError](err); ok || errors.Is(err, io.ErrUnexpectedEOF) {
-			return &apiError{Error: "invalid JSON body: " + err.Error()}
-		}
-		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			field = strings.Trim(field, `"`)
-			return &apiError{fmt.Sprintf("invalid JSON body: unknown field %q (allowed: projectID, cluster)", field), field}
+			return &apiError{fmt.Sprintf("invalid JSON body: %s must be a %s", te.Field, kinds[te.Field]), te.Field}
 		}
 		return &apiError{Error: "invalid JSON body: " + err.Error()}
+	}
+	return nil
+}
+
+// checkKeys walks the top level of data: one object, whose keys are in
+// names exactly and at most once and whose values are not null, then the
+// end of the input.
+func checkKeys(data []byte, names []string, kinds map[string]string) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	syntax := func(err error) *apiError {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return &apiError{Error: "invalid JSON body: " + err.Error()}
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return syntax(err)
+	}
+	if tok != json.Delim('{') {
+		return &apiError{Error: fmt.Sprintf("invalid JSON body: must be a JSON object with the fields %s, not %s", strings.Join(names, ", "), jsonKind(tok))}
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return syntax(err)
+		}
+		key, _ := tok.(string) // inside an object the decoder yields only string keys
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return syntax(err)
+		}
+		switch {
+		case !slices.Contains(names, key):
+			for _, n := range names {
+				if strings.EqualFold(n, key) {
+					return &apiError{fmt.Sprintf("invalid JSON body: unknown field %q (field names are case-sensitive: did you mean %q?)", key, n), key}
+				}
+			}
+			return &apiError{fmt.Sprintf("invalid JSON body: unknown field %q (allowed: %s)", key, strings.Join(names, ", ")), key}
+		case seen[key]:
+			return &apiError{fmt.Sprintf("invalid JSON body: field %q is given twice; give it once", key), key}
+		case string(value) == "null":
+			return &apiError{fmt.Sprintf("invalid JSON body: %s must be a %s, not null", key, kinds[key]), key}
+		}
+		seen[key] = true
+	}
+	if _, err := dec.Token(); err != nil {
+		return syntax(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return &apiError{Error: "invalid JSON body: unexpected data after the JSON object"}
 	}
 	return nil
+}
+
+// jsonFields lists the json names of the fields of the struct v points to,
+// in declaration order, with each field's Go kind for messages.
+func jsonFields(v any) ([]string, map[string]string) {
+	t := reflect.TypeOf(v).Elem()
+	var names []string
+	kinds := map[string]string{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names = append(names, name)
+		kinds[name] = f.Type.Kind().String()
+	}
+	return names, kinds
+}
+
+// jsonKind names the JSON value a token starts, for "not an object" errors.
+func jsonKind(tok json.Token) string {
+	switch tok.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case float64, json.Number:
+		return "a number"
+	case string:
+		return "a string"
+	}
+	return "an array"
 }
 
 // checkQuery rejects query parameters outside allowed and repeated ones, so
@@ -299,7 +392,10 @@ func checkQuery(q map[string][]string, allowed ...string) (field, msg string) {
 		for _, a := range allowed {
 			known = known || k == a
 		}
-		if !known {
+		switch {
+		case !known && len(allowed) == 0:
+			return k, fmt.Sprintf("unknown query parameter %q (this endpoint takes none)", k)
+		case !known:
 			return k, fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", "))
 		}
 		if len(vs) > 1 {

@@ -14,14 +14,22 @@ import (
 // the validate verb's tests) run without touching the real environment.
 // A nil function behaves as "nothing there".
 type Env struct {
-	Getenv   func(string) string
-	ReadFile func(string) ([]byte, error)
+	Getenv func(string) string
+	// ReadFile returns the content of a regular file of at most limit
+	// bytes; anything else is an error (see ReadRegularFile).
+	ReadFile func(path string, limit int64) ([]byte, error)
 	Stat     func(string) (fs.FileInfo, error)
+	// MissingSecretOK makes a secret file that does not exist a warning
+	// instead of an error. Offline validation sets it: it never uses the
+	// credentials, a config is often checked (in CI, before installing)
+	// where they are not, and systemd's LoadCredential= files exist only
+	// while the service runs. Any other read failure stays an error.
+	MissingSecretOK bool
 }
 
 // OSEnv returns the process environment and file system.
 func OSEnv() Env {
-	return Env{Getenv: os.Getenv, ReadFile: os.ReadFile, Stat: os.Stat}
+	return Env{Getenv: os.Getenv, ReadFile: ReadRegularFile, Stat: os.Stat}
 }
 
 func (e Env) getenv(k string) string {
@@ -31,11 +39,11 @@ func (e Env) getenv(k string) string {
 	return e.Getenv(k)
 }
 
-func (e Env) readFile(p string) ([]byte, error) {
+func (e Env) readFile(p string, limit int64) ([]byte, error) {
 	if e.ReadFile == nil {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
 	}
-	return e.ReadFile(p)
+	return e.ReadFile(p, limit)
 }
 
 // secretFilePath resolves a *File key: absolute paths as written; relative
@@ -63,7 +71,11 @@ func (d *decoder) loadSecretFile(env Env, f field) (Secret, string, bool) {
 		return Secret{}, "", false
 	}
 	full := env.secretFilePath(p, d.file)
-	data, err := env.readFile(full)
+	data, err := env.readFile(full, MaxSecretSize)
+	if err != nil && env.MissingSecretOK && errors.Is(err, fs.ErrNotExist) {
+		d.warnAt(f.val, f.path, "secret file %q does not exist: not needed to validate, but run and validate -online fail unless it exists then", full)
+		return Secret{}, full, true
+	}
 	if err != nil {
 		d.errorAt(f.val, f.path, "cannot read secret file %q: %s", full, fileError(err))
 		return Secret{}, full, false

@@ -10,11 +10,12 @@ import (
 	"github.com/backupd/backupd/internal/run"
 )
 
-// exampleEnv provides the secret files config.example.yaml names.
+// exampleEnv provides the secret files config.example.yaml names, where
+// systemd's LoadCredential= puts them for backupd.service.
 func exampleEnv() Env {
-	return testEnv(nil, fakeFS{files: map[string]string{
-		"/run/credentials/backupd/client-secret": "example-client-secret\n",
-		"/run/credentials/backupd/admin-token":   "example-admin-token\n",
+	return testEnv(map[string]string{EnvCredentialDir: "/run/credentials/backupd.service"}, fakeFS{files: map[string]string{
+		"/run/credentials/backupd.service/client-secret": "example-client-secret\n",
+		"/run/credentials/backupd.service/admin-token":   "example-admin-token\n",
 	}})
 }
 
@@ -72,6 +73,10 @@ func TestExampleConfig(t *testing.T) {
 	if len(cfg.Warnings) != 0 {
 		t.Fatalf("config.example.yaml has warnings: %v", cfg.Warnings)
 	}
+	// systemd's credentials directory is named after the unit, backupd.service.
+	if got, want := cfg.Server.AdminTokenFile, "/run/credentials/backupd.service/admin-token"; got != want {
+		t.Errorf("adminTokenFile resolves to %q, want %q", got, want)
+	}
 	var actions []run.Action
 	for _, p := range cfg.Policies {
 		actions = append(actions, p.Action())
@@ -85,11 +90,11 @@ func TestExampleConfig(t *testing.T) {
 // else from env.
 func withRealConfig(env Env) Env {
 	inner := env.ReadFile
-	env.ReadFile = func(p string) ([]byte, error) {
+	env.ReadFile = func(p string, limit int64) ([]byte, error) {
 		if p == "../../config.example.yaml" {
-			return os.ReadFile(p)
+			return ReadRegularFile(p, limit)
 		}
-		return inner(p)
+		return inner(p, limit)
 	}
 	return env
 }

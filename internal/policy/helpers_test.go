@@ -29,10 +29,13 @@ func (f fakeInfo) Sys() any           { return nil }
 func testEnv(vars map[string]string, ffs fakeFS) Env {
 	return Env{
 		Getenv: func(k string) string { return vars[k] },
-		ReadFile: func(p string) ([]byte, error) {
+		ReadFile: func(p string, limit int64) ([]byte, error) {
 			v, ok := ffs.files[p]
 			if !ok {
 				return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
+			}
+			if int64(len(v)) > limit {
+				return nil, &fs.PathError{Op: "read", Path: p, Err: ErrTooLarge}
 			}
 			return []byte(v), nil
 		},

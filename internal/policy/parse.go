@@ -30,7 +30,7 @@ const reservedLabelPrefix = "backupd."
 // Load reads and parses the configuration file at path. On any problem it
 // returns *Errors listing every issue with its file:line:column.
 func Load(path string, env Env) (*Config, error) {
-	data, err := env.readFile(path)
+	data, err := env.readFile(path, MaxConfigSize)
 	if err != nil {
 		return nil, &Errors{List: []Issue{{File: path, Line: 1, Message: "cannot read the config file: " + fileError(err)}}}
 	}
@@ -94,6 +94,11 @@ func (d *decoder) atlasSection(top fields, env Env, a *Atlas) {
 		if v, ok := d.str(f); ok {
 			if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 				d.errorAt(f.val, f.path, "must be an http(s) URL such as https://cloud.mongodb.com")
+			} else if u.User != nil {
+				// The Atlas client refuses such a URL, so a run would fail
+				// at start; and a password here would sit in a file that
+				// is not treated as a secret.
+				d.errorAt(f.val, f.path, "must not contain user information (user:password@): credentials come from atlas.auth")
 			} else {
 				a.BaseURL = strings.TrimRight(v, "/")
 				if u.Scheme == "http" && !isLoopback(u.Hostname()) {

@@ -25,17 +25,17 @@ const withFiles = `atlas:
   auth:
     serviceAccount:
       clientID: mdb_sa_id_1
-      clientSecretFile: /run/credentials/backupd/client-secret
+      clientSecretFile: /run/credentials/backupd.service/client-secret
 server:
   adminTokenFile: admin-token
 ` + base
 
 func filesEnv(vars map[string]string, modes map[string]uint32) Env {
 	ffs := fakeFS{files: map[string]string{
-		"/run/credentials/backupd/client-secret": saSecret + "\n",
-		"/etc/backupd/admin-token":               adminSecret + "\r\n",
-		"/creds/admin-token":                     adminSecret,
-		"/etc/backupd/private-key":               apiSecret,
+		"/run/credentials/backupd.service/client-secret": saSecret + "\n",
+		"/etc/backupd/admin-token":                       adminSecret + "\r\n",
+		"/creds/admin-token":                             adminSecret,
+		"/etc/backupd/private-key":                       apiSecret,
 	}, modes: map[string]fs.FileMode{}}
 	for p, m := range modes {
 		ffs.modes[p] = fs.FileMode(m)
@@ -75,7 +75,7 @@ func TestSecretsFromFiles(t *testing.T) {
 }
 
 func TestSecretFileModeWarning(t *testing.T) {
-	cfg, err := Parse([]byte(withFiles), "/etc/backupd/config.yaml", filesEnv(nil, map[string]uint32{"/etc/backupd/admin-token": 0o644, "/run/credentials/backupd/client-secret": 0o640}))
+	cfg, err := Parse([]byte(withFiles), "/etc/backupd/config.yaml", filesEnv(nil, map[string]uint32{"/etc/backupd/admin-token": 0o644, "/run/credentials/backupd.service/client-secret": 0o640}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,16 +91,16 @@ func TestSecretFileModeWarning(t *testing.T) {
 
 func TestSecretFileErrors(t *testing.T) {
 	env := filesEnv(nil, nil)
-	missing := strings.Replace(withFiles, "/run/credentials/backupd/client-secret", "/nope/secret", 1)
+	missing := strings.Replace(withFiles, "/run/credentials/backupd.service/client-secret", "/nope/secret", 1)
 	_, issues := parseIssues(t, missing, env)
 	want := []string{`cfg.yaml:5:25: atlas.auth.serviceAccount.clientSecretFile: cannot read secret file "/nope/secret": no such file`,
 		`cfg.yaml:7:19: server.adminTokenFile: cannot read secret file "admin-token": no such file`}
 	if !slices.Equal(issues, want) {
 		t.Fatalf("issues\n got %q\nwant %q", issues, want)
 	}
-	empty := testEnv(nil, fakeFS{files: map[string]string{"/run/credentials/backupd/client-secret": "\n", "admin-token": "x"}})
+	empty := testEnv(nil, fakeFS{files: map[string]string{"/run/credentials/backupd.service/client-secret": "\n", "admin-token": "x"}})
 	_, issues = parseIssues(t, withFiles, empty)
-	want = []string{`cfg.yaml:5:25: atlas.auth.serviceAccount.clientSecretFile: secret file "/run/credentials/backupd/client-secret" is empty`}
+	want = []string{`cfg.yaml:5:25: atlas.auth.serviceAccount.clientSecretFile: secret file "/run/credentials/backupd.service/client-secret" is empty`}
 	if !slices.Equal(issues, want) {
 		t.Fatalf("issues\n got %q\nwant %q", issues, want)
 	}

@@ -124,6 +124,9 @@ func TestValidationMessages(t *testing.T) {
 		{"history runs", "state: {historyRuns: 0}\n" + base, []string{"cfg.yaml:1:22: state.historyRuns: must be at least 1"}},
 		{"history age", "state: {historyAge: 0s}\n" + base, []string{"cfg.yaml:1:21: state.historyAge: must be a positive duration"}},
 		{"baseURL", "atlas: {baseURL: \"ftp://x\"}\n" + base, []string{"cfg.yaml:1:18: atlas.baseURL: must be an http(s) URL such as https://cloud.mongodb.com"}},
+		// validate passed these and run then failed building the client.
+		{"baseURL with user and password", "atlas: {baseURL: \"https://alice:hunter2@cloud.mongodb.com\"}\n" + base, []string{"cfg.yaml:1:18: atlas.baseURL: must not contain user information (user:password@): credentials come from atlas.auth"}},
+		{"baseURL with user", "atlas: {baseURL: \"https://alice@cloud.mongodb.com\"}\n" + base, []string{"cfg.yaml:1:18: atlas.baseURL: must not contain user information (user:password@): credentials come from atlas.auth"}},
 		{"requests per minute", "atlas: {requestsPerMinute: 0}\n" + base, []string{"cfg.yaml:1:28: atlas.requestsPerMinute: must be at least 1"}},
 		{"discovery interval", "atlas: {discoveryInterval: -5m}\n" + base, []string{"cfg.yaml:1:28: atlas.discoveryInterval: must be a positive duration"}},
 		{"defaults unknown key", "defaults: {snapshot: {retentionInDays: 1}}\n" + base, []string{`cfg.yaml:1:12: defaults.snapshot: unknown key (allowed: schedule, timezone, jitter, missed, overlap, timeouts, targets)`}},

@@ -73,6 +73,9 @@ type Options struct {
 	Observers []run.Observer
 	// PollMin and PollMax override the engine's polling backoff (the demo).
 	PollMin, PollMax time.Duration
+	// WrapJournal, when set, wraps the opened journal (tests make its
+	// writes fail as a full disk would).
+	WrapJournal func(journal.Journal) journal.Journal
 }
 
 // Daemon is one backupd process's worth of components.
@@ -92,6 +95,7 @@ type Daemon struct {
 
 	log     *zap.Logger
 	journal journal.Journal
+	watched *journal.Watched // d.journal, for readiness
 	metrics *metrics.Metrics
 	atlas   *swapAtlas
 	engine  *engine.Engine
@@ -180,20 +184,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	// 1. The journal: nothing runs without knowing what was in flight.
+	// Its writes are watched: a journal that cannot be written shows in
+	// /readyz and backupd_journal_write_errors_total.
+	d.metrics = metrics.New(buildinfo.String())
+	var j journal.Journal
 	if cfg.State.Path == "" {
-		d.journal = journal.NewMemory()
+		j = journal.NewMemory()
 		log.Warn("state.path is empty: the journal is in memory only; recovery after a restart relies on the markers in Atlas")
 	} else {
-		j, err := journal.Open(cfg.State.Path, journal.Options{})
+		b, err := journal.Open(cfg.State.Path, journal.Options{})
 		if err != nil {
 			return err
 		}
-		d.journal = j
+		j = b
 	}
+	if d.opts.WrapJournal != nil {
+		j = d.opts.WrapJournal(j)
+	}
+	d.watched = journal.Watch(j, func(error) { d.metrics.JournalWriteError() })
+	d.journal = d.watched
 	defer d.journal.Close()
 
 	// 2. Metrics, rebuilt from the journal.
-	d.metrics = metrics.New(buildinfo.String())
 	if err := d.rebuildMetrics(); err != nil {
 		return err
 	}
@@ -896,11 +908,18 @@ func (d *Daemon) healthy() error {
 	return nil
 }
 
-// readyErr: config valid (it is, or we would not run), journal open, the
-// background start done (startedErr), Atlas not failing every request for
-// minutes, and Atlas answered an authenticated request recently.
+// readyErr: config valid (it is, or we would not run), the journal open
+// and its last write successful, the background start done (startedErr),
+// Atlas not failing every request for minutes, and Atlas answered an
+// authenticated request recently.
 func (d *Daemon) readyErr() error {
 	if err := d.healthy(); err != nil {
+		return err
+	}
+	if err := d.engine.JournalHealth(); err != nil {
+		return fmt.Errorf("the journal cannot be written: %w", err)
+	}
+	if err := d.watched.Health(); err != nil {
 		return err
 	}
 	if err := d.startedErr(); err != nil {

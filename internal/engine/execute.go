@@ -16,11 +16,23 @@ import (
 // step carries t's run forward until it has to wait for something (it
 // then parks: the dispatcher wakes it when that is due) or reaches a
 // terminal stage. It stops early, leaving the persisted state for the next
-// start, when ctx ends.
+// start, when ctx ends. A transition the journal refused is written again
+// first, exactly as it was: nothing acts on a state that is not durable.
 func (e *Engine) step(ctx context.Context, t *task) {
-	e.mu.Lock()
-	r := t.r
-	e.mu.Unlock()
+	var r run.Run
+	if w := t.unsaved; w != nil {
+		if err := e.commit(w.pendingWrite, true); err != nil {
+			e.writeFailed(t, w, err)
+			return
+		}
+		e.log.Info("journal write succeeded again; the run goes on", append(runFields(w.r), zap.Int("failedAttempts", w.attempts))...)
+		t.unsaved = nil
+		r = w.r
+	} else {
+		e.mu.Lock()
+		r = t.r
+		e.mu.Unlock()
+	}
 
 	var err error
 	for !r.Stage.Terminal() {
@@ -41,23 +53,66 @@ func (e *Engine) step(ctx context.Context, t *task) {
 		if err == nil {
 			continue
 		}
-		e.keep(t, r)
 		var p *parked
+		var us *unsavedError
 		switch {
+		case errors.As(err, &us):
+			// The run stays in flight in its last durable state (the
+			// in-flight table and status show that one) until the write
+			// succeeds.
+			w := &unsavedWrite{pendingWrite: us.w}
+			t.unsaved = w
+			e.writeFailed(t, w, us.err)
 		case errors.As(err, &p):
+			e.keep(t, r)
 			e.disp.park(t, p.until)
 		case ctx.Err() != nil:
+			e.keep(t, r)
 			e.log.Info("run paused by shutdown; it resumes at the next start", runFields(r)...)
 		default:
-			// Only the journal can fail here: without it the run cannot
-			// safely proceed. Retry after a pause rather than lose the run.
-			e.log.Error("run cannot record its state; retrying", append(runFields(r), zap.Error(err))...)
+			e.keep(t, r)
+			e.log.Error("run cannot go on; retrying", append(runFields(r), zap.Error(err))...)
 			e.disp.park(t, e.clk.Now().Add(e.cfg.PollMin))
 		}
 		return
 	}
 	e.disp.finish(t)
 	e.locks.release(t.locks, r.ID)
+}
+
+// Journal write retries back off from journalRetryMin, doubling up to
+// journalRetryMax: a full disk is usually freed by an operator within
+// minutes, and a retry is one small write.
+const (
+	journalRetryMin = time.Second
+	journalRetryMax = time.Minute
+)
+
+// unsavedWrite is a transition step writes again before anything else.
+type unsavedWrite struct {
+	pendingWrite
+	attempts int           // failed writes so far
+	delay    time.Duration // the last wait before a retry
+}
+
+// writeFailed logs a refused journal write and parks the run until its
+// retry.
+func (e *Engine) writeFailed(t *task, w *unsavedWrite, err error) {
+	w.attempts++
+	e.mu.Lock()
+	if w.attempts == 1 {
+		e.unsavedRuns++
+	}
+	e.unsavedErr = err
+	e.mu.Unlock()
+	if w.delay == 0 {
+		w.delay = journalRetryMin
+	} else {
+		w.delay = min(2*w.delay, journalRetryMax)
+	}
+	e.log.Error("journal write failed; the run waits in its last recorded state and the same write is retried",
+		append(runFields(w.r), zap.Int("attempt", w.attempts), zap.Duration("retryIn", w.delay), zap.Error(err))...)
+	e.disp.park(t, e.clk.Now().Add(w.delay))
 }
 
 // keep stores what a step learnt in memory (a parked run resumes from it).

@@ -6,9 +6,10 @@
 // authentication → HTTP server → READY=1, then in the background: one
 // target resolution (each project within its own deadline; a project that
 // fails keeps the targets the journal knows for it) → engine (re-attaches
-// in-flight runs) → scheduler, and resolution retried with backoff for
-// the projects that have not answered yet (for at most
-// atlas.discoveryInterval, then at each discovery). Nothing on the way to
+// in-flight runs: the journal's, and those only Atlas's markers show) →
+// scheduler, and resolution retried with backoff for the projects that
+// have not answered yet (for at most atlas.discoveryInterval, then at each
+// discovery). Nothing on the way to
 // READY=1 waits for Atlas, so /healthz answers at once; /readyz reports
 // targets not yet resolved. Stop order is the reverse; the engine's runs
 // persist their state and resume at the next start.
@@ -235,7 +236,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.engine = engine.New(engine.Config{
 		Clock: d.clk, Journal: d.journal, Atlas: d.atlas, Observer: observers, Logger: log,
-		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: d.journalEmpty(),
+		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: true,
 	})
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer d.engine.Wait()
@@ -773,18 +774,6 @@ func (d *Daemon) fire(ctx context.Context, f scheduler.Firing) error {
 		skip = run.ReasonNotSupported
 	}
 	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, skip)
-}
-
-// journalEmpty reports whether the journal knows nothing: memory-only, or
-// a new file (a new volume, a corrupt file moved aside, an emptyDir). The
-// engine then recovers the runs in flight from Atlas's markers.
-func (d *Daemon) journalEmpty() bool {
-	sums, err := d.journal.Summaries()
-	if err != nil || len(sums) > 0 {
-		return false
-	}
-	active, err := d.journal.Active()
-	return err == nil && len(active) == 0
 }
 
 // seedMarksFromAtlas gives the scheduler, for each target whose journal

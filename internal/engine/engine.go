@@ -39,8 +39,9 @@ type Config struct {
 	Logger   *zap.Logger
 	// PollMin and PollMax bound the polling backoff (default 10s and 1m).
 	PollMin, PollMax time.Duration
-	// MarkerRecovery makes Start rebuild in-flight runs from the markers
-	// backupd leaves in Atlas; set it when the journal is memory-only.
+	// MarkerRecovery makes Start reconcile the journal with the markers
+	// backupd leaves in Atlas, recovering the runs in flight it lacks (a
+	// memory journal, a new or older file; see recoverFromMarkers).
 	MarkerRecovery bool
 	// RecoveryWindow bounds how far back marker recovery looks (default 48h).
 	RecoveryWindow time.Duration
@@ -76,6 +77,7 @@ type Engine struct {
 	seen      map[run.ID]bool      // runs marker recovery found in Atlas
 	lastSlots map[string]time.Time // newest slot per key marker recovery found
 	ctx       context.Context      // set by Start; the dispatcher and steps live under it
+	startedAt time.Time            // when Start ran: stages entered before are from an earlier process
 	wg        sync.WaitGroup       // the dispatcher and the steps under way
 
 	// unsavedRuns counts the runs waiting for the journal to take a
@@ -142,9 +144,9 @@ func (e *Engine) Policy(name string) (Policy, bool) {
 	return p, ok
 }
 
-// Start re-attaches every run the journal holds in flight (and, when the
-// journal is memory-only, every run Atlas's markers show in flight) and
-// carries each to the end in the background. Runs stop, with their state
+// Start re-attaches every run the journal holds in flight (and, with
+// MarkerRecovery, every run Atlas's markers show in flight that the journal
+// lacks) and carries each to the end in the background. Runs stop, with their state
 // persisted, when ctx ends; Wait waits for the steps under way.
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
@@ -153,13 +155,14 @@ func (e *Engine) Start(ctx context.Context) error {
 		return errors.New("engine already started")
 	}
 	e.ctx = ctx
+	e.startedAt = e.clk.Now()
 	e.mu.Unlock()
 
 	active, err := e.j.Active()
 	if err != nil {
 		return fmt.Errorf("reading in-flight runs from the journal: %w", err)
 	}
-	recovered, err := e.recoverFromMarkers(ctx)
+	recovered, later, err := e.recoverFromMarkers(ctx, active)
 	if err != nil {
 		return err
 	}
@@ -169,22 +172,31 @@ func (e *Engine) Start(ctx context.Context) error {
 	sort.SliceStable(active, func(i, k int) bool {
 		return stageOrder(active[i].Stage) > stageOrder(active[k].Stage)
 	})
-	now := e.clk.Now()
 	for _, r := range active {
 		e.log.Info("re-attaching run", runFields(r)...)
 		t := newTask(r)
-		if stageOrder(r.Stage) == 2 {
-			e.locks.tryAcquire(t.locks, r.ID, nil)
-		}
 		e.mu.Lock()
 		e.inflight[t.key] = t
 		e.mu.Unlock()
-		e.emit(r, r.Stage, 0, "re-attached after restart")
-		e.disp.schedule(t, now)
+		e.launch(t)
 	}
 	e.wg.Add(1)
 	go e.dispatch(ctx)
+	if len(later) > 0 {
+		e.wg.Add(1)
+		go e.reconcileLater(ctx, later)
+	}
 	return nil
+}
+
+// launch hands a re-attached run, already in the in-flight table, to the
+// dispatcher; one past the waiting stage takes its cluster locks first.
+func (e *Engine) launch(t *task) {
+	if stageOrder(t.r.Stage) == 2 {
+		e.locks.tryAcquire(t.locks, t.r.ID, nil)
+	}
+	e.emit(t.r, t.r.Stage, 0, "re-attached after restart")
+	e.disp.schedule(t, e.clk.Now())
 }
 
 func stageOrder(s run.Stage) int {

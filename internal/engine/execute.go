@@ -368,6 +368,13 @@ func (e *Engine) ready(ctx context.Context, r run.Run) (run.Run, bool, error) {
 		r.Detail = "listing snapshots: " + err.Error()
 		return r, false, nil
 	}
+	if s := findSnapshot(snaps, r.ID); s != nil {
+		// An older journal: this run's snapshot was requested already.
+		r = adoptSnapshot(r, s)
+		r.SnapshotRequested = true
+		next, err := e.to(r, run.StageSnapshotting, "adopted snapshot "+s.ID+" "+string(s.Status)+", found by its marker")
+		return next, true, err
+	}
 	for _, s := range snaps {
 		if s.SnapshotType == atlas.SnapshotOnDemand && (s.Status == atlas.SnapshotQueued || s.Status == atlas.SnapshotInProgress) {
 			r.Detail = "on-demand snapshot " + s.ID + " is " + string(s.Status)
@@ -419,6 +426,13 @@ func snapshotDescription(r run.Run) string {
 func (e *Engine) snapshot(ctx context.Context, tk *task, r run.Run) (run.Run, error) {
 	t := r.Target
 	kind := atlas.SnapshotKind(r.SnapshotKind)
+	if !r.SnapshotRequested && r.SnapshotID == "" && r.StageStartedAt.Before(e.startedAt) {
+		// Re-attached from a journal that may be older than Atlas (a
+		// restored copy of the state directory): look for the snapshot
+		// carrying the run's marker before the first request, as an
+		// unknown outcome does.
+		r.SnapshotRequested = true
+	}
 	r, ended, err := e.createOnce(ctx, tk, r, creation{
 		what:        "snapshot",
 		requestNote: "requesting on-demand snapshot",

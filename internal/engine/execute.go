@@ -744,19 +744,49 @@ func flexTime(s atlas.FlexSnapshot) time.Time {
 	return s.ScheduledTime
 }
 
-// findRestore adopts a restore job this run created: flex restore jobs carry
-// no free-text field for a marker, so it matches snapshot, target and a
-// creation time no earlier than the run's request.
-func findRestore(jobs []atlas.FlexRestoreJob, r run.Run) *atlas.FlexRestoreJob {
+// restoreOf reports whether j restores r's flex snapshot into r's target.
+func restoreOf(j *atlas.FlexRestoreJob, r run.Run) bool {
+	return j.SnapshotID == r.FlexSnapshotID && j.TargetDeploymentItemName == r.Spec.TargetCluster &&
+		(j.TargetProjectID == "" || j.TargetProjectID == r.Spec.TargetProjectID)
+}
+
+// restoreBaseline is what jobs show before r's first restore request.
+func restoreBaseline(jobs []atlas.FlexRestoreJob, r run.Run) run.RestoreBaseline {
+	b := run.RestoreBaseline{Taken: true}
 	for i := range jobs {
-		j := &jobs[i]
-		if j.SnapshotID == r.FlexSnapshotID && j.TargetDeploymentItemName == r.Spec.TargetCluster &&
-			(j.TargetProjectID == "" || j.TargetProjectID == r.Spec.TargetProjectID) &&
-			(j.RestoreScheduledDate.IsZero() || !j.RestoreScheduledDate.Before(r.StageStartedAt.Add(-time.Minute))) {
-			return j
+		if j := &jobs[i]; restoreOf(j, r) && j.RestoreScheduledDate.After(b.NewestJob) {
+			b.NewestJob = j.RestoreScheduledDate
 		}
 	}
-	return nil
+	return b
+}
+
+// findRestore adopts the restore job this run created. Flex restore jobs
+// carry no free-text field for a marker, so it matches snapshot and target
+// among the jobs Atlas dated after the run's baseline, on Atlas's own clock
+// (comparing them with the local clock adopted an earlier job, or missed
+// this one, when the clocks disagreed). Of several, the oldest is the
+// run's: its request went first. A run journaled before baselines were
+// kept falls back to its stage start, give or take a minute.
+func findRestore(jobs []atlas.FlexRestoreJob, r run.Run) *atlas.FlexRestoreJob {
+	var found *atlas.FlexRestoreJob
+	for i := range jobs {
+		j := &jobs[i]
+		if !restoreOf(j, r) {
+			continue
+		}
+		b := r.RestoreBaseline
+		switch {
+		case b.Taken && !b.NewestJob.IsZero() && !j.RestoreScheduledDate.After(b.NewestJob):
+			continue
+		case !b.Taken && !j.RestoreScheduledDate.IsZero() && j.RestoreScheduledDate.Before(r.StageStartedAt.Add(-time.Minute)):
+			continue
+		}
+		if found == nil || j.RestoreScheduledDate.Before(found.RestoreScheduledDate) {
+			found = j
+		}
+	}
+	return found
 }
 
 // restore restores the newest completed flex snapshot into the target and
@@ -782,6 +812,22 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 		default:
 			if err := tk.poller(e, "find flex snapshot").sleep(r); err != nil {
 				return e.stageErr(r, err, "listing flex snapshots")
+			}
+		}
+	}
+	for r.RestoreJobID == "" && !r.RestoreRequested && !r.RestoreBaseline.Taken {
+		// The baseline is persisted with the request's intent.
+		jobs, err := e.atlas.ListFlexRestores(ctx, t.ProjectID, t.Cluster)
+		switch classify(ctx, err) {
+		case errNone:
+			r.RestoreBaseline = restoreBaseline(jobs, r)
+		case errStopped:
+			return r, err
+		case errNotFound:
+			return e.fail(r, run.ReasonNotFound, err.Error())
+		default:
+			if err := tk.poller(e, "list restores").sleepAfter(r, err); err != nil {
+				return e.stageErr(r, err, "listing the flex cluster's restore jobs")
 			}
 		}
 	}

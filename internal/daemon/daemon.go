@@ -6,9 +6,10 @@
 // authentication → HTTP server → READY=1, then in the background: one
 // target resolution (each project within its own deadline; a project that
 // fails keeps the targets the journal knows for it) → engine (re-attaches
-// in-flight runs) → scheduler, and resolution retried with backoff for
-// the projects that have not answered yet (for at most
-// atlas.discoveryInterval, then at each discovery). Nothing on the way to
+// in-flight runs: the journal's, and those only Atlas's markers show) →
+// scheduler, and resolution retried with backoff for the projects that
+// have not answered yet (for at most atlas.discoveryInterval, then at each
+// discovery). Nothing on the way to
 // READY=1 waits for Atlas, so /healthz answers at once; /readyz reports
 // targets not yet resolved. Stop order is the reverse; the engine's runs
 // persist their state and resume at the next start.
@@ -73,6 +74,9 @@ type Options struct {
 	Observers []run.Observer
 	// PollMin and PollMax override the engine's polling backoff (the demo).
 	PollMin, PollMax time.Duration
+	// WrapJournal, when set, wraps the opened journal (tests make its
+	// writes fail as a full disk would).
+	WrapJournal func(journal.Journal) journal.Journal
 }
 
 // Daemon is one backupd process's worth of components.
@@ -92,6 +96,7 @@ type Daemon struct {
 
 	log     *zap.Logger
 	journal journal.Journal
+	watched *journal.Watched // d.journal, for readiness
 	metrics *metrics.Metrics
 	atlas   *swapAtlas
 	engine  *engine.Engine
@@ -180,20 +185,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	// 1. The journal: nothing runs without knowing what was in flight.
+	// Its writes are watched: a journal that cannot be written shows in
+	// /readyz and backupd_journal_write_errors_total.
+	d.metrics = metrics.New(buildinfo.String())
+	var j journal.Journal
 	if cfg.State.Path == "" {
-		d.journal = journal.NewMemory()
+		j = journal.NewMemory()
 		log.Warn("state.path is empty: the journal is in memory only; recovery after a restart relies on the markers in Atlas")
 	} else {
-		j, err := journal.Open(cfg.State.Path, journal.Options{})
+		b, err := journal.Open(cfg.State.Path, journal.Options{})
 		if err != nil {
 			return err
 		}
-		d.journal = j
+		j = b
 	}
+	if d.opts.WrapJournal != nil {
+		j = d.opts.WrapJournal(j)
+	}
+	d.watched = journal.Watch(j, func(error) { d.metrics.JournalWriteError() })
+	d.journal = d.watched
 	defer d.journal.Close()
 
 	// 2. Metrics, rebuilt from the journal.
-	d.metrics = metrics.New(buildinfo.String())
 	if err := d.rebuildMetrics(); err != nil {
 		return err
 	}
@@ -223,7 +236,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.engine = engine.New(engine.Config{
 		Clock: d.clk, Journal: d.journal, Atlas: d.atlas, Observer: observers, Logger: log,
-		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: d.journalEmpty(),
+		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: true,
 	})
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer d.engine.Wait()
@@ -763,18 +776,6 @@ func (d *Daemon) fire(ctx context.Context, f scheduler.Firing) error {
 	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, skip)
 }
 
-// journalEmpty reports whether the journal knows nothing: memory-only, or
-// a new file (a new volume, a corrupt file moved aside, an emptyDir). The
-// engine then recovers the runs in flight from Atlas's markers.
-func (d *Daemon) journalEmpty() bool {
-	sums, err := d.journal.Summaries()
-	if err != nil || len(sums) > 0 {
-		return false
-	}
-	active, err := d.journal.Active()
-	return err == nil && len(active) == 0
-}
-
 // seedMarksFromAtlas gives the scheduler, for each target whose journal
 // has no mark, the newest slot Atlas's markers show, so slots after it are
 // caught up per the policy's missed setting instead of being forgotten.
@@ -896,11 +897,18 @@ func (d *Daemon) healthy() error {
 	return nil
 }
 
-// readyErr: config valid (it is, or we would not run), journal open, the
-// background start done (startedErr), Atlas not failing every request for
-// minutes, and Atlas answered an authenticated request recently.
+// readyErr: config valid (it is, or we would not run), the journal open
+// and its last write successful, the background start done (startedErr),
+// Atlas not failing every request for minutes, and Atlas answered an
+// authenticated request recently.
 func (d *Daemon) readyErr() error {
 	if err := d.healthy(); err != nil {
+		return err
+	}
+	if err := d.engine.JournalHealth(); err != nil {
+		return fmt.Errorf("the journal cannot be written: %w", err)
+	}
+	if err := d.watched.Health(); err != nil {
 		return err
 	}
 	if err := d.startedErr(); err != nil {

@@ -179,12 +179,17 @@ func launch(t *testing.T, dir string, sim *atlassim.Sim) *env {
 // returns as soon as it serves.
 func launchWith(t *testing.T, dir string, sim *atlassim.Sim, rt http.RoundTripper) *env {
 	t.Helper()
+	return launchOpts(t, dir, sim, daemon.Options{Transport: rt})
+}
+
+// launchOpts is launchWith with more options (Transport is required).
+func launchOpts(t *testing.T, dir string, sim *atlassim.Sim, opts daemon.Options) *env {
+	t.Helper()
 	logs := &syncBuffer{}
 	nt := &notes{}
-	d, err := daemon.New(daemon.Options{
-		ConfigPath: filepath.Join(dir, goodConfig), Env: policy.OSEnv(), Clock: clock.Real(),
-		LogOutput: zapcore.AddSync(logs), Transport: rt, NoListen: true, Notifier: nt,
-	})
+	opts.ConfigPath, opts.Env, opts.Clock = filepath.Join(dir, goodConfig), policy.OSEnv(), clock.Real()
+	opts.LogOutput, opts.NoListen, opts.Notifier = zapcore.AddSync(logs), true, nt
+	d, err := daemon.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,10 @@ type task struct {
 	// stepping the task touches it, and one worker steps a task at a time.
 	poll *poller
 
+	// unsaved is a transition the journal refused; the worker stepping
+	// the task writes it again before anything else (Engine.step).
+	unsaved *unsavedWrite
+
 	// Dispatcher state, guarded by dispatcher.mu.
 	wake    time.Time // when the parked task is due; zero: not in the heap
 	pending time.Time // a wake that arrived while the task was running

@@ -39,8 +39,9 @@ type Config struct {
 	Logger   *zap.Logger
 	// PollMin and PollMax bound the polling backoff (default 10s and 1m).
 	PollMin, PollMax time.Duration
-	// MarkerRecovery makes Start rebuild in-flight runs from the markers
-	// backupd leaves in Atlas; set it when the journal is memory-only.
+	// MarkerRecovery makes Start reconcile the journal with the markers
+	// backupd leaves in Atlas, recovering the runs in flight it lacks (a
+	// memory journal, a new or older file; see recoverFromMarkers).
 	MarkerRecovery bool
 	// RecoveryWindow bounds how far back marker recovery looks (default 48h).
 	RecoveryWindow time.Duration
@@ -76,7 +77,13 @@ type Engine struct {
 	seen      map[run.ID]bool      // runs marker recovery found in Atlas
 	lastSlots map[string]time.Time // newest slot per key marker recovery found
 	ctx       context.Context      // set by Start; the dispatcher and steps live under it
+	startedAt time.Time            // when Start ran: stages entered before are from an earlier process
 	wg        sync.WaitGroup       // the dispatcher and the steps under way
+
+	// unsavedRuns counts the runs waiting for the journal to take a
+	// transition it refused; unsavedErr is the last refusal.
+	unsavedRuns int
+	unsavedErr  error
 }
 
 // New returns an engine; nothing runs until Start.
@@ -137,9 +144,9 @@ func (e *Engine) Policy(name string) (Policy, bool) {
 	return p, ok
 }
 
-// Start re-attaches every run the journal holds in flight (and, when the
-// journal is memory-only, every run Atlas's markers show in flight) and
-// carries each to the end in the background. Runs stop, with their state
+// Start re-attaches every run the journal holds in flight (and, with
+// MarkerRecovery, every run Atlas's markers show in flight that the journal
+// lacks) and carries each to the end in the background. Runs stop, with their state
 // persisted, when ctx ends; Wait waits for the steps under way.
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
@@ -148,13 +155,14 @@ func (e *Engine) Start(ctx context.Context) error {
 		return errors.New("engine already started")
 	}
 	e.ctx = ctx
+	e.startedAt = e.clk.Now()
 	e.mu.Unlock()
 
 	active, err := e.j.Active()
 	if err != nil {
 		return fmt.Errorf("reading in-flight runs from the journal: %w", err)
 	}
-	recovered, err := e.recoverFromMarkers(ctx)
+	recovered, later, err := e.recoverFromMarkers(ctx, active)
 	if err != nil {
 		return err
 	}
@@ -164,22 +172,31 @@ func (e *Engine) Start(ctx context.Context) error {
 	sort.SliceStable(active, func(i, k int) bool {
 		return stageOrder(active[i].Stage) > stageOrder(active[k].Stage)
 	})
-	now := e.clk.Now()
 	for _, r := range active {
 		e.log.Info("re-attaching run", runFields(r)...)
 		t := newTask(r)
-		if stageOrder(r.Stage) == 2 {
-			e.locks.tryAcquire(t.locks, r.ID, nil)
-		}
 		e.mu.Lock()
 		e.inflight[t.key] = t
 		e.mu.Unlock()
-		e.emit(r, r.Stage, 0, "re-attached after restart")
-		e.disp.schedule(t, now)
+		e.launch(t)
 	}
 	e.wg.Add(1)
 	go e.dispatch(ctx)
+	if len(later) > 0 {
+		e.wg.Add(1)
+		go e.reconcileLater(ctx, later)
+	}
 	return nil
+}
+
+// launch hands a re-attached run, already in the in-flight table, to the
+// dispatcher; one past the waiting stage takes its cluster locks first.
+func (e *Engine) launch(t *task) {
+	if stageOrder(t.r.Stage) == 2 {
+		e.locks.tryAcquire(t.locks, t.r.ID, nil)
+	}
+	e.emit(t.r, t.r.Stage, 0, "re-attached after restart")
+	e.disp.schedule(t, e.clk.Now())
 }
 
 func stageOrder(s run.Stage) int {
@@ -207,6 +224,18 @@ func (e *Engine) Active() []run.Run {
 	}
 	sort.Slice(out, func(i, k int) bool { return out[i].CreatedAt.Before(out[k].CreatedAt) })
 	return out
+}
+
+// JournalHealth is nil unless runs are waiting for the journal to take a
+// transition it refused (a full disk): they go on only once it does, so
+// readiness reports it.
+func (e *Engine) JournalHealth() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.unsavedRuns == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d runs wait for the journal to record their state: %w", e.unsavedRuns, e.unsavedErr)
 }
 
 // InFlight returns the run in flight for a policy on a target.
@@ -381,23 +410,60 @@ func skipDetail(reason string) string {
 }
 
 // save persists r (stamping UpdatedAt) and tells observers. It is called
-// before the engine acts on the new state.
+// before the engine acts on the new state. When the journal refuses the
+// write, the error is an *unsavedError carrying the write: step retries
+// exactly that write, and until it succeeds the engine knows the run only
+// in its last durable state.
 func (e *Engine) save(r run.Run, from run.Stage, note string) (run.Run, error) {
 	now := e.clk.Now()
-	var stageDur time.Duration
-	prevStart := r.StageStartedAt
+	w := pendingWrite{r: r, from: from, note: note}
 	if from != r.Stage {
-		stageDur = now.Sub(prevStart)
-		r.StageStartedAt = now
+		w.stageDur = now.Sub(r.StageStartedAt)
+		w.r.StageStartedAt = now
 		if r.Stage.Terminal() {
-			r.FinishedAt = now
+			w.r.FinishedAt = now
 		}
 	}
-	r.UpdatedAt = now
+	w.r.UpdatedAt = now
+	if err := e.commit(w, false); err != nil {
+		return w.r, &unsavedError{w: w, err: err}
+	}
+	return w.r, nil
+}
+
+// pendingWrite is one transition as save persists it.
+type pendingWrite struct {
+	r        run.Run
+	from     run.Stage
+	stageDur time.Duration
+	note     string
+}
+
+// unsavedError is a transition the journal refused (disk full, I/O error).
+type unsavedError struct {
+	w   pendingWrite
+	err error
+}
+
+func (u *unsavedError) Error() string {
+	return fmt.Sprintf("recording run %s stage %s: %v", u.w.r.ID, u.w.r.Stage, u.err)
+}
+
+func (u *unsavedError) Unwrap() error { return u.err }
+
+// commit writes w to the journal and, once it is durable, updates the
+// in-flight table (a terminal run leaves it, freeing its target for the
+// next slot) and tells observers. retry marks the write of a transition
+// the journal refused before: the run no longer waits for the journal.
+func (e *Engine) commit(w pendingWrite, retry bool) error {
+	r := w.r
 	if err := e.j.Put(r); err != nil {
-		return r, fmt.Errorf("recording run %s stage %s: %w", r.ID, r.Stage, err)
+		return err
 	}
 	e.mu.Lock()
+	if retry {
+		e.unsavedRuns--
+	}
 	k := key(r.Policy, r.Target)
 	if cur, ok := e.inflight[k]; ok && cur.r.ID == r.ID {
 		if r.Stage.Terminal() {
@@ -407,12 +473,8 @@ func (e *Engine) save(r run.Run, from run.Stage, note string) (run.Run, error) {
 		}
 	}
 	e.mu.Unlock()
-	if from == r.Stage {
-		e.emit(r, from, 0, note)
-	} else {
-		e.emit(r, from, stageDur, note)
-	}
-	return r, nil
+	e.emit(r, w.from, w.stageDur, w.note)
+	return nil
 }
 
 func (e *Engine) emit(r run.Run, from run.Stage, d time.Duration, note string) {

@@ -16,11 +16,23 @@ import (
 // step carries t's run forward until it has to wait for something (it
 // then parks: the dispatcher wakes it when that is due) or reaches a
 // terminal stage. It stops early, leaving the persisted state for the next
-// start, when ctx ends.
+// start, when ctx ends. A transition the journal refused is written again
+// first, exactly as it was: nothing acts on a state that is not durable.
 func (e *Engine) step(ctx context.Context, t *task) {
-	e.mu.Lock()
-	r := t.r
-	e.mu.Unlock()
+	var r run.Run
+	if w := t.unsaved; w != nil {
+		if err := e.commit(w.pendingWrite, true); err != nil {
+			e.writeFailed(t, w, err)
+			return
+		}
+		e.log.Info("journal write succeeded again; the run goes on", append(runFields(w.r), zap.Int("failedAttempts", w.attempts))...)
+		t.unsaved = nil
+		r = w.r
+	} else {
+		e.mu.Lock()
+		r = t.r
+		e.mu.Unlock()
+	}
 
 	var err error
 	for !r.Stage.Terminal() {
@@ -41,23 +53,66 @@ func (e *Engine) step(ctx context.Context, t *task) {
 		if err == nil {
 			continue
 		}
-		e.keep(t, r)
 		var p *parked
+		var us *unsavedError
 		switch {
+		case errors.As(err, &us):
+			// The run stays in flight in its last durable state (the
+			// in-flight table and status show that one) until the write
+			// succeeds.
+			w := &unsavedWrite{pendingWrite: us.w}
+			t.unsaved = w
+			e.writeFailed(t, w, us.err)
 		case errors.As(err, &p):
+			e.keep(t, r)
 			e.disp.park(t, p.until)
 		case ctx.Err() != nil:
+			e.keep(t, r)
 			e.log.Info("run paused by shutdown; it resumes at the next start", runFields(r)...)
 		default:
-			// Only the journal can fail here: without it the run cannot
-			// safely proceed. Retry after a pause rather than lose the run.
-			e.log.Error("run cannot record its state; retrying", append(runFields(r), zap.Error(err))...)
+			e.keep(t, r)
+			e.log.Error("run cannot go on; retrying", append(runFields(r), zap.Error(err))...)
 			e.disp.park(t, e.clk.Now().Add(e.cfg.PollMin))
 		}
 		return
 	}
 	e.disp.finish(t)
 	e.locks.release(t.locks, r.ID)
+}
+
+// Journal write retries back off from journalRetryMin, doubling up to
+// journalRetryMax: a full disk is usually freed by an operator within
+// minutes, and a retry is one small write.
+const (
+	journalRetryMin = time.Second
+	journalRetryMax = time.Minute
+)
+
+// unsavedWrite is a transition step writes again before anything else.
+type unsavedWrite struct {
+	pendingWrite
+	attempts int           // failed writes so far
+	delay    time.Duration // the last wait before a retry
+}
+
+// writeFailed logs a refused journal write and parks the run until its
+// retry.
+func (e *Engine) writeFailed(t *task, w *unsavedWrite, err error) {
+	w.attempts++
+	e.mu.Lock()
+	if w.attempts == 1 {
+		e.unsavedRuns++
+	}
+	e.unsavedErr = err
+	e.mu.Unlock()
+	if w.delay == 0 {
+		w.delay = journalRetryMin
+	} else {
+		w.delay = min(2*w.delay, journalRetryMax)
+	}
+	e.log.Error("journal write failed; the run waits in its last recorded state and the same write is retried",
+		append(runFields(w.r), zap.Int("attempt", w.attempts), zap.Duration("retryIn", w.delay), zap.Error(err))...)
+	e.disp.park(t, e.clk.Now().Add(w.delay))
 }
 
 // keep stores what a step learnt in memory (a parked run resumes from it).
@@ -313,6 +368,13 @@ func (e *Engine) ready(ctx context.Context, r run.Run) (run.Run, bool, error) {
 		r.Detail = "listing snapshots: " + err.Error()
 		return r, false, nil
 	}
+	if s := findSnapshot(snaps, r.ID); s != nil {
+		// An older journal: this run's snapshot was requested already.
+		r = adoptSnapshot(r, s)
+		r.SnapshotRequested = true
+		next, err := e.to(r, run.StageSnapshotting, "adopted snapshot "+s.ID+" "+string(s.Status)+", found by its marker")
+		return next, true, err
+	}
 	for _, s := range snaps {
 		if s.SnapshotType == atlas.SnapshotOnDemand && (s.Status == atlas.SnapshotQueued || s.Status == atlas.SnapshotInProgress) {
 			r.Detail = "on-demand snapshot " + s.ID + " is " + string(s.Status)
@@ -364,6 +426,13 @@ func snapshotDescription(r run.Run) string {
 func (e *Engine) snapshot(ctx context.Context, tk *task, r run.Run) (run.Run, error) {
 	t := r.Target
 	kind := atlas.SnapshotKind(r.SnapshotKind)
+	if !r.SnapshotRequested && r.SnapshotID == "" && r.StageStartedAt.Before(e.startedAt) {
+		// Re-attached from a journal that may be older than Atlas (a
+		// restored copy of the state directory): look for the snapshot
+		// carrying the run's marker before the first request, as an
+		// unknown outcome does.
+		r.SnapshotRequested = true
+	}
 	r, ended, err := e.createOnce(ctx, tk, r, creation{
 		what:        "snapshot",
 		requestNote: "requesting on-demand snapshot",
@@ -660,19 +729,49 @@ func flexTime(s atlas.FlexSnapshot) time.Time {
 	return s.ScheduledTime
 }
 
-// findRestore adopts a restore job this run created: flex restore jobs carry
-// no free-text field for a marker, so it matches snapshot, target and a
-// creation time no earlier than the run's request.
-func findRestore(jobs []atlas.FlexRestoreJob, r run.Run) *atlas.FlexRestoreJob {
+// restoreOf reports whether j restores r's flex snapshot into r's target.
+func restoreOf(j *atlas.FlexRestoreJob, r run.Run) bool {
+	return j.SnapshotID == r.FlexSnapshotID && j.TargetDeploymentItemName == r.Spec.TargetCluster &&
+		(j.TargetProjectID == "" || j.TargetProjectID == r.Spec.TargetProjectID)
+}
+
+// restoreBaseline is what jobs show before r's first restore request.
+func restoreBaseline(jobs []atlas.FlexRestoreJob, r run.Run) run.RestoreBaseline {
+	b := run.RestoreBaseline{Taken: true}
 	for i := range jobs {
-		j := &jobs[i]
-		if j.SnapshotID == r.FlexSnapshotID && j.TargetDeploymentItemName == r.Spec.TargetCluster &&
-			(j.TargetProjectID == "" || j.TargetProjectID == r.Spec.TargetProjectID) &&
-			(j.RestoreScheduledDate.IsZero() || !j.RestoreScheduledDate.Before(r.StageStartedAt.Add(-time.Minute))) {
-			return j
+		if j := &jobs[i]; restoreOf(j, r) && j.RestoreScheduledDate.After(b.NewestJob) {
+			b.NewestJob = j.RestoreScheduledDate
 		}
 	}
-	return nil
+	return b
+}
+
+// findRestore adopts the restore job this run created. Flex restore jobs
+// carry no free-text field for a marker, so it matches snapshot and target
+// among the jobs Atlas dated after the run's baseline, on Atlas's own clock
+// (comparing them with the local clock adopted an earlier job, or missed
+// this one, when the clocks disagreed). Of several, the oldest is the
+// run's: its request went first. A run journaled before baselines were
+// kept falls back to its stage start, give or take a minute.
+func findRestore(jobs []atlas.FlexRestoreJob, r run.Run) *atlas.FlexRestoreJob {
+	var found *atlas.FlexRestoreJob
+	for i := range jobs {
+		j := &jobs[i]
+		if !restoreOf(j, r) {
+			continue
+		}
+		b := r.RestoreBaseline
+		switch {
+		case b.Taken && !b.NewestJob.IsZero() && !j.RestoreScheduledDate.After(b.NewestJob):
+			continue
+		case !b.Taken && !j.RestoreScheduledDate.IsZero() && j.RestoreScheduledDate.Before(r.StageStartedAt.Add(-time.Minute)):
+			continue
+		}
+		if found == nil || j.RestoreScheduledDate.Before(found.RestoreScheduledDate) {
+			found = j
+		}
+	}
+	return found
 }
 
 // restore restores the newest completed flex snapshot into the target and
@@ -691,6 +790,22 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 		r.FlexSnapshotID, r.Detail = s.ID, ""
 		if r, err = e.to(r, r.Stage, "restoring flex snapshot "+s.ID); err != nil {
 			return r, err
+		}
+	}
+	for r.RestoreJobID == "" && !r.RestoreRequested && !r.RestoreBaseline.Taken {
+		// The baseline is persisted with the request's intent.
+		jobs, err := e.atlas.ListFlexRestores(ctx, t.ProjectID, t.Cluster)
+		switch classify(ctx, err) {
+		case errNone:
+			r.RestoreBaseline = restoreBaseline(jobs, r)
+		case errStopped:
+			return r, err
+		case errNotFound:
+			return e.fail(r, run.ReasonNotFound, err.Error())
+		default:
+			if err := tk.poller(e, "list restores").sleepAfter(r, err); err != nil {
+				return e.stageErr(r, err, "listing the flex cluster's restore jobs")
+			}
 		}
 	}
 	target := r.Spec.TargetProjectID + "/" + r.Spec.TargetCluster

@@ -4,26 +4,37 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/run"
 )
 
 // markerRE parses the marker snapshotDescription writes.
 var markerRE = regexp.MustCompile(`backupd:([0-9a-f]{20}) policy=([a-z0-9][a-z0-9-]{0,62}) slot=(\S+?)( manual)?\]`)
 
-// recoverFromMarkers rebuilds the runs in flight from what Atlas shows when
-// there is no journal to read them from (state.path: ""): snapshots carrying
-// a backupd marker that are still running, completed snapshots of export
-// policies whose marked export is missing or running, and restore jobs
-// running into a policy's target. It is only used when MarkerRecovery is set.
-func (e *Engine) recoverFromMarkers(ctx context.Context) ([]run.Run, error) {
+// recoverFromMarkers reconciles the journal with what Atlas's markers show
+// in flight: snapshots carrying a backupd marker that are still running,
+// completed snapshots of export policies whose marked export is missing or
+// running, and restore jobs running into a policy's target. The journal
+// comes first: a run it holds, or a target it holds a run in flight for, is
+// left to it, and only what it lacks is recovered (a new or older journal
+// file, a memory journal). It is only used when MarkerRecovery is set.
+//
+// The targets whose runs are returned now, before anything starts, are
+// every target when the journal is empty, and otherwise the targets whose
+// scheduler mark the journal lacks: their marks are seeded from the
+// markers found (RecoveredSlots) before the scheduler first looks at them.
+// The other targets are returned in later and reconciled in the background
+// (reconcileLater), so a start with a journal does not wait for Atlas.
+func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []run.Run, later []recoveryTarget, _ error) {
 	if !e.cfg.MarkerRecovery {
-		return nil, nil
+		return nil, nil, nil
 	}
 	e.mu.Lock()
 	policies := make([]Policy, 0, len(e.policies))
@@ -33,24 +44,127 @@ func (e *Engine) recoverFromMarkers(ctx context.Context) ([]run.Run, error) {
 	e.mu.Unlock()
 	sort.Slice(policies, func(i, k int) bool { return policies[i].Name < policies[k].Name })
 
+	sums, err := e.j.Summaries()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading run summaries from the journal: %w", err)
+	}
+	empty := len(active) == 0 && len(sums) == 0
+	busy := make(map[string]bool, len(active))
+	for _, r := range active {
+		busy[key(r.Policy, r.Target)] = true
+	}
 	now := e.clk.Now()
 	var out []run.Run
 	for _, p := range policies {
 		for _, t := range p.Targets {
+			if !empty {
+				if _, has, err := e.j.Mark(key(p.Name, t)); err == nil && has {
+					later = append(later, recoveryTarget{p, t})
+					continue
+				}
+			}
 			rs, err := e.recoverTarget(ctx, p, t, now)
 			if err != nil {
-				return nil, fmt.Errorf("recovering runs of %s on %s from Atlas markers: %w", p.Name, t, err)
+				err = fmt.Errorf("recovering runs of %s on %s from Atlas markers: %w", p.Name, t, err)
+				if empty {
+					return nil, nil, err
+				}
+				// The journal still holds the target's runs; only what it
+				// lacks stays unknown.
+				e.log.Warn("cannot reconcile the journal with Atlas markers", zap.Error(err))
+				continue
 			}
 			for _, r := range rs {
-				if err := e.j.Put(r); err != nil {
-					return nil, fmt.Errorf("recording recovered run %s: %w", r.ID, err)
+				if busy[key(r.Policy, r.Target)] || e.journalHas(r) {
+					continue
 				}
+				if err := e.j.Put(r); err != nil {
+					return nil, nil, fmt.Errorf("recording recovered run %s: %w", r.ID, err)
+				}
+				busy[key(r.Policy, r.Target)] = true
 				e.log.Info("recovered run from Atlas markers", runFields(r)...)
 				out = append(out, r)
 			}
 		}
 	}
-	return out, nil
+	return out, later, nil
+}
+
+// recoveryTarget is a policy's target left for reconcileLater.
+type recoveryTarget struct {
+	p Policy
+	t run.Target
+}
+
+// journalHas reports whether the journal already knows the run a marker
+// shows: by its id, or (restore jobs carry no marker) by its job id among
+// the target's recent runs.
+func (e *Engine) journalHas(r run.Run) bool {
+	if _, ok, err := e.j.Get(r.ID); err != nil || ok {
+		return true // unreadable: leave it to the journal rather than risk a second run
+	}
+	if r.RestoreJobID == "" {
+		return false
+	}
+	t := r.Target
+	rs, err := e.j.History(journal.Query{Policy: r.Policy, Target: &t, Limit: 64})
+	if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(rs, func(h run.Run) bool { return h.RestoreJobID == r.RestoreJobID })
+}
+
+// reconcileLater recovers, one target at a time, what the markers show in
+// flight on targets the journal has marks for, and attaches each run the
+// journal lacks unless its target has a run in flight by then.
+func (e *Engine) reconcileLater(ctx context.Context, targets []recoveryTarget) {
+	defer e.wg.Done()
+	found := 0
+	for _, rt := range targets {
+		if ctx.Err() != nil {
+			return
+		}
+		rs, err := e.recoverTarget(ctx, rt.p, rt.t, e.clk.Now())
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("cannot reconcile the journal with Atlas markers", zap.String("policy", rt.p.Name),
+					zap.String("project", rt.t.ProjectID), zap.String("cluster", rt.t.Cluster), zap.Error(err))
+			}
+			continue
+		}
+		for _, r := range rs {
+			if e.attachRecovered(ctx, r) {
+				found++
+			}
+		}
+	}
+	e.log.Info("reconciled the journal with Atlas markers", zap.Int("targets", len(targets)), zap.Int("recoveredRuns", found))
+}
+
+// attachRecovered records and starts a run found by its marker, unless the
+// journal has it or its target has a run in flight.
+func (e *Engine) attachRecovered(ctx context.Context, r run.Run) bool {
+	k := key(r.Policy, r.Target)
+	e.mu.Lock()
+	if _, busy := e.inflight[k]; busy || ctx.Err() != nil || e.journalHas(r) {
+		e.mu.Unlock()
+		return false
+	}
+	t := newTask(r)
+	e.inflight[k] = t // reserved: a slot fired meanwhile sees it
+	e.mu.Unlock()
+	if err := e.j.Put(r); err != nil {
+		e.mu.Lock()
+		if e.inflight[k] == t {
+			delete(e.inflight, k)
+		}
+		e.mu.Unlock()
+		e.log.Warn("cannot record a run recovered from Atlas markers", append(runFields(r), zap.Error(err))...)
+		return false
+	}
+	e.log.Info("recovered run from Atlas markers", runFields(r)...)
+	e.launch(t)
+	return true
 }
 
 func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now time.Time) ([]run.Run, error) {

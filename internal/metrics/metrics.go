@@ -78,6 +78,7 @@ type Metrics struct {
 	atlasRateLimited *prometheus.CounterVec
 	configReloads    *prometheus.CounterVec
 	resolveFailures  *prometheus.CounterVec
+	journalErrors    prometheus.Counter
 
 	// policyVecs are the registry's vectors with a policy label, cleaned by
 	// SetPolicies.
@@ -153,6 +154,10 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "target_resolution_failures_total",
 			Help: "Target resolutions in which a project's clusters could not be listed (error, undecodable answer or no answer in time); its last known targets were kept.",
 		}, []string{"project"}),
+		journalErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "journal_write_errors_total",
+			Help: "Journal writes that failed (disk full, I/O error); every retry of a run's write counts.",
+		}),
 		targets:      newTargetStore(),
 		stageMasks:   make(map[string]uint8),
 		inflightRuns: make(map[run.ID]run.Stage),
@@ -171,7 +176,7 @@ func New(version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo, m.policyInfo, m.stageDuration, m.scheduleInterval, m.inflight,
 		m.atlasRequests, m.atlasDuration, m.atlasRateLimited, m.configReloads,
-		m.resolveFailures,
+		m.resolveFailures, m.journalErrors,
 	)
 	targets := prometheus.NewPedanticRegistry()
 	targets.MustRegister(newTargetCollector(m))
@@ -227,6 +232,9 @@ func (m *Metrics) ConfigReload(ok bool) {
 func (m *Metrics) ResolutionFailed(project string) {
 	m.resolveFailures.WithLabelValues(project).Inc()
 }
+
+// JournalWriteError counts one failed journal write.
+func (m *Metrics) JournalWriteError() { m.journalErrors.Inc() }
 
 // PolicyInfo is what the metrics need to know about one configured policy.
 type PolicyInfo struct {

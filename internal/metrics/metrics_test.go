@@ -168,6 +168,7 @@ func TestEveryDesignMetricIsExposed(t *testing.T) {
 		"backupd_atlas_request_duration_seconds": "HISTOGRAM",
 		"backupd_atlas_rate_limited_total":       "COUNTER",
 		"backupd_config_reloads_total":           "COUNTER",
+		"backupd_journal_write_errors_total":     "COUNTER",
 	}
 	labels := map[string][]string{
 		"backupd_build_info":                     {"goversion", "version"},
@@ -185,6 +186,7 @@ func TestEveryDesignMetricIsExposed(t *testing.T) {
 		"backupd_atlas_request_duration_seconds": {"operation"},
 		"backupd_atlas_rate_limited_total":       {"operation"},
 		"backupd_config_reloads_total":           {"result"},
+		"backupd_journal_write_errors_total":     nil,
 	}
 	mfs, err := m.Gatherer().Gather()
 	if err != nil {
@@ -678,6 +680,8 @@ func TestAtlasRequestsAndReloads(t *testing.T) {
 	m.ConfigReload(true)
 	m.ConfigReload(false)
 	m.ConfigReload(false)
+	m.JournalWriteError()
+	m.JournalWriteError()
 
 	want := `
 # HELP backupd_atlas_requests_total Atlas Admin API HTTP attempts, by operation and HTTP status code ("error" for transport errors, "decode_error" for 2xx answers that could not be read).
@@ -695,9 +699,12 @@ backupd_atlas_rate_limited_total{operation="takeSnapshot"} 1
 # TYPE backupd_config_reloads_total counter
 backupd_config_reloads_total{result="failure"} 2
 backupd_config_reloads_total{result="success"} 1
+# HELP backupd_journal_write_errors_total Journal writes that failed (disk full, I/O error); every retry of a run's write counts.
+# TYPE backupd_journal_write_errors_total counter
+backupd_journal_write_errors_total 2
 `
 	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want),
-		"backupd_atlas_requests_total", "backupd_atlas_rate_limited_total", "backupd_config_reloads_total"); err != nil {
+		"backupd_atlas_requests_total", "backupd_atlas_rate_limited_total", "backupd_config_reloads_total", "backupd_journal_write_errors_total"); err != nil {
 		t.Error(err)
 	}
 	if StatusCode(503) != "503" {

@@ -124,11 +124,25 @@ type Run struct {
 	SnapshotRequested bool `json:"snapshotRequested,omitempty"`
 	ExportRequested   bool `json:"exportRequested,omitempty"`
 	RestoreRequested  bool `json:"restoreRequested,omitempty"`
+	// RestoreBaseline is what Atlas held before the restore was first
+	// requested. Restore jobs carry no marker, so after an unknown outcome
+	// the run adopts only a job Atlas dated after it.
+	RestoreBaseline RestoreBaseline `json:"restoreBaseline,omitzero"`
 
 	CreatedAt      time.Time `json:"createdAt"`
 	StageStartedAt time.Time `json:"stageStartedAt"`
 	UpdatedAt      time.Time `json:"updatedAt"`
 	FinishedAt     time.Time `json:"finishedAt,omitzero"`
+}
+
+// RestoreBaseline is taken, before a run's first flex restore request, from
+// the restore jobs of the same snapshot into the same target.
+type RestoreBaseline struct {
+	Taken bool `json:"taken"`
+	// NewestJob is the latest restoreScheduledDate among those jobs, on
+	// Atlas's clock (zero: there were none). Comparing Atlas's dates with
+	// each other keeps the match true whatever the local clock says.
+	NewestJob time.Time `json:"newestJob,omitzero"`
 }
 
 // Result maps a terminal run to the result label of backupd_runs_total:

@@ -108,3 +108,38 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestRestartOnItsOwnJournalReconcilesNothing: a restart on the journal
+// the daemon wrote, whose marks are up to date with the schedule, asks
+// Atlas nothing for reconciliation (it cost two or three reads per target:
+// tens of thousands for a large fleet, from the backups' request budget);
+// one whose marks are behind — an older copy — is reconciled.
+func TestRestartOnItsOwnJournalReconcilesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, sim := setup(t, "")
+		e := launch(t, dir, sim)
+		first := time.Now().Truncate(time.Hour).Add(time.Hour)
+		time.Sleep(time.Until(first.Add(30 * time.Minute))) // the 01:00 chain ended
+		synctest.Wait()
+		e.stop()
+
+		reads := func() int { return sim.Calls(atlas.OpGetCluster) + sim.Calls(atlas.OpListSnapshots) }
+		before := reads()
+		e = launch(t, dir, sim) // 01:30: the mark (01:00) is current
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if n := reads() - before; n != 0 {
+			t.Fatalf("restart on a current journal made %d cluster/snapshot reads, want 0", n)
+		}
+		e.stop()
+
+		time.Sleep(time.Until(first.Add(2*time.Hour + 55*time.Minute))) // 02:00 and 03:00 were due while down
+		before = reads()
+		e = launch(t, dir, sim)
+		defer e.stop()
+		synctest.Wait()
+		if n := reads() - before; n == 0 {
+			t.Fatal("restart on a journal behind its schedule did not reconcile with Atlas")
+		}
+	})
+}

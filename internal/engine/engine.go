@@ -43,6 +43,12 @@ type Config struct {
 	// backupd leaves in Atlas, recovering the runs in flight it lacks (a
 	// memory journal, a new or older file; see recoverFromMarkers).
 	MarkerRecovery bool
+	// MarkCurrent, when set, reports whether a target's journal mark shows
+	// every slot due by now fired. The journal is then current for that
+	// target and start-up reconciliation skips it: a journal that restarts
+	// normally costs Atlas nothing, while an older copy (marks behind the
+	// schedule) is still reconciled. Nil reconciles every target with a mark.
+	MarkCurrent func(key string, m journal.Mark, now time.Time) bool
 	// RecoveryWindow bounds how far back marker recovery looks (default 48h).
 	RecoveryWindow time.Duration
 	// Workers bounds how many runs are stepped at once (default 64). Runs

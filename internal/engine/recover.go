@@ -31,7 +31,9 @@ var markerRE = regexp.MustCompile(`backupd:([0-9a-f]{20}) policy=([a-z0-9][a-z0-
 // scheduler mark the journal lacks: their marks are seeded from the
 // markers found (RecoveredSlots) before the scheduler first looks at them.
 // The other targets are returned in later and reconciled in the background
-// (reconcileLater), so a start with a journal does not wait for Atlas.
+// (reconcileLater), so a start with a journal does not wait for Atlas —
+// except those whose mark Config.MarkCurrent says is current: no slot was
+// due since the journal last fired one, so it lacks nothing a slot started.
 func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []run.Run, later []recoveryTarget, _ error) {
 	if !e.cfg.MarkerRecovery {
 		return nil, nil, nil
@@ -58,8 +60,10 @@ func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []
 	for _, p := range policies {
 		for _, t := range p.Targets {
 			if !empty {
-				if _, has, err := e.j.Mark(key(p.Name, t)); err == nil && has {
-					later = append(later, recoveryTarget{p, t})
+				if m, has, err := e.j.Mark(key(p.Name, t)); err == nil && has {
+					if mc := e.cfg.MarkCurrent; mc == nil || !mc(key(p.Name, t), m, now) {
+						later = append(later, recoveryTarget{p, t})
+					}
 					continue
 				}
 			}

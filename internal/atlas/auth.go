@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -30,11 +31,19 @@ const defaultTokenLifetime = time.Hour
 // Each fetch runs under the requesting call's context: there is no captured
 // long-lived context that could go stale, and cancelling a call interrupts
 // its token fetch without poisoning the cache for other callers.
+//
+// The fetch holds sem, so every other caller waits for it: a fetch is
+// therefore always bounded by timeout, whatever deadline (or none, as for
+// Authenticate at start-up) its caller has. Otherwise one token request that
+// never answers would hold sem for ever and block every later refresh even
+// after Atlas recovered. Waiters select on their own context, so a caller's
+// deadline is honoured while another caller's fetch is in flight.
 type tokenCache struct {
-	conf   clientcredentials.Config
-	client *http.Client
-	clock  clock.Clock
-	sem    chan struct{} // one fetch at a time; waiting is cancellable
+	conf    clientcredentials.Config
+	client  *http.Client
+	clock   clock.Clock
+	sem     chan struct{} // one fetch at a time; waiting is cancellable
+	timeout time.Duration // bounds each fetch (atlas.timeout)
 
 	mu      sync.Mutex
 	tok     *oauth2.Token
@@ -66,8 +75,13 @@ func (tc *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
 		return t, nil // another caller fetched while we waited
 	}
 	start := tc.clock.Now()
-	tok, err := tc.conf.Token(context.WithValue(ctx, oauth2.HTTPClient, tc.client))
+	fctx, cancel := context.WithTimeout(ctx, tc.timeout)
+	defer cancel()
+	tok, err := tc.conf.Token(context.WithValue(fctx, oauth2.HTTPClient, tc.client))
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(fctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("no answer from %s within %s: %w", TokenPath, tc.timeout, err)
+		}
 		return nil, err
 	}
 	life := tokenLifetime(tok)

@@ -283,9 +283,13 @@ func New(cfg Config) (*Client, error) {
 			client: &http.Client{
 				Transport:     &tokenHookTransport{base: transport, clock: cfg.Clock, hook: cfg.Hook, userAgent: cfg.UserAgent},
 				CheckRedirect: noRedirects,
+				// A backstop to the per-fetch context deadline: no token
+				// request can outlive atlas.timeout, body included.
+				Timeout: cfg.Timeout,
 			},
-			clock: cfg.Clock,
-			sem:   make(chan struct{}, 1),
+			clock:   cfg.Clock,
+			sem:     make(chan struct{}, 1),
+			timeout: cfg.Timeout,
 		}
 		auth = &bearerTransport{base: probe, tokens: c.tokens}
 	} else {
@@ -325,7 +329,8 @@ func checkBaseURL(raw string) (string, error) {
 // Authenticate proves the credentials work; /readyz uses it.
 //
 // With a service account it obtains (or reuses a still-valid cached) OAuth2
-// token. With an API key, whose digest handshake only happens on a real
+// token; the token request is bounded by Config.Timeout even when ctx has no
+// deadline, so a token endpoint that never answers cannot stall start-up. With an API key, whose digest handshake only happens on a real
 // request, it sends GET /api/atlas/v2/groups?itemsPerPage=1 (listProjects,
 // cheap and allowed for any key that can see a project) and requires a 2xx.
 func (c *Client) Authenticate(ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,21 @@ type tokenCache struct {
 	mu      sync.Mutex
 	tok     *oauth2.Token
 	renewAt time.Time // on clock; the token is reused until then
+	// issued are the last access tokens granted, newest last: an error
+	// answer may echo one that was replaced meanwhile (a 401 drops the
+	// token before the call returns), and each must still be scrubbed.
+	issued []string
+}
+
+// maxIssued bounds issued: more than a handful of tokens replaced during
+// one call would take as many token grants within it.
+const maxIssued = 8
+
+// recent returns the access tokens granted lately, for scrubbing.
+func (tc *tokenCache) recent() []string {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return slices.Clone(tc.issued)
 }
 
 func (tc *tokenCache) cached() *oauth2.Token {
@@ -91,6 +107,10 @@ func (tc *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
 	tc.mu.Lock()
 	tc.tok = tok
 	tc.renewAt = start.Add(life - margin)
+	tc.issued = append(tc.issued, tok.AccessToken)
+	if len(tc.issued) > maxIssued {
+		tc.issued = slices.Delete(tc.issued, 0, len(tc.issued)-maxIssued)
+	}
 	tc.mu.Unlock()
 	return tok, nil
 }

@@ -185,6 +185,7 @@ type Client struct {
 	timeout     time.Duration
 	limits      *projectLimits
 	maxPages    int
+	static      []string // configured secrets, scrubbed from errors (scrub.go)
 
 	authMu   sync.Mutex
 	lastAuth time.Time
@@ -269,6 +270,12 @@ func New(cfg Config) (*Client, error) {
 		timeout:     cfg.Timeout,
 		limits:      newProjectLimits(),
 		maxPages:    defaultMaxPages,
+		static:      staticSecrets(cfg),
+	}
+	// The hook's errorCode comes from an answer too.
+	c.hook = func(i RequestInfo) {
+		i.ErrorCode = scrub(i.ErrorCode, c.secrets())
+		cfg.Hook(i)
 	}
 	probe := &probeTransport{base: transport, traced: traced}
 	var auth http.RoundTripper
@@ -336,7 +343,7 @@ func checkBaseURL(raw string) (string, error) {
 func (c *Client) Authenticate(ctx context.Context) error {
 	if c.tokens != nil {
 		if _, err := c.tokens.token(ctx); err != nil {
-			return c.requestError(&request{op: OpAuthenticate, method: http.MethodPost, path: TokenPath}, &tokenError{err: err}, false)
+			return c.scrubError(c.requestError(&request{op: OpAuthenticate, method: http.MethodPost, path: TokenPath}, &tokenError{err: err}, false))
 		}
 		c.markAuthenticated()
 		return nil

@@ -169,8 +169,9 @@ func decodeError(status int, header http.Header, body []byte, now time.Time) *Er
 	return e
 }
 
-// sanitize trims s, makes it valid single-line UTF-8 and bounds its length,
-// so that arbitrary server bytes are safe in logs.
+// sanitize trims s, makes it valid single-line UTF-8, replaces anything
+// shaped like a credential (scrub.go) and bounds its length, so that
+// arbitrary server bytes are safe in logs.
 func sanitize(s string, limit int) string {
 	s = strings.ToValidUTF8(strings.TrimSpace(s), "\uFFFD")
 	s = strings.Map(func(r rune) rune {
@@ -182,6 +183,7 @@ func sanitize(s string, limit int) string {
 		}
 		return r
 	}, s)
+	s = scrubPatterns(s) // after Map: a control byte cannot split a credential from its scheme
 	if len(s) <= limit {
 		return s
 	}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -171,11 +172,14 @@ func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // tokenHookTransport reports token requests to the hook as "fetch_token".
+// It also reports an absurd Retry-After from the token endpoint, which is
+// capped like an API answer's (requestError decodes it).
 type tokenHookTransport struct {
 	base      http.RoundTripper
 	clock     clock.Clock
 	hook      RequestHook
 	userAgent string
+	log       *zap.Logger // carries the host
 }
 
 func (t *tokenHookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -187,6 +191,7 @@ func (t *tokenHookTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if err == nil {
 		info.StatusCode = resp.StatusCode
 		info.RateLimited = resp.StatusCode == http.StatusTooManyRequests
+		warnRetryAfterCapped(t.log, "", resp.Header, t.clock.Now())
 	}
 	t.hook(info)
 	return resp, err

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mongodb-forks/digest"
+	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/time/rate"
@@ -132,6 +133,9 @@ type Config struct {
 	UserAgent   string         // default DefaultUserAgent
 	MaxAttempts int            // attempts for retriable calls; default 6
 	Rand        func() float64 // jitter in [0,1); default math/rand/v2; must be concurrency-safe
+	// Logger receives the client's own warnings (an absurd Retry-After that
+	// was capped); default none. Errors are returned, never logged here.
+	Logger *zap.Logger
 }
 
 // String describes the config without secrets, so configs can be logged.
@@ -245,6 +249,10 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Hook == nil {
 		cfg.Hook = func(RequestInfo) {}
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	log := cfg.Logger.With(zap.String("host", hostOf(base)))
 	transport := cfg.Transport
 	traced := false
 	if transport == nil {
@@ -268,7 +276,7 @@ func New(cfg Config) (*Client, error) {
 		maxAttempts: cfg.MaxAttempts,
 		rand:        cfg.Rand,
 		timeout:     cfg.Timeout,
-		limits:      newProjectLimits(),
+		limits:      newProjectLimits(log),
 		maxPages:    defaultMaxPages,
 		static:      staticSecrets(cfg),
 	}
@@ -288,7 +296,7 @@ func New(cfg Config) (*Client, error) {
 				AuthStyle:    oauth2.AuthStyleInHeader,
 			},
 			client: &http.Client{
-				Transport:     &tokenHookTransport{base: transport, clock: cfg.Clock, hook: cfg.Hook, userAgent: cfg.UserAgent},
+				Transport:     &tokenHookTransport{base: transport, clock: cfg.Clock, hook: cfg.Hook, userAgent: cfg.UserAgent, log: log},
 				CheckRedirect: noRedirects,
 				// A backstop to the per-fetch context deadline: no token
 				// request can outlive atlas.timeout, body included.
@@ -314,6 +322,15 @@ func New(cfg Config) (*Client, error) {
 // noRedirects stops the client from following redirects: Atlas does not
 // redirect API calls, and following one could replay a POST elsewhere.
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// hostOf is the host of a base URL that checkBaseURL accepted.
+func hostOf(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
 
 func checkBaseURL(raw string) (string, error) {
 	u, err := url.Parse(raw)

@@ -282,7 +282,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	// The hook's errorCode comes from an answer too.
 	c.hook = func(i RequestInfo) {
-		i.ErrorCode = scrub(i.ErrorCode, c.secrets())
+		if i.ErrorCode != "" {
+			i.ErrorCode = scrub(i.ErrorCode, c.secrets())
+		}
 		cfg.Hook(i)
 	}
 	probe := &probeTransport{base: transport, traced: traced}

@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -30,15 +33,38 @@ const defaultTokenLifetime = time.Hour
 // Each fetch runs under the requesting call's context: there is no captured
 // long-lived context that could go stale, and cancelling a call interrupts
 // its token fetch without poisoning the cache for other callers.
+//
+// The fetch holds sem, so every other caller waits for it: a fetch is
+// therefore always bounded by timeout, whatever deadline (or none, as for
+// Authenticate at start-up) its caller has. Otherwise one token request that
+// never answers would hold sem for ever and block every later refresh even
+// after Atlas recovered. Waiters select on their own context, so a caller's
+// deadline is honoured while another caller's fetch is in flight.
 type tokenCache struct {
-	conf   clientcredentials.Config
-	client *http.Client
-	clock  clock.Clock
-	sem    chan struct{} // one fetch at a time; waiting is cancellable
+	conf    clientcredentials.Config
+	client  *http.Client
+	clock   clock.Clock
+	sem     chan struct{} // one fetch at a time; waiting is cancellable
+	timeout time.Duration // bounds each fetch (atlas.timeout)
 
 	mu      sync.Mutex
 	tok     *oauth2.Token
 	renewAt time.Time // on clock; the token is reused until then
+	// issued are the last access tokens granted, newest last: an error
+	// answer may echo one that was replaced meanwhile (a 401 drops the
+	// token before the call returns), and each must still be scrubbed.
+	issued []string
+}
+
+// maxIssued bounds issued: more than a handful of tokens replaced during
+// one call would take as many token grants within it.
+const maxIssued = 8
+
+// recent returns the access tokens granted lately, for scrubbing.
+func (tc *tokenCache) recent() []string {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return slices.Clone(tc.issued)
 }
 
 func (tc *tokenCache) cached() *oauth2.Token {
@@ -66,8 +92,13 @@ func (tc *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
 		return t, nil // another caller fetched while we waited
 	}
 	start := tc.clock.Now()
-	tok, err := tc.conf.Token(context.WithValue(ctx, oauth2.HTTPClient, tc.client))
+	fctx, cancel := context.WithTimeout(ctx, tc.timeout)
+	defer cancel()
+	tok, err := tc.conf.Token(context.WithValue(fctx, oauth2.HTTPClient, tc.client))
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(fctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("no answer from %s within %s: %w", TokenPath, tc.timeout, err)
+		}
 		return nil, err
 	}
 	life := tokenLifetime(tok)
@@ -77,6 +108,10 @@ func (tc *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
 	tc.mu.Lock()
 	tc.tok = tok
 	tc.renewAt = start.Add(life - margin)
+	tc.issued = append(tc.issued, tok.AccessToken)
+	if len(tc.issued) > maxIssued {
+		tc.issued = slices.Delete(tc.issued, 0, len(tc.issued)-maxIssued)
+	}
 	tc.mu.Unlock()
 	return tok, nil
 }
@@ -137,11 +172,14 @@ func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // tokenHookTransport reports token requests to the hook as "fetch_token".
+// It also reports an absurd Retry-After from the token endpoint, which is
+// capped like an API answer's (requestError decodes it).
 type tokenHookTransport struct {
 	base      http.RoundTripper
 	clock     clock.Clock
 	hook      RequestHook
 	userAgent string
+	log       *zap.Logger // carries the host
 }
 
 func (t *tokenHookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -153,6 +191,7 @@ func (t *tokenHookTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if err == nil {
 		info.StatusCode = resp.StatusCode
 		info.RateLimited = resp.StatusCode == http.StatusTooManyRequests
+		warnRetryAfterCapped(t.log, "", resp.Header, t.clock.Now())
 	}
 	t.hook(info)
 	return resp, err

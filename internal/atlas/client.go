@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mongodb-forks/digest"
+	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/time/rate"
@@ -132,6 +133,9 @@ type Config struct {
 	UserAgent   string         // default DefaultUserAgent
 	MaxAttempts int            // attempts for retriable calls; default 6
 	Rand        func() float64 // jitter in [0,1); default math/rand/v2; must be concurrency-safe
+	// Logger receives the client's own warnings (an absurd Retry-After that
+	// was capped); default none. Errors are returned, never logged here.
+	Logger *zap.Logger
 }
 
 // String describes the config without secrets, so configs can be logged.
@@ -185,6 +189,7 @@ type Client struct {
 	timeout     time.Duration
 	limits      *projectLimits
 	maxPages    int
+	static      []string // configured secrets, scrubbed from errors (scrub.go)
 
 	authMu   sync.Mutex
 	lastAuth time.Time
@@ -244,6 +249,10 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Hook == nil {
 		cfg.Hook = func(RequestInfo) {}
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	log := cfg.Logger.With(zap.String("host", hostOf(base)))
 	transport := cfg.Transport
 	traced := false
 	if transport == nil {
@@ -267,8 +276,16 @@ func New(cfg Config) (*Client, error) {
 		maxAttempts: cfg.MaxAttempts,
 		rand:        cfg.Rand,
 		timeout:     cfg.Timeout,
-		limits:      newProjectLimits(),
+		limits:      newProjectLimits(log),
 		maxPages:    defaultMaxPages,
+		static:      staticSecrets(cfg),
+	}
+	// The hook's errorCode comes from an answer too.
+	c.hook = func(i RequestInfo) {
+		if i.ErrorCode != "" {
+			i.ErrorCode = scrub(i.ErrorCode, c.secrets())
+		}
+		cfg.Hook(i)
 	}
 	probe := &probeTransport{base: transport, traced: traced}
 	var auth http.RoundTripper
@@ -281,11 +298,15 @@ func New(cfg Config) (*Client, error) {
 				AuthStyle:    oauth2.AuthStyleInHeader,
 			},
 			client: &http.Client{
-				Transport:     &tokenHookTransport{base: transport, clock: cfg.Clock, hook: cfg.Hook, userAgent: cfg.UserAgent},
+				Transport:     &tokenHookTransport{base: transport, clock: cfg.Clock, hook: cfg.Hook, userAgent: cfg.UserAgent, log: log},
 				CheckRedirect: noRedirects,
+				// A backstop to the per-fetch context deadline: no token
+				// request can outlive atlas.timeout, body included.
+				Timeout: cfg.Timeout,
 			},
-			clock: cfg.Clock,
-			sem:   make(chan struct{}, 1),
+			clock:   cfg.Clock,
+			sem:     make(chan struct{}, 1),
+			timeout: cfg.Timeout,
 		}
 		auth = &bearerTransport{base: probe, tokens: c.tokens}
 	} else {
@@ -303,6 +324,15 @@ func New(cfg Config) (*Client, error) {
 // noRedirects stops the client from following redirects: Atlas does not
 // redirect API calls, and following one could replay a POST elsewhere.
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// hostOf is the host of a base URL that checkBaseURL accepted.
+func hostOf(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
 
 func checkBaseURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
@@ -325,13 +355,14 @@ func checkBaseURL(raw string) (string, error) {
 // Authenticate proves the credentials work; /readyz uses it.
 //
 // With a service account it obtains (or reuses a still-valid cached) OAuth2
-// token. With an API key, whose digest handshake only happens on a real
+// token; the token request is bounded by Config.Timeout even when ctx has no
+// deadline, so a token endpoint that never answers cannot stall start-up. With an API key, whose digest handshake only happens on a real
 // request, it sends GET /api/atlas/v2/groups?itemsPerPage=1 (listProjects,
 // cheap and allowed for any key that can see a project) and requires a 2xx.
 func (c *Client) Authenticate(ctx context.Context) error {
 	if c.tokens != nil {
 		if _, err := c.tokens.token(ctx); err != nil {
-			return c.requestError(&request{op: OpAuthenticate, method: http.MethodPost, path: TokenPath}, &tokenError{err: err}, false)
+			return c.scrubError(c.requestError(&request{op: OpAuthenticate, method: http.MethodPost, path: TokenPath}, &tokenError{err: err}, false))
 		}
 		c.markAuthenticated()
 		return nil

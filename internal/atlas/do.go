@@ -49,7 +49,8 @@ type attemptResult struct {
 
 // do runs r with rate limiting, retries and error decoding, decoding a 2xx
 // body into out (when out is non-nil).
-func (c *Client) do(ctx context.Context, r *request, out any) error {
+func (c *Client) do(ctx context.Context, r *request, out any) (err error) {
+	defer func() { err = c.scrubError(err) }() // no held secret leaves in an error
 	var payload []byte
 	if r.body != nil {
 		var err error

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -169,8 +170,9 @@ func decodeError(status int, header http.Header, body []byte, now time.Time) *Er
 	return e
 }
 
-// sanitize trims s, makes it valid single-line UTF-8 and bounds its length,
-// so that arbitrary server bytes are safe in logs.
+// sanitize trims s, makes it valid single-line UTF-8, replaces anything
+// shaped like a credential (scrub.go) and bounds its length, so that
+// arbitrary server bytes are safe in logs.
 func sanitize(s string, limit int) string {
 	s = strings.ToValidUTF8(strings.TrimSpace(s), "\uFFFD")
 	s = strings.Map(func(r rune) rune {
@@ -182,6 +184,7 @@ func sanitize(s string, limit int) string {
 		}
 		return r
 	}, s)
+	s = scrubPatterns(s) // after Map: a control byte cannot split a credential from its scheme
 	if len(s) <= limit {
 		return s
 	}
@@ -192,31 +195,43 @@ func sanitize(s string, limit int) string {
 	return s[:cut] + "…"
 }
 
-// maxRetryAfter bounds absurd Retry-After values so arithmetic cannot overflow.
-const maxRetryAfter = 24 * time.Hour
+// maxRetryAfter caps the Retry-After the client honours (the call's
+// RetryAfter and the project's HoldUntil). Atlas's limits are counted per
+// minute: the token endpoint allows 50 requests a minute, and the token
+// buckets refill every few tens of seconds (docs/atlas-client.md, "Rate
+// limits"), so a genuine Retry-After is seconds to minutes. An hour is well
+// beyond any of that, yet short enough that a value Atlas (or a proxy in front
+// of it) sent by mistake, ten years or a date in 2037, costs a project an hour
+// of backups instead of a day or for ever; if Atlas really is still limiting,
+// the request an hour later earns a new Retry-After for one request's cost.
+// Values above the cap are logged (warnRetryAfterCapped).
+const maxRetryAfter = time.Hour
 
 // parseRetryAfter decodes Retry-After as delay-seconds or an HTTP-date
-// (RFC 9110 §10.2.3) relative to now. Absent or invalid values yield 0.
+// (RFC 9110 §10.2.3) relative to now, capped at maxRetryAfter. Absent or
+// invalid values yield 0.
 func parseRetryAfter(v string, now time.Time) time.Duration {
+	return min(requestedRetryAfter(v, now), maxRetryAfter)
+}
+
+// requestedRetryAfter is what Retry-After asks for, uncapped (saturating
+// instead of overflowing); absent or invalid values yield 0.
+func requestedRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
 		if secs <= 0 {
 			return 0
 		}
-		if secs > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
+		if secs > int64(math.MaxInt64/time.Second) {
+			return math.MaxInt64
 		}
 		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		if d <= 0 {
-			return 0
-		}
-		return min(d, maxRetryAfter)
+		return max(t.Sub(now), 0) // Sub saturates
 	}
 	return 0
 }

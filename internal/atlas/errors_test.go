@@ -99,6 +99,8 @@ func TestParseRetryAfter(t *testing.T) {
 		{"1.5", 0},
 		{"soon", 0},
 		{"99999999999999999", maxRetryAfter},
+		{"99999999999999999999", maxRetryAfter}, // beyond int64: saturates, then capped
+		{"315360000", time.Hour},                // ten years
 		{now.Add(30 * time.Second).Format(http.TimeFormat), 30 * time.Second},
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
 		{now.Add(48 * time.Hour).Format(http.TimeFormat), maxRetryAfter},

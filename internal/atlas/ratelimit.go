@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/backupd/backupd/internal/clock"
 )
 
@@ -27,11 +29,14 @@ type RateInfo struct {
 // projectLimits keeps per-project rate information and holds. Atlas's token
 // bucket is per project, so one 429 must hold back every caller of that project.
 type projectLimits struct {
-	mu sync.Mutex
-	m  map[string]*RateInfo
+	mu  sync.Mutex
+	m   map[string]*RateInfo
+	log *zap.Logger // carries the host
 }
 
-func newProjectLimits() *projectLimits { return &projectLimits{m: map[string]*RateInfo{}} }
+func newProjectLimits(log *zap.Logger) *projectLimits {
+	return &projectLimits{m: map[string]*RateInfo{}, log: log}
+}
 
 func (p *projectLimits) entry(project string) *RateInfo {
 	e, ok := p.m[project]
@@ -63,6 +68,7 @@ func (p *projectLimits) holdUntil(project string) time.Time {
 // observe records RateLimit-* headers and, for a 429 carrying Retry-After,
 // extends the project's hold.
 func (p *projectLimits) observe(project string, status int, h http.Header, retryAfter time.Duration, now time.Time) {
+	warnRetryAfterCapped(p.log, project, h, now)
 	limit, okL := headerInt(h, "RateLimit-Limit")
 	remaining, okR := headerInt(h, "RateLimit-Remaining")
 	hold := status == http.StatusTooManyRequests && retryAfter > 0
@@ -86,6 +92,22 @@ func (p *projectLimits) observe(project string, status int, h http.Header, retry
 			e.HoldUntil = until
 		}
 	}
+}
+
+// warnRetryAfterCapped logs a Retry-After in h that asked for more than
+// maxRetryAfter: the hold is cut to the cap (parseRetryAfter), and an
+// operator should know that Atlas, or something in front of it, asked for
+// more. project is "" for the token endpoint.
+func warnRetryAfterCapped(log *zap.Logger, project string, h http.Header, now time.Time) {
+	sent := h.Get("Retry-After")
+	if sent == "" || requestedRetryAfter(sent, now) <= maxRetryAfter {
+		return
+	}
+	fields := []zap.Field{zap.String("retryAfter", sanitize(sent, 64)), zap.Duration("cap", maxRetryAfter)}
+	if project != "" {
+		fields = append(fields, zap.String("project", project))
+	}
+	log.Warn("Atlas asked to wait longer than the Retry-After cap; waiting for the cap instead", fields...)
 }
 
 func headerInt(h http.Header, name string) (int, bool) {

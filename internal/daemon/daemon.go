@@ -392,7 +392,7 @@ func atlasChanged(a, b policy.Atlas) bool {
 func (d *Daemon) newClient(cfg *policy.Config) (*atlas.Client, error) {
 	ac := atlas.Config{
 		BaseURL: cfg.Atlas.BaseURL, RequestsPerMinute: cfg.Atlas.RequestsPerMinute, Timeout: cfg.Atlas.Timeout,
-		Transport: d.opts.Transport, Clock: d.clk, UserAgent: "backupd/" + buildinfo.String(),
+		Transport: d.opts.Transport, Clock: d.clk, UserAgent: "backupd/" + buildinfo.String(), Logger: d.log.Named("atlas"),
 		Hook: func(i atlas.RequestInfo) {
 			d.metrics.ObserveAtlasRequest(i.Operation, metrics.AttemptCode(i.StatusCode, i.Undecodable), i.Duration, i.RateLimited)
 			d.atlasHealth.observe(i)

@@ -221,6 +221,18 @@ func (e *env) get(t *testing.T, path string) (int, string) {
 	return rec.Code, rec.Body.String()
 }
 
+// trigger starts a manual run of policy through the API, as an operator would.
+func (e *env) trigger(t *testing.T, policy string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/api/v1/policies/"+policy+"/trigger", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	e.h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("trigger %s = %d %s", policy, rec.Code, rec.Body.String())
+	}
+}
+
 func (e *env) metric(t *testing.T, line string) bool {
 	t.Helper()
 	_, body := e.get(t, "/metrics")
@@ -293,14 +305,7 @@ func TestScriptedRunMetricsStatusAndSecrets(t *testing.T) {
 			t.Fatalf("unresolved = %+v", hourly.Unresolved)
 		}
 
-		// A manual trigger through the API.
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("POST", "/api/v1/policies/refresh/trigger", nil)
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		e.h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusAccepted {
-			t.Fatalf("trigger = %d %s", rec.Code, rec.Body.String())
-		}
+		e.trigger(t, "refresh") // a manual trigger through the API
 		time.Sleep(20 * time.Minute)
 		synctest.Wait()
 		if len(e.sim.RestoreJobs(project, "flex-prod")) != 1 {

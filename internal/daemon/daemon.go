@@ -686,10 +686,15 @@ func scheduled(res policy.Resolution) []run.Target {
 }
 
 // notSupported reports whether a policy selects t but cannot act on it.
-func (d *Daemon) notSupported(policyName string, t run.Target) bool {
-	return slices.ContainsFunc(d.resolution(policyName).Skipped, func(s run.SkippedTarget) bool {
+func (d *Daemon) notSupported(policyName string, t run.Target) (run.SkippedTarget, bool) {
+	sk := d.resolution(policyName).Skipped
+	i := slices.IndexFunc(sk, func(s run.SkippedTarget) bool {
 		return s.Target == t && s.Reason == run.ReasonNotSupported
 	})
+	if i < 0 {
+		return run.SkippedTarget{}, false
+	}
+	return sk[i], true
 }
 
 func (d *Daemon) resolutionErrors(name string) []run.ResolutionError {
@@ -769,11 +774,13 @@ func policyInfos(cfg *policy.Config) []metrics.PolicyInfo {
 // fire hands a scheduler firing to the engine; a slot of a target the
 // policy cannot act on now is recorded as skipped{not_supported}.
 func (d *Daemon) fire(ctx context.Context, f scheduler.Firing) error {
-	skip := f.Skip
-	if skip == "" && d.notSupported(f.Entry.Policy, f.Entry.Target) {
-		skip = run.ReasonNotSupported
+	skip, detail := f.Skip, ""
+	if skip == "" {
+		if s, ok := d.notSupported(f.Entry.Policy, f.Entry.Target); ok {
+			skip, detail = run.ReasonNotSupported, s.Detail
+		}
 	}
-	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, skip)
+	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, skip, detail)
 }
 
 // markCurrent tells the engine's start-up reconciliation which journal

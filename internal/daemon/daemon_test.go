@@ -693,6 +693,9 @@ func TestPausedClusterStaysTarget(t *testing.T) {
 		for _, r := range got.Runs {
 			if r.Target.Cluster == "prod-a" {
 				prodA++
+				if r.Stage == run.StageSkipped && !strings.Contains(r.Detail, "paused") {
+					t.Fatalf("the skipped run's detail = %q, want why (the cluster is paused)", r.Detail)
+				}
 			}
 		}
 		if prodA != 3 {

@@ -257,14 +257,18 @@ func (e *Engine) InFlight(policy string, t run.Target) (run.Run, bool) {
 
 // Fire starts the run for one scheduled slot. It returns once the run is
 // durable in the journal (or was already there: firing a slot twice is
-// harmless). skip, when set, records the slot as skipped for that reason.
-func (e *Engine) Fire(ctx context.Context, policy string, t run.Target, slot, at time.Time, catchUp bool, skip string) error {
+// harmless). skip, when set, records the slot as skipped for that reason,
+// and detail says why in the run's history (a paused cluster, say).
+func (e *Engine) Fire(ctx context.Context, policy string, t run.Target, slot, at time.Time, catchUp bool, skip, detail string) error {
 	p, ok := e.Policy(policy)
 	if !ok {
 		return fmt.Errorf("firing %s for %s: %w", policy, t, ErrUnknownPolicy)
 	}
 	r := e.newRun(p, t, slot, at, false)
 	r.CatchUp = catchUp
+	if skip != "" {
+		r.Detail = detail
+	}
 	_, err := e.admit(ctx, r, skip)
 	return err
 }

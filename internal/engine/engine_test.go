@@ -213,7 +213,7 @@ var slot = time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
 func fire(t *testing.T, h *harness, p engine.Policy, target string, s time.Time) run.ID {
 	t.Helper()
 	tg := run.Target{ProjectID: project, Cluster: target}
-	must(t, h.eng.Fire(context.Background(), p.Name, tg, s, s, false, ""))
+	must(t, h.eng.Fire(context.Background(), p.Name, tg, s, s, false, "", ""))
 	return run.NewID(p.Name, project, target, s, false)
 }
 

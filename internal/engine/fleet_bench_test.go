@@ -118,7 +118,7 @@ func BenchmarkChain(b *testing.B) {
 			chains := 0
 			for b.Loop() {
 				slot = slot.Add(time.Hour)
-				if err := e.Fire(ctx, "hourly", tgt, slot, slot, false, ""); err != nil {
+				if err := e.Fire(ctx, "hourly", tgt, slot, slot, false, "", ""); err != nil {
 					b.Fatal(err)
 				}
 				<-sig.ch(run.NewID("hourly", tgt.ProjectID, tgt.Cluster, slot, false))
@@ -182,7 +182,7 @@ func BenchmarkFireBusy(b *testing.B) {
 		slot = slot.Add(time.Hour)
 		// The first run stays waiting, so later slots are recorded as
 		// skipped (overlap): the same decision and the same Put.
-		if err := e.Fire(ctx, "hourly", targets[256], slot, slot, false, ""); err != nil {
+		if err := e.Fire(ctx, "hourly", targets[256], slot, slot, false, "", ""); err != nil {
 			b.Fatal(err)
 		}
 	}

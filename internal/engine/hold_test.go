@@ -85,13 +85,13 @@ func TestHeldProjectDoesNotStallOtherProjects(t *testing.T) {
 
 		var heldIDs []run.ID
 		for _, tg := range pa.Targets {
-			must(t, eng.Fire(context.Background(), pa.Name, tg, slot, slot, false, ""))
+			must(t, eng.Fire(context.Background(), pa.Name, tg, slot, slot, false, "", ""))
 			heldIDs = append(heldIDs, run.NewID(pa.Name, tg.ProjectID, tg.Cluster, slot, false))
 		}
 		// Let the held project's runs take the workers and meet the hold.
 		time.Sleep(time.Second)
 		synctest.Wait()
-		must(t, eng.Fire(context.Background(), pb.Name, pb.Targets[0], slot, slot, false, ""))
+		must(t, eng.Fire(context.Background(), pb.Name, pb.Targets[0], slot, slot, false, "", ""))
 		free := h.await(run.NewID(pb.Name, projectB, "other", slot, false))
 		if free.Stage != run.StageSucceeded {
 			t.Fatalf("project B's run ended %s{%s}: %s", free.Stage, free.Reason, free.Detail)

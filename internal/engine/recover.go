@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/run"
 )
@@ -69,13 +70,15 @@ func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []
 			}
 			rs, err := e.recoverTarget(ctx, p, t, now)
 			if err != nil {
-				err = fmt.Errorf("recovering runs of %s on %s from Atlas markers: %w", p.Name, t, err)
-				if empty {
-					return nil, nil, err
+				if ctx.Err() != nil {
+					return nil, nil, ctx.Err()
 				}
-				// The journal still holds the target's runs; only what it
-				// lacks stays unknown.
-				e.log.Warn("cannot reconcile the journal with Atlas markers", zap.Error(err))
+				// One target Atlas cannot answer for holds up no other: it
+				// is retried in the background (its run, if any, is attached
+				// then; a slot fired meanwhile adopts its marked snapshot).
+				e.log.Warn("cannot reconcile the journal with Atlas markers; retrying in the background",
+					zap.String("policy", p.Name), zap.String("project", t.ProjectID), zap.String("cluster", t.Cluster), zap.Error(err))
+				later = append(later, recoveryTarget{p, t})
 				continue
 			}
 			for _, r := range rs {
@@ -119,30 +122,52 @@ func (e *Engine) journalHas(r run.Run) bool {
 }
 
 // reconcileLater recovers, one target at a time, what the markers show in
-// flight on targets the journal has marks for, and attaches each run the
-// journal lacks unless its target has a run in flight by then.
+// flight on targets the journal has marks for (or that Atlas could not
+// answer for at start), and attaches each run the journal lacks unless its
+// target has a run in flight by then. Targets Atlas cannot answer for are
+// retried, backing off from a minute to 15, for as long as a marker could
+// still matter (RecoveryWindow).
 func (e *Engine) reconcileLater(ctx context.Context, targets []recoveryTarget) {
 	defer e.wg.Done()
-	found := 0
-	for _, rt := range targets {
-		if ctx.Err() != nil {
-			return
-		}
-		rs, err := e.recoverTarget(ctx, rt.p, rt.t, e.clk.Now())
-		if err != nil {
-			if ctx.Err() == nil {
+	const firstRetry, maxRetry = time.Minute, 15 * time.Minute
+	giveUp := e.clk.Now().Add(e.cfg.RecoveryWindow)
+	found, total := 0, len(targets)
+	for wait := firstRetry; ; wait = min(2*wait, maxRetry) {
+		var failed []recoveryTarget
+		for _, rt := range targets {
+			if ctx.Err() != nil {
+				return
+			}
+			rs, err := e.recoverTarget(ctx, rt.p, rt.t, e.clk.Now())
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
 				e.log.Warn("cannot reconcile the journal with Atlas markers", zap.String("policy", rt.p.Name),
 					zap.String("project", rt.t.ProjectID), zap.String("cluster", rt.t.Cluster), zap.Error(err))
+				failed = append(failed, rt)
+				continue
 			}
-			continue
-		}
-		for _, r := range rs {
-			if e.attachRecovered(ctx, r) {
-				found++
+			for _, r := range rs {
+				if e.attachRecovered(ctx, r) {
+					found++
+				}
 			}
 		}
+		if len(failed) == 0 {
+			e.log.Info("reconciled the journal with Atlas markers", zap.Int("targets", total), zap.Int("recoveredRuns", found))
+			return
+		}
+		if !e.clk.Now().Add(wait).Before(giveUp) {
+			e.log.Error("gave up reconciling the journal with Atlas markers: runs in flight on these targets before the start may not be carried to the end",
+				zap.Int("targets", len(failed)), zap.Duration("tried", e.cfg.RecoveryWindow))
+			return
+		}
+		if clock.Sleep(ctx, e.clk, wait) != nil {
+			return
+		}
+		targets = failed
 	}
-	e.log.Info("reconciled the journal with Atlas markers", zap.Int("targets", len(targets)), zap.Int("recoveredRuns", found))
 }
 
 // attachRecovered records and starts a run found by its marker, unless the

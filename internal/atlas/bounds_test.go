@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 )
 
 // hostile is a transport whose token endpoint is the fake Atlas and whose
@@ -320,5 +321,37 @@ func TestHostileAnswersAllocateWithinTheirBounds(t *testing.T) {
 				t.Errorf("allocated %d bytes, want at most %d", got, tc.limit)
 			}
 		})
+	}
+}
+
+func TestReadAtMost(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		body     string
+		limit    int64
+		declared int64
+		want     string
+		over     bool
+	}{
+		{"empty", "", 8, -1, "", false},
+		{"within, unknown length", "abc", 8, -1, "abc", false},
+		{"exactly the bound", "abcdefgh", 8, -1, "abcdefgh", false},
+		{"one byte over", "abcdefghi", 8, -1, "", true},
+		{"declared right", "abc", 8, 3, "abc", false},
+		{"declared short: the rest is read too", "abcdef", 8, 2, "abcdef", false},
+		{"declared short and over", "abcdefghijk", 8, 2, "", true},
+		{"declared long (a cut body)", "ab", 8, 6, "ab", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, over, err := readAtMost(strings.NewReader(tc.body), tc.limit, tc.declared)
+			if err != nil || over != tc.over || string(got) != tc.want {
+				t.Errorf("readAtMost = %q, over %v, err %v; want %q, over %v", got, over, err, tc.want, tc.over)
+			}
+		})
+	}
+	// A read error is the caller's to report, not an over-bound answer.
+	_, over, err := readAtMost(io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(io.ErrUnexpectedEOF)), 8, -1)
+	if err == nil || over {
+		t.Errorf("a failing body: over %v, err %v", over, err)
 	}
 }

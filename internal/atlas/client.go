@@ -188,7 +188,7 @@ type Client struct {
 	rand        func() float64
 	timeout     time.Duration
 	limits      *projectLimits
-	maxPages    int
+	caps        caps     // answer and listing bounds (bounds.go)
 	static      []string // configured secrets, scrubbed from errors (scrub.go)
 
 	authMu   sync.Mutex
@@ -277,7 +277,7 @@ func New(cfg Config) (*Client, error) {
 		rand:        cfg.Rand,
 		timeout:     cfg.Timeout,
 		limits:      newProjectLimits(log),
-		maxPages:    defaultMaxPages,
+		caps:        defaultCaps(),
 		static:      staticSecrets(cfg),
 	}
 	// The hook's errorCode comes from an answer too.

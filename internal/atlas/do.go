@@ -17,12 +17,11 @@ import (
 	"github.com/backupd/backupd/internal/clock"
 )
 
-// Limits on what the client reads and waits for.
+// Limits on what the client waits for.
 const (
-	maxResponseBody = 64 << 20 // a 500-item page is well under 1 MiB
-	maxErrorBody    = 64 << 10
-	backoffBase     = time.Second
-	backoffCap      = 30 * time.Second
+	maxErrorBody = 64 << 10 // error bodies are cut here; decodeError keeps 1 KiB of them
+	backoffBase  = time.Second
+	backoffCap   = 30 * time.Second
 	// maxRetryWait: when Atlas asks for a longer Retry-After, the call gives
 	// up and returns the 429/503 (with RetryAfter set) so the caller can
 	// reschedule instead of holding a goroutine for that long.
@@ -38,24 +37,38 @@ type request struct {
 	media     string // versioned media type for Accept (and Content-Type on POST)
 	body      any    // JSON request body, POST only
 	projectID string
+	// bound is what a 2xx answer may hold; zero means the bound of one
+	// object (pages set their own).
+	bound answerBound
 }
 
 // attemptResult is the outcome of one HTTP attempt.
 type attemptResult struct {
 	err       *Error
 	retriable bool
-	authRetry bool // a bearer token was rejected: drop it and try once more
+	authRetry bool      // a bearer token was rejected: drop it and try once more
+	read      answerUse // what the 2xx answer took of its bound
 }
 
 // do runs r with rate limiting, retries and error decoding, decoding a 2xx
 // body into out (when out is non-nil).
-func (c *Client) do(ctx context.Context, r *request, out any) (err error) {
+func (c *Client) do(ctx context.Context, r *request, out any) error {
+	_, err := c.doRead(ctx, r, out)
+	return err
+}
+
+// doRead is do that also reports what the decoded answer used of its bound,
+// so that a listing can charge its pages to the listing's own bound.
+func (c *Client) doRead(ctx context.Context, r *request, out any) (_ answerUse, err error) {
 	defer func() { err = c.scrubError(err) }() // no held secret leaves in an error
+	if r.bound.bytes == 0 {
+		r.bound = c.caps.object(r.op)
+	}
 	var payload []byte
 	if r.body != nil {
 		var err error
 		if payload, err = json.Marshal(r.body); err != nil {
-			return c.requestError(r, fmt.Errorf("encoding request body: %w", err), false)
+			return answerUse{}, c.requestError(r, fmt.Errorf("encoding request body: %w", err), false)
 		}
 	}
 	target := c.baseURL + r.path
@@ -71,33 +84,33 @@ func (c *Client) do(ctx context.Context, r *request, out any) (err error) {
 			if errors.As(err, &he) {
 				e.RetryAfter = he.until.Sub(c.clock.Now())
 			}
-			return e
+			return answerUse{}, e
 		}
 		res := c.attempt(ctx, r, target, payload, out, attempt)
 		if res.err == nil {
-			return nil
+			return res.read, nil
 		}
 		last = res.err
 		last.Attempts = attempt
 		if ctx.Err() != nil {
-			return last
+			return answerUse{}, last
 		}
 		if res.authRetry && !authRetried {
 			authRetried = true
 			continue
 		}
 		if !res.retriable || attempt >= c.maxAttempts {
-			return last
+			return answerUse{}, last
 		}
 		delay := c.backoff(attempt)
 		if last.RetryAfter > 0 {
 			if last.RetryAfter > maxRetryWait {
-				return last
+				return answerUse{}, last
 			}
 			delay = max(delay, last.RetryAfter)
 		}
 		if err := clock.Sleep(ctx, c.clock, delay); err != nil {
-			return c.gaveUp(r, last, attempt, fmt.Errorf("waiting to retry: %w", err))
+			return answerUse{}, c.gaveUp(r, last, attempt, fmt.Errorf("waiting to retry: %w", err))
 		}
 	}
 }
@@ -217,19 +230,22 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 	now := c.clock.Now()
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
+		var use answerUse
+		var rerr error
+		if out == nil {
+			// Only the status matters (Authenticate); read a bounded amount
+			// so that a small answer's connection can be reused.
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, r.bound.bytes))
+		} else {
+			use, rerr = readAnswer(resp.Body, resp.ContentLength, r.bound, out)
+		}
 		c.limits.observe(r.projectID, resp.StatusCode, resp.Header, 0, now)
 		c.markAuthenticated()
-		if rerr == nil && len(data) > maxResponseBody {
-			rerr = fmt.Errorf("response body exceeds %d bytes", maxResponseBody)
-		}
-		if rerr == nil && out != nil {
-			if derr := decodeJSON(data, out); derr != nil {
-				rerr = fmt.Errorf("decoding %d response: %w", resp.StatusCode, derr)
-			} else if ac, ok := out.(answerChecker); ok {
-				if cerr := ac.checkAnswer(); cerr != nil {
-					rerr = fmt.Errorf("checking %d response: %w", resp.StatusCode, cerr)
-				}
+		if rerr != nil {
+			rerr = fmt.Errorf("decoding %d response: %w", resp.StatusCode, rerr)
+		} else if ac, ok := out.(answerChecker); ok {
+			if cerr := ac.checkAnswer(); cerr != nil {
+				rerr = fmt.Errorf("checking %d response: %w", resp.StatusCode, cerr)
 			}
 		}
 		// Reported after decoding: an answer that could not be read is
@@ -241,9 +257,11 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 			e := c.requestError(r, rerr, !isGet)
 			e.StatusCode = resp.StatusCode
 			e.Detail = "the answer could not be read"
-			return attemptResult{err: e, retriable: isGet}
+			// An answer over its bound comes from a broken or hostile
+			// server; asking again at once would only fetch it again.
+			return attemptResult{err: e, retriable: isGet && !OverBound(rerr)}
 		}
-		return attemptResult{}
+		return attemptResult{read: use}
 	}
 
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))

@@ -10,10 +10,6 @@ import (
 	"strings"
 )
 
-// defaultMaxPages stops a list whose server never says it is done (500
-// items a page, so 1000 pages is half a million objects).
-const defaultMaxPages = 1000
-
 // pages iterates over every item of a list endpoint, fetching pages lazily.
 //
 // paged endpoints are asked for itemsPerPage=500 (the maximum) and pageNum
@@ -22,33 +18,54 @@ const defaultMaxPages = 1000
 // rel "next". Endpoints without paging parameters (sharded snapshots) get a
 // plain first request, and further pages only if the server offers a "next"
 // link for the same path; only that link's query is used, never its host.
-// Either way the walk gives up with an error after c.maxPages pages.
+//
+// Either way the walk is bounded (bounds.go): each page by MaxPageBytes and
+// MaxPageElements, the pages together by MaxListingBytes and
+// MaxListingElements, their number by MaxListingPages; a "next" link back to
+// a page already read fails at once. Past a bound the walk yields a
+// *BoundError rather than a shortened list, which a caller reconciling by
+// listing would take as complete.
 func pages[T any](ctx context.Context, c *Client, r request, paged bool) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
 		seen := 0
+		left := answerUse{bytes: c.caps.listingBytes, elements: c.caps.listingElements}
 		query := maps.Clone(r.query)
 		if query == nil {
 			query = url.Values{}
 		}
+		// asked maps each query sent (unpaged walks) to its page number.
+		asked := map[string]int{}
 		for page := 1; ; page++ {
-			if page > c.maxPages {
-				yield(zero, &Error{Operation: r.op, Method: r.method, Path: r.path,
-					Detail: fmt.Sprintf("stopped after %d pages (%d items): the server keeps offering more", c.maxPages, seen)})
+			if page > c.caps.listingPages {
+				yield(zero, listingError(r, &BoundError{Operation: r.op, Listing: true, Limit: int64(c.caps.listingPages), Unit: "pages",
+					Note: fmt.Sprintf("%d items read and the server keeps offering more", seen)}))
 				return
 			}
 			if paged {
 				query.Set("itemsPerPage", strconv.Itoa(MaxItemsPerPage))
 				query.Set("pageNum", strconv.Itoa(page))
 				query.Set("includeCount", "true")
+			} else {
+				key := query.Encode()
+				if before, ok := asked[key]; ok {
+					yield(zero, listingError(r, &BoundError{Operation: r.op, Listing: true, Limit: int64(page - 1), Unit: "pages",
+						Note: fmt.Sprintf("the next link of page %d leads back to page %d, so the list would never end", page-1, before)}))
+					return
+				}
+				asked[key] = page
 			}
 			rq := r
 			rq.query = query
+			rq.bound = c.caps.page(r.op, page, left)
 			var p Page[T]
-			if err := c.do(ctx, &rq, &p); err != nil {
+			used, err := c.doRead(ctx, &rq, &p)
+			if err != nil {
 				yield(zero, err)
 				return
 			}
+			left.bytes -= used.bytes
+			left.elements -= used.elements
 			for _, item := range p.Results {
 				if !yield(item, nil) {
 					return
@@ -68,6 +85,11 @@ func pages[T any](ctx context.Context, c *Client, r request, paged bool) iter.Se
 			query = next
 		}
 	}
+}
+
+// listingError is the call's *Error for a listing stopped by a bound.
+func listingError(r request, b *BoundError) *Error {
+	return &Error{Operation: r.op, Method: r.method, Path: r.path, Err: b}
 }
 
 func morePages[T any](results []T, total int, links []Link, seen int) bool {

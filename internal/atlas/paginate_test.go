@@ -115,10 +115,11 @@ func TestListGivesUpOnEndlessServer(t *testing.T) {
 		writeJSON(w, map[string]any{"results": res, "links": []Link{{Rel: "next", Href: "x"}}})
 	})
 	c := newTestClient(t, newFakeAtlas(t, endless))
-	c.maxPages = 4
+	c.caps.listingPages = 4
 	_, err := c.Clusters.List(t.Context(), testProject)
 	e, ok := AsError(err)
-	if !ok || e.Operation != OpListClusters || e.Detail != "stopped after 4 pages (2000 items): the server keeps offering more" {
+	if !ok || e.Operation != OpListClusters || !OverBound(err) ||
+		e.Err.Error() != "listing of list_clusters exceeds 4 pages: 2000 items read and the server keeps offering more" {
 		t.Errorf("err = %v", err)
 	}
 }

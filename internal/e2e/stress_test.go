@@ -35,7 +35,8 @@ func stressPolicy(schedule string) string {
 
 // TestAtlasUnderStress runs chains against an Atlas that fails 20% of
 // requests with 5xx, answers bursts of 429 with Retry-After, stalls 5% of
-// requests for 2 s and drops 10% of applied POSTs. Every chain must still
+// requests for 2 s, drops 10% of applied POSTs and pads 10% of its successful
+// answers past every bound of the client (17 MiB, streamed). Every chain must still
 // succeed exactly once, no request may go to a project before its
 // Retry-After has passed, and the client-side budget must hold.
 func TestAtlasUnderStress(t *testing.T) {
@@ -77,6 +78,7 @@ func TestAtlasUnderStress(t *testing.T) {
 	})
 	sim.admin("POST", "/_sim/faults", atlassim.AdminFaults{
 		ErrorRate: 0.2, Latency: atlassim.Duration(2 * time.Second), LatencyRate: 0.05, DropAfterApplyRate: 0.1,
+		HugeAnswerRate: 0.1,
 	}, nil)
 
 	// 429 bursts every few seconds of shared time while chains run.
@@ -149,6 +151,8 @@ func TestAtlasUnderStress(t *testing.T) {
 		switch {
 		case c.Dropped:
 			kinds["dropped"]++
+		case c.Huge:
+			kinds["huge"]++
 		case c.Status == http.StatusTooManyRequests:
 			kinds["429"]++
 		case c.Status >= 500:
@@ -159,7 +163,7 @@ func TestAtlasUnderStress(t *testing.T) {
 		}
 	}
 	t.Logf("%d Atlas API requests under faults: %v; %d bursts posted; %d chains succeeded", len(api), kinds, bursts, succeeded)
-	for _, k := range []string{"dropped", "429", "5xx", "delayed"} {
+	for _, k := range []string{"dropped", "429", "5xx", "delayed", "huge"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s answers were seen: the stress did not happen", k)
 		}

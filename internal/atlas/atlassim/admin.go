@@ -26,7 +26,7 @@ const maxAdminBody = 64 << 10
 //
 //	GET    /_sim/calls[?log=true]         request counts per operation (+ the call log)
 //	GET    /_sim/state                    every project's snapshots, exports and restore jobs
-//	POST   /_sim/faults                   {errorRate, errorStatus, latency, latencyRate, dropAfterApplyRate}
+//	POST   /_sim/faults                   {errorRate, errorStatus, latency, latencyRate, dropAfterApplyRate, hugeAnswerRate}
 //	POST   /_sim/burst429                 {n, retryAfter}
 //	POST   /_sim/fail                     {snapshots, exports, exportsCancelled, restores}
 //	POST   /_sim/clusters/{project}/{name} {state, paused, deleted}
@@ -69,6 +69,7 @@ type AdminCall struct {
 	Status     int       `json:"status"`
 	ProjectID  string    `json:"projectID,omitempty"`
 	Dropped    bool      `json:"dropped,omitempty"`
+	Huge       bool      `json:"huge,omitempty"`
 	RetryAfter Duration  `json:"retryAfter,omitempty"`
 }
 
@@ -86,7 +87,7 @@ func (s *Sim) adminCalls(w http.ResponseWriter, r *http.Request) {
 		for _, c := range log {
 			out.Log = append(out.Log, AdminCall{
 				At: c.At, Received: c.Received, Op: c.Op, Method: c.Method, Path: c.Path, Status: c.Status,
-				ProjectID: c.ProjectID, Dropped: c.Dropped, RetryAfter: Duration(c.RetryAfter),
+				ProjectID: c.ProjectID, Dropped: c.Dropped, Huge: c.Huge, RetryAfter: Duration(c.RetryAfter),
 			})
 		}
 	}
@@ -177,6 +178,7 @@ type AdminFaults struct {
 	Latency            Duration `json:"latency"`
 	LatencyRate        float64  `json:"latencyRate"`
 	DropAfterApplyRate float64  `json:"dropAfterApplyRate"`
+	HugeAnswerRate     float64  `json:"hugeAnswerRate"`
 }
 
 func (s *Sim) adminFaults(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +187,7 @@ func (s *Sim) adminFaults(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusBadRequest, err)
 		return
 	}
-	for name, p := range map[string]float64{"errorRate": f.ErrorRate, "latencyRate": f.LatencyRate, "dropAfterApplyRate": f.DropAfterApplyRate} {
+	for name, p := range map[string]float64{"errorRate": f.ErrorRate, "latencyRate": f.LatencyRate, "dropAfterApplyRate": f.DropAfterApplyRate, "hugeAnswerRate": f.HugeAnswerRate} {
 		if math.IsNaN(p) || p < 0 || p > 1 {
 			adminError(w, http.StatusBadRequest, fmt.Errorf("%s %g: want a probability from 0 to 1", name, p))
 			return
@@ -201,7 +203,7 @@ func (s *Sim) adminFaults(w http.ResponseWriter, r *http.Request) {
 	}
 	s.SetFaults(Faults{
 		ErrorRate: f.ErrorRate, ErrorStatus: f.ErrorStatus, Latency: time.Duration(f.Latency),
-		LatencyRate: f.LatencyRate, DropAfterApplyRate: f.DropAfterApplyRate,
+		LatencyRate: f.LatencyRate, DropAfterApplyRate: f.DropAfterApplyRate, HugeAnswerRate: f.HugeAnswerRate,
 	})
 	s.log("atlassim: admin: faults set to %+v", f)
 	adminJSON(w, http.StatusOK, f)

@@ -25,7 +25,16 @@ type Faults struct {
 	// and then its connection dropped (panic(http.ErrAbortHandler)), so the
 	// client cannot know the outcome.
 	DropAfterApplyRate float64
+	// HugeAnswerRate is the probability that a successful answer is followed
+	// by HugeAnswerPad bytes of whitespace, without a Content-Length: still
+	// JSON, but larger than any answer or listing the client accepts
+	// (docs/atlas-client.md, "Answer bounds"). A POST is applied first.
+	HugeAnswerRate float64
 }
+
+// HugeAnswerPad is the padding of a huge answer: more than the client's
+// largest bound (a listing's 16 MiB).
+const HugeAnswerPad = 17 << 20
 
 // ErrDropped is returned (wrapped) by Transport when the simulator dropped
 // the connection after applying a request.
@@ -91,6 +100,8 @@ type Call struct {
 	ProjectID string
 	// Dropped is set when the request was applied and its connection dropped.
 	Dropped bool
+	// Huge is set when the answer was padded past the client's bounds.
+	Huge bool
 	// Received is when the request arrived, before any injected latency
 	// (At is when it was answered). Rate checks of a client use it.
 	Received time.Time

@@ -2,6 +2,7 @@ package atlassim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -304,5 +305,26 @@ func TestDeterministicIDs(t *testing.T) {
 		if !hexIDPattern.MatchString(id) {
 			t.Errorf("id %q is not 24-hex", id)
 		}
+	}
+}
+
+func TestHugeAnswer(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.sim.SetFaults(Faults{HugeAnswerRate: 1})
+	r := h.must(h.get(base+"/clusters/prod-main/backup/snapshots"), http.StatusOK)
+	if len(r.raw) <= HugeAnswerPad {
+		t.Fatalf("answer of %d bytes, want more than %d", len(r.raw), HugeAnswerPad)
+	}
+	var page atlas.Page[atlas.Snapshot]
+	if err := json.Unmarshal(r.raw, &page); err != nil || len(page.Results) == 0 {
+		t.Errorf("a huge answer is still the JSON answer: %v, %d results", err, len(page.Results))
+	}
+	log := h.sim.CallLog()
+	if last := log[len(log)-1]; !last.Huge || last.Status != http.StatusOK {
+		t.Errorf("last call %+v, want it marked huge", last)
+	}
+	h.sim.SetFaults(Faults{})
+	if r := h.must(h.get(base+"/clusters/prod-main/backup/snapshots"), http.StatusOK); len(r.raw) > 1<<20 {
+		t.Errorf("answer of %d bytes with the fault off", len(r.raw))
 	}
 }

@@ -1,6 +1,7 @@
 package atlassim
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -220,10 +221,32 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	rec.Status = http.StatusOK
 	s.mu.Lock()
+	rec.Huge = s.chance(s.faults.HugeAnswerRate)
 	s.recordLocked(rec, true)
 	s.mu.Unlock()
 	s.log("atlassim: %s %s -> 200", req.Method, req.URL.Path)
+	if rec.Huge {
+		writeHuge(w, mediaType(c.version), result)
+		return
+	}
 	writeJSON(w, http.StatusOK, mediaType(c.version), result, req.URL.Query().Get("pretty") == "true")
+}
+
+// writeHuge writes v as JSON followed by HugeAnswerPad bytes of whitespace,
+// streamed without a Content-Length so the client has to read its way to
+// its bound; it stops when the client hangs up.
+func writeHuge(w http.ResponseWriter, contentType string, v any) {
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(http.StatusOK)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		return
+	}
+	pad := []byte(strings.Repeat(" ", 32<<10))
+	for n := 0; n < HugeAnswerPad; n += len(pad) {
+		if _, err := w.Write(pad); err != nil {
+			return
+		}
+	}
 }
 
 // finish records and writes an error answer.

@@ -162,7 +162,8 @@ func TestAtlasUnderStress(t *testing.T) {
 			kinds["delayed"]++
 		}
 	}
-	t.Logf("%d Atlas API requests under faults: %v; %d bursts posted; %d chains succeeded", len(api), kinds, bursts, succeeded)
+	t.Logf("%d Atlas API requests under faults: %v; %d bursts posted; %d chains succeeded; daemon VmHWM %.1f MiB",
+		len(api), kinds, bursts, succeeded, float64(memKiB(t, d.cmd.Process.Pid, "VmHWM:"))/1024)
 	for _, k := range []string{"dropped", "429", "5xx", "delayed", "huge"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s answers were seen: the stress did not happen", k)

@@ -42,6 +42,8 @@ type FixtureProject struct {
 	Buckets           []FixtureBucket       `yaml:"buckets"`
 	SeedSnapshots     []FixtureSnapshot     `yaml:"seedSnapshots"`
 	SeedFlexSnapshots []FixtureFlexSnapshot `yaml:"seedFlexSnapshots"`
+	// CompliancePolicy is the project's Backup Compliance Policy; none when omitted.
+	CompliancePolicy *FixtureCompliancePolicy `yaml:"compliancePolicy"`
 }
 
 // FixtureCluster is a dedicated cluster; see ClusterSpec for defaults.
@@ -57,6 +59,8 @@ type FixtureCluster struct {
 	MongoDBVersion string `yaml:"mongoDBVersion"`
 	Provider       string `yaml:"provider"`
 	Region         string `yaml:"region"`
+	// Schedule is the cluster's native backup schedule; none when omitted.
+	Schedule *FixtureSchedule `yaml:"schedule"`
 }
 
 // FixtureFlexCluster is a flex cluster.
@@ -296,6 +300,14 @@ func (f *Fixture) applyProject(s *Sim, pi int, p FixtureProject) error {
 		}
 		if err := s.AddCluster(p.ID, spec); err != nil {
 			return f.where(err, "projects", pi, "clusters", i)
+		}
+		if err := f.applySchedule(s, p.ID, pi, i, c); err != nil {
+			return err
+		}
+	}
+	if cp := p.CompliancePolicy; cp != nil {
+		if err := s.SetCompliancePolicy(p.ID, cp.spec()); err != nil {
+			return f.where(err, "projects", pi, "compliancePolicy")
 		}
 	}
 	for i, fc := range p.FlexClusters {

@@ -142,6 +142,7 @@ type project struct {
 	flexOrder    []string
 	buckets      map[string]*atlas.ExportBucket
 	bucketOrder  []string
+	compliance   *atlas.CompliancePolicy // nil: none (GET answers 404)
 }
 
 type cluster struct {
@@ -151,6 +152,7 @@ type cluster struct {
 	specIDs   []string // one replicationSpec id per shard
 	snapshots []*snapshot
 	exports   []*exportJob
+	schedule  *schedule // nil: no native policy items
 }
 
 type flexCluster struct {
@@ -594,6 +596,7 @@ func (s *Sim) SetClusterState(projectID, name string, st atlas.ClusterState) err
 	if err != nil {
 		return fmt.Errorf("set cluster state: %w", err)
 	}
+	s.produceLocked(c, s.clk.Now()) // what the schedule took under the old state
 	spec := c.spec
 	spec.State = st
 	if err := spec.validate(); err != nil {
@@ -611,6 +614,7 @@ func (s *Sim) PauseCluster(projectID, name string, paused bool) error {
 	if err != nil {
 		return fmt.Errorf("pause cluster: %w", err)
 	}
+	s.produceLocked(c, s.clk.Now()) // what the schedule took under the old state
 	c.spec.Paused = paused
 	return nil
 }
@@ -623,6 +627,7 @@ func (s *Sim) SetBackupEnabled(projectID, name string, enabled bool) error {
 	if err != nil {
 		return fmt.Errorf("set backup enabled: %w", err)
 	}
+	s.produceLocked(c, s.clk.Now()) // what the schedule took under the old state
 	c.spec.BackupEnabled = enabled
 	return nil
 }

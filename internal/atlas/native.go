@@ -256,8 +256,9 @@ func (s *NativeService) AllSnapshots(ctx context.Context, projectID, cluster str
 		for sn, err := range seq {
 			if err == nil {
 				if cerr := checkNativeSnapshot(sn); cerr != nil {
-					err = &Error{Operation: op, Method: http.MethodGet, Path: path, StatusCode: http.StatusOK,
-						Detail: "the answer could not be read", Err: fmt.Errorf("checking 200 response: snapshot %d: %w", i, cerr)}
+					// Scrubbed like every error of do: the answer may echo a credential.
+					err = s.c.scrubError(&Error{Operation: op, Method: http.MethodGet, Path: path, StatusCode: http.StatusOK,
+						Detail: "the answer could not be read", Err: fmt.Errorf("checking 200 response: snapshot %d: %w", i, cerr)})
 				}
 			}
 			i++

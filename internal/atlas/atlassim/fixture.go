@@ -429,6 +429,9 @@ func (s *Sim) Describe() string {
 	for _, pid := range s.projectOrder {
 		p := s.projects[pid]
 		fmt.Fprintf(&b, "  project %s (%s)\n", pid, p.name)
+		if p.compliance != nil {
+			fmt.Fprintf(&b, "    backup compliance policy: %d scheduled items\n", len(p.compliance.ScheduledPolicyItems))
+		}
 		for _, name := range p.clusterOrder {
 			c := p.clusters[name]
 			flags := ""
@@ -441,6 +444,13 @@ func (s *Sim) Describe() string {
 			if c.spec.Type != atlas.ClusterReplicaSet {
 				flags += fmt.Sprintf(" shards=%d", c.spec.Shards)
 			}
+			if c.schedule != nil {
+				flags += fmt.Sprintf(" schedule=%d-items", len(c.schedule.items))
+				if c.schedule.stalled {
+					flags += "(stalled)"
+				}
+			}
+			s.produceLocked(c, now)
 			fmt.Fprintf(&b, "    cluster %-16s %-10s %-4s %-9s snapshots=%d%s\n", name, c.spec.Type, c.spec.Tier, c.spec.State, len(c.liveSnapshots(now)), flags)
 		}
 		for _, name := range p.flexOrder {

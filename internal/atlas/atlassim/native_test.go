@@ -344,6 +344,11 @@ func TestFixtureScheduleAndCompliance(t *testing.T) {
 		t.Errorf("fixture compliance policy %+v", cp)
 	}
 
+	if d := s.Describe(); !strings.Contains(d, "schedule=1-items(stalled)") || !strings.Contains(d, "schedule=4-items") ||
+		!strings.Contains(d, "backup compliance policy: 1 scheduled items") {
+		t.Errorf("Describe does not show the schedules and the policy:\n%s", d)
+	}
+
 	bad := strings.Replace(good, "frequencyInterval: 7, retentionUnit: weeks", "frequencyInterval: 9, retentionUnit: weeks", 1)
 	if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,9 @@
 // Package atlassim is an in-process simulator of the part of the Atlas Admin
 // API v2 that backupd uses: cloud backup snapshots, snapshot exports, export
-// buckets, flex snapshots and flex restore jobs, cluster discovery, and the
-// OAuth2 and HTTP Digest authentication in front of them.
+// buckets, flex snapshots and flex restore jobs, cluster discovery, what Atlas
+// backs up by itself (native backup schedules and their scheduled snapshots,
+// Backup Compliance Policies), and the OAuth2 and HTTP Digest authentication
+// in front of them.
 //
 // It exists so that every test, the demo and users' dry runs can exercise
 // backupd against Atlas's documented behaviour (versioned media types, error

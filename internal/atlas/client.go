@@ -176,6 +176,9 @@ type Client struct {
 	Buckets   *BucketsService
 	Flex      *FlexService
 	Clusters  *ClustersService
+	// Native reads what Atlas backs up by itself (schedules, compliance
+	// policies, snapshots of either topology), for monitoring.
+	Native *NativeService
 
 	baseURL     string // scheme://host[/prefix], no trailing slash
 	http        *http.Client
@@ -317,6 +320,7 @@ func New(cfg Config) (*Client, error) {
 	c.Exports = &ExportsService{c: c}
 	c.Buckets = &BucketsService{c: c}
 	c.Flex = &FlexService{c: c}
+	c.Native = &NativeService{c: c}
 	c.Clusters = &ClustersService{c: c}
 	return c, nil
 }

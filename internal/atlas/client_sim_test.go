@@ -217,6 +217,26 @@ func TestSimEveryOperation(t *testing.T) {
 			t.Fatalf("ListRestoreJobs = %+v, %v", rjs, err)
 		}
 
+		// The native side: no compliance policy is an answer, not an error.
+		if pc, err := c.Native.CompliancePolicy(ctx, simProject); err != nil || pc.InForce {
+			t.Fatalf("CompliancePolicy without one = %+v, %v", pc, err)
+		}
+		daily := atlas.PolicyItem{FrequencyType: atlas.FrequencyDaily, FrequencyInterval: 1, RetentionUnit: atlas.RetentionDays, RetentionValue: 7}
+		if err := f.sim.SetCompliancePolicy(simProject, &atlassim.CompliancePolicySpec{ScheduledItems: []atlas.PolicyItem{daily}}); err != nil {
+			t.Fatal(err)
+		}
+		pc, err := c.Native.CompliancePolicy(ctx, simProject)
+		if err != nil || !pc.InForce || len(pc.Policy.ScheduledPolicyItems) != 1 || pc.Policy.ScheduledPolicyItems[0].Retention() != 7*24*time.Hour {
+			t.Fatalf("CompliancePolicy = %+v, %v", pc, err)
+		}
+		if err := f.sim.SetSchedule(simProject, "prod", atlassim.DefaultSchedule()); err != nil {
+			t.Fatal(err)
+		}
+		sch, err := c.Native.Schedule(ctx, simProject, "prod")
+		if err != nil || len(sch.PolicyItems()) != 4 || !sch.NextSnapshot.After(time.Now().Add(-time.Second)) {
+			t.Fatalf("Schedule = %+v, %v", sch, err)
+		}
+
 		// Not found is a typed answer.
 		if _, err := c.Snapshots.Get(ctx, simProject, "prod", "6a1b2c3d4e5f607182930aff", ""); !atlas.IsNotFound(err) {
 			t.Errorf("unknown snapshot: %v", err)

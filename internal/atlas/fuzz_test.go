@@ -52,6 +52,7 @@ func FuzzDecodeResponses(f *testing.F) {
 			func() error { var v FlexCluster; return decode(&v) },
 			func() error { var v Page[FlexCluster]; return decode(&v) },
 		}
+		decoders = append(decoders, nativeDecoders(decode)...)
 		over := int64(len(data)) > fuzzBound.bytes || countElements(data, fuzzBound.elements) > fuzzBound.elements
 		for _, d := range decoders {
 			err := d() // a value or an error; a panic fails the fuzzer

@@ -27,6 +27,8 @@ const (
 	OpGetCluster           = "get_cluster"
 	OpListFlexClusters     = "list_flex_clusters"
 	OpGetFlexCluster       = "get_flex_cluster"
+	OpGetBackupSchedule    = "get_backup_schedule"
+	OpGetCompliancePolicy  = "get_compliance_policy"
 	OpAuthenticate         = "authenticate"
 	OpFetchToken           = "fetch_token"
 )
@@ -40,6 +42,7 @@ func Operations() []string {
 		OpListExportBuckets, OpGetExportBucket,
 		OpListFlexSnapshots, OpGetFlexSnapshot, OpCreateFlexRestore, OpGetFlexRestore, OpListFlexRestores,
 		OpListClusters, OpGetCluster, OpListFlexClusters, OpGetFlexCluster,
+		OpGetBackupSchedule, OpGetCompliancePolicy,
 		OpAuthenticate, OpFetchToken,
 	}
 }

@@ -34,7 +34,7 @@ func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	rc.mu.Unlock()
 	w.Header().Set("Content-Type", r.Header.Get("Accept"))
-	_, _ = io.WriteString(w, `{"id":"`+testSnapshot+`","_id":"`+testBucket+`","results":[],"totalCount":0}`)
+	_, _ = io.WriteString(w, `{"id":"`+testSnapshot+`","_id":"`+testBucket+`","results":[],"totalCount":0,"policies":[]}`)
 }
 
 func (rc *recorder) take() []recorded {
@@ -117,6 +117,12 @@ func allOps() []opCase {
 		}},
 		{OpGetFlexCluster, "GET", fPath, MediaFlex, func(ctx context.Context, c *Client) error {
 			return ign(c.Clusters.GetFlex(ctx, testProject, "flex-1"))
+		}},
+		{OpGetBackupSchedule, "GET", cPath + "/backup/schedule", MediaClusters, func(ctx context.Context, c *Client) error {
+			return ign(c.Native.Schedule(ctx, testProject, "prod-1"))
+		}},
+		{OpGetCompliancePolicy, "GET", "/api/atlas/v2/groups/" + testProject + "/backupCompliancePolicy", MediaCompliance, func(ctx context.Context, c *Client) error {
+			return ign(c.Native.CompliancePolicy(ctx, testProject))
 		}},
 	}
 }

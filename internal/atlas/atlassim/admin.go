@@ -31,6 +31,8 @@ const maxAdminBody = 64 << 10
 //	POST   /_sim/fail                     {snapshots, exports, exportsCancelled, restores}
 //	POST   /_sim/clusters/{project}/{name} {state, paused, deleted}
 //	DELETE /_sim/buckets/{project}/{id}
+//	POST   /_sim/native/{project}/{cluster} {schedule, stalled, failScheduled, fallback}
+//	POST   /_sim/compliance/{project}  {policy} (omitted: none)
 //
 // Durations are Go duration strings ("2s"). It has no authentication: serve
 // it only where the simulator itself is reachable (tests, dry runs).
@@ -43,6 +45,8 @@ func (s *Sim) AdminHandler() http.Handler {
 	mux.HandleFunc("POST /_sim/fail", s.adminFail)
 	mux.HandleFunc("POST /_sim/clusters/{project}/{name}", s.adminCluster)
 	mux.HandleFunc("DELETE /_sim/buckets/{project}/{id}", s.adminBucket)
+	mux.HandleFunc("POST /_sim/native/{project}/{cluster}", s.adminNative)
+	mux.HandleFunc("POST /_sim/compliance/{project}", s.adminCompliance)
 	mux.HandleFunc("/_sim/", func(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusNotFound, fmt.Errorf("no admin endpoint %s %s", r.Method, r.URL.Path))
 	})

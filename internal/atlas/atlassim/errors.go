@@ -64,6 +64,12 @@ func newErr(status int, code, detail string, params ...any) *apiError {
 	return &apiError{status: status, code: code, detail: detail, params: params}
 }
 
+// errNoCloudBackup answers a backup call on a shared or free tier.
+func errNoCloudBackup(spec ClusterSpec) *apiError {
+	return newErr(http.StatusBadRequest, atlas.CodeProviderBackupNotSupported,
+		fmt.Sprintf("Cloud backup is not supported for cluster %s of tier %s; it needs M10 or larger.", spec.Name, spec.Tier), spec.Name)
+}
+
 func errGroupNotFound(id string) *apiError {
 	return newErr(http.StatusNotFound, atlas.CodeGroupNotFound, fmt.Sprintf("No group with ID %s exists.", id), id)
 }

@@ -42,6 +42,8 @@ type FixtureProject struct {
 	Buckets           []FixtureBucket       `yaml:"buckets"`
 	SeedSnapshots     []FixtureSnapshot     `yaml:"seedSnapshots"`
 	SeedFlexSnapshots []FixtureFlexSnapshot `yaml:"seedFlexSnapshots"`
+	// CompliancePolicy is the project's Backup Compliance Policy; none when omitted.
+	CompliancePolicy *FixtureCompliancePolicy `yaml:"compliancePolicy"`
 }
 
 // FixtureCluster is a dedicated cluster; see ClusterSpec for defaults.
@@ -57,6 +59,8 @@ type FixtureCluster struct {
 	MongoDBVersion string `yaml:"mongoDBVersion"`
 	Provider       string `yaml:"provider"`
 	Region         string `yaml:"region"`
+	// Schedule is the cluster's native backup schedule; none when omitted.
+	Schedule *FixtureSchedule `yaml:"schedule"`
 }
 
 // FixtureFlexCluster is a flex cluster.
@@ -297,6 +301,14 @@ func (f *Fixture) applyProject(s *Sim, pi int, p FixtureProject) error {
 		if err := s.AddCluster(p.ID, spec); err != nil {
 			return f.where(err, "projects", pi, "clusters", i)
 		}
+		if err := f.applySchedule(s, p.ID, pi, i, c); err != nil {
+			return err
+		}
+	}
+	if cp := p.CompliancePolicy; cp != nil {
+		if err := s.SetCompliancePolicy(p.ID, cp.spec()); err != nil {
+			return f.where(err, "projects", pi, "compliancePolicy")
+		}
 	}
 	for i, fc := range p.FlexClusters {
 		if err := s.AddFlexCluster(p.ID, fc.Name); err != nil {
@@ -417,6 +429,9 @@ func (s *Sim) Describe() string {
 	for _, pid := range s.projectOrder {
 		p := s.projects[pid]
 		fmt.Fprintf(&b, "  project %s (%s)\n", pid, p.name)
+		if p.compliance != nil {
+			fmt.Fprintf(&b, "    backup compliance policy: %d scheduled items\n", len(p.compliance.ScheduledPolicyItems))
+		}
 		for _, name := range p.clusterOrder {
 			c := p.clusters[name]
 			flags := ""
@@ -429,6 +444,13 @@ func (s *Sim) Describe() string {
 			if c.spec.Type != atlas.ClusterReplicaSet {
 				flags += fmt.Sprintf(" shards=%d", c.spec.Shards)
 			}
+			if c.schedule != nil {
+				flags += fmt.Sprintf(" schedule=%d-items", len(c.schedule.items))
+				if c.schedule.stalled {
+					flags += "(stalled)"
+				}
+			}
+			s.produceLocked(c, now)
 			fmt.Fprintf(&b, "    cluster %-16s %-10s %-4s %-9s snapshots=%d%s\n", name, c.spec.Type, c.spec.Tier, c.spec.State, len(c.liveSnapshots(now)), flags)
 		}
 		for _, name := range p.flexOrder {

@@ -32,6 +32,7 @@ func (s *Sim) pathCluster(c *call) (*project, *cluster, *apiError) {
 		return nil, nil, errInvalidPathParam("clusterName", name)
 	}
 	if cl, ok := p.clusters[name]; ok {
+		s.produceLocked(cl, c.now)
 		return p, cl, nil
 	}
 	if _, ok := p.flex[name]; ok {
@@ -210,8 +211,7 @@ func (s *Sim) takeSnapshot(c *call) (any, *apiError) {
 	spec := cl.spec
 	switch {
 	case tenantTier(spec.Tier):
-		return nil, newErr(http.StatusBadRequest, atlas.CodeProviderBackupNotSupported,
-			fmt.Sprintf("Cloud backup is not supported for cluster %s of tier %s; it needs M10 or larger.", spec.Name, spec.Tier), spec.Name)
+		return nil, errNoCloudBackup(spec)
 	case !spec.BackupEnabled:
 		return nil, newErr(http.StatusBadRequest, atlas.CodeBackupJobNotFound, "Backups are not enabled for this cluster.", spec.Name)
 	case spec.Paused:

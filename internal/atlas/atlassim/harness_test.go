@@ -81,6 +81,10 @@ func mediaFor(path string) string {
 		return atlas.MediaFlex
 	case strings.Contains(path, "/exportBuckets"):
 		return atlas.MediaBuckets
+	case strings.Contains(path, "/backupCompliancePolicy"):
+		return atlas.MediaCompliance
+	case strings.Contains(path, "/backup/schedule"):
+		return atlas.MediaClusters
 	case strings.Contains(path, "/backup/"):
 		return atlas.MediaSnapshots
 	default:

@@ -30,6 +30,8 @@ var (
 	versionsClusters = []mediaVersion{{date: "2024-08-05"}, {date: "2023-02-01", sunset: "2027-07-01"}, {date: "2023-01-01", sunset: "2027-07-01"}}
 	versionsFlex     = []mediaVersion{{date: "2024-11-13"}}
 	versionsProjects = []mediaVersion{{date: "2023-01-01"}}
+	versionsSchedule = []mediaVersion{{date: "2024-08-05"}, {date: "2023-01-01", sunset: "2027-07-01"}}
+	versionsComply   = []mediaVersion{{date: "2023-10-01"}}
 )
 
 func mediaType(date string) string { return "application/vnd.atlas." + date + "+json" }
@@ -59,8 +61,10 @@ var routes = []route{
 	{method: "GET", pattern: []string{"groups"}, op: "list_projects", versions: versionsProjects, handle: (*Sim).listProjects, outsideSubset: true},
 	newRoute("GET", "groups/{groupId}/backup/exportBuckets", "list_export_buckets", versionsBuckets, (*Sim).listBuckets),
 	newRoute("GET", "groups/{groupId}/backup/exportBuckets/{exportBucketId}", "get_export_bucket", versionsBuckets, (*Sim).getBucket),
+	newRoute("GET", "groups/{groupId}/backupCompliancePolicy", "get_compliance_policy", versionsComply, (*Sim).getCompliancePolicy),
 	newRoute("GET", "groups/{groupId}/clusters", "list_clusters", versionsClusters, (*Sim).listClusters),
 	newRoute("GET", "groups/{groupId}/clusters/{clusterName}", "get_cluster", versionsClusters, (*Sim).getCluster),
+	newRoute("GET", "groups/{groupId}/clusters/{clusterName}/backup/schedule", "get_backup_schedule", versionsSchedule, (*Sim).getSchedule),
 	newRoute("POST", "groups/{groupId}/clusters/{clusterName}/backup/snapshots", "take_snapshot", versionsBackup, (*Sim).takeSnapshot),
 	newRoute("GET", "groups/{groupId}/clusters/{clusterName}/backup/snapshots", "list_snapshots", versionsBackup, (*Sim).listSnapshots),
 	newRoute("GET", "groups/{groupId}/clusters/{clusterName}/backup/snapshots/shardedClusters", "list_sharded_snapshots", versionsBackup, (*Sim).listShardedSnapshots),

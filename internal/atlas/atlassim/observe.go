@@ -17,6 +17,7 @@ func (s *Sim) Snapshots(projectID, clusterName string) []atlas.Snapshot {
 		return nil
 	}
 	now := s.clk.Now()
+	s.produceLocked(cl, now)
 	var out []atlas.Snapshot
 	for _, sn := range cl.liveSnapshots(now) {
 		out = append(out, s.snapshotView(nil, projectID, cl, sn, now))

@@ -1,7 +1,9 @@
 // Package atlassim is an in-process simulator of the part of the Atlas Admin
 // API v2 that backupd uses: cloud backup snapshots, snapshot exports, export
-// buckets, flex snapshots and flex restore jobs, cluster discovery, and the
-// OAuth2 and HTTP Digest authentication in front of them.
+// buckets, flex snapshots and flex restore jobs, cluster discovery, what Atlas
+// backs up by itself (native backup schedules and their scheduled snapshots,
+// Backup Compliance Policies), and the OAuth2 and HTTP Digest authentication
+// in front of them.
 //
 // It exists so that every test, the demo and users' dry runs can exercise
 // backupd against Atlas's documented behaviour (versioned media types, error
@@ -142,6 +144,7 @@ type project struct {
 	flexOrder    []string
 	buckets      map[string]*atlas.ExportBucket
 	bucketOrder  []string
+	compliance   *atlas.CompliancePolicy // nil: none (GET answers 404)
 }
 
 type cluster struct {
@@ -151,6 +154,7 @@ type cluster struct {
 	specIDs   []string // one replicationSpec id per shard
 	snapshots []*snapshot
 	exports   []*exportJob
+	schedule  *schedule // nil: no native policy items
 }
 
 type flexCluster struct {
@@ -594,6 +598,7 @@ func (s *Sim) SetClusterState(projectID, name string, st atlas.ClusterState) err
 	if err != nil {
 		return fmt.Errorf("set cluster state: %w", err)
 	}
+	s.produceLocked(c, s.clk.Now()) // what the schedule took under the old state
 	spec := c.spec
 	spec.State = st
 	if err := spec.validate(); err != nil {
@@ -611,6 +616,7 @@ func (s *Sim) PauseCluster(projectID, name string, paused bool) error {
 	if err != nil {
 		return fmt.Errorf("pause cluster: %w", err)
 	}
+	s.produceLocked(c, s.clk.Now()) // what the schedule took under the old state
 	c.spec.Paused = paused
 	return nil
 }
@@ -623,6 +629,7 @@ func (s *Sim) SetBackupEnabled(projectID, name string, enabled bool) error {
 	if err != nil {
 		return fmt.Errorf("set backup enabled: %w", err)
 	}
+	s.produceLocked(c, s.clk.Now()) // what the schedule took under the old state
 	c.spec.BackupEnabled = enabled
 	return nil
 }

@@ -20,7 +20,7 @@ import (
 // operation's 200 schema, carries the schema's required properties, and
 // keeps to its enums.
 
-const specFile = "../testdata/openapi/atlas-backup-subset.yaml"
+const specFile = "../testdata/openapi/atlas-backup-subset-v2.yaml"
 
 type openAPI struct {
 	doc map[string]any
@@ -303,10 +303,12 @@ func TestRoutesMatchSpec(t *testing.T) {
 			t.Errorf("%s: spec declares no request body under %s", rt.op, mediaType(rt.versions[0].date))
 		}
 	}
-	// Every spec operation the brief lists (all but the schedule) is simulated.
+	// Every spec operation is simulated but the restore jobs of dedicated
+	// clusters (for restore drills, ATLAS_API_NOTES.md 9b), which the client
+	// does not call yet either.
 	for p, item := range mapAt(spec, "paths") {
 		for method := range item.(map[string]any) {
-			if strings.HasSuffix(p, "/backup/schedule") {
+			if strings.Contains(p, "/clusters/{clusterName}/backup/restoreJobs") {
 				continue
 			}
 			found := false

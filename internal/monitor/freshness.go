@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/backupd/backupd/internal/run"
@@ -187,7 +186,7 @@ func Assess(r Reading, now time.Time, margin time.Duration) Assessment {
 			}
 		}
 	}
-	for _, kind := range sortedKinds(a.Kinds) {
+	for _, kind := range sortedKeys(a.Kinds) {
 		if k := a.Kinds[kind]; k.Failed > 0 {
 			a.problem("%d failed %s snapshot(s), the newest at %s", k.Failed, kind, k.NewestFailed.UTC().Format(time.RFC3339))
 		}
@@ -203,15 +202,6 @@ func Assess(r Reading, now time.Time, margin time.Duration) Assessment {
 
 func (a *Assessment) problem(format string, args ...any) {
 	a.Problems = append(a.Problems, fmt.Sprintf(format, args...))
-}
-
-func sortedKinds(m map[string]KindState) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }
 
 // promises turns the schedule's items into one Promise per scheduled
@@ -360,10 +350,7 @@ func monthDay(n int, first time.Time) int {
 // kept at least as long. Flex clusters have no schedule to compare.
 func compare(s *Schedule, c *Compliance, flex bool) *ComplianceState {
 	st := &ComplianceState{}
-	for _, req := range c.ScheduledItems {
-		if _, ok := frequencyRank[req.Frequency]; !ok {
-			continue
-		}
+	for _, req := range strictest(c.ScheduledItems) {
 		st.Required = append(st.Required, Requirement{Frequency: req.Frequency, MaxGap: maxGap(req), Retention: retention(req)})
 		if flex {
 			continue
@@ -404,6 +391,34 @@ func compare(s *Schedule, c *Compliance, flex bool) *ComplianceState {
 		}
 	}
 	return st
+}
+
+// strictest merges the scheduled items of each frequency into one that
+// asks the most of both (the shorter hourly interval, the longer
+// retention), in rank order, so each frequency is required once.
+func strictest(items []PolicyItem) []PolicyItem {
+	byFreq := map[string]PolicyItem{}
+	for _, it := range items {
+		if _, ok := frequencyRank[it.Frequency]; !ok {
+			continue
+		}
+		if q, ok := byFreq[it.Frequency]; ok {
+			if maxGap(q) < maxGap(it) {
+				it.Interval = q.Interval
+			}
+			if shorter(it, q) {
+				it.RetentionUnit, it.RetentionValue = q.RetentionUnit, q.RetentionValue
+			}
+		}
+		byFreq[it.Frequency] = it
+	}
+	var out []PolicyItem
+	for _, f := range scheduledKinds {
+		if it, ok := byFreq[f]; ok {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // shorter reports whether retention a is shorter than retention b, without

@@ -311,6 +311,8 @@ func TestCompliance(t *testing.T) {
 		{"two items: the best of each aspect", []PolicyItem{item(FrequencyHourly, 1, RetentionDays, 1), item(FrequencyHourly, 12, RetentionDays, 7)},
 			[]PolicyItem{item(FrequencyHourly, 4, RetentionDays, 7)}, nil},
 		{"no schedule at all", nil, []PolicyItem{item(FrequencyDaily, 1, RetentionDays, 7), item(FrequencyOnDemand, 0, RetentionDays, 7)}, []string{"daily/frequency"}},
+		{"two required items of one frequency: the strictest of each aspect", []PolicyItem{item(FrequencyHourly, 4, RetentionDays, 3)},
+			[]PolicyItem{item(FrequencyHourly, 6, RetentionDays, 7), item(FrequencyHourly, 2, RetentionDays, 1)}, []string{"hourly/frequency", "hourly/retention"}},
 		{"frequency and retention", []PolicyItem{item(FrequencyHourly, 12, RetentionDays, 1)}, []PolicyItem{item(FrequencyHourly, 6, RetentionDays, 2)}, []string{"hourly/frequency", "hourly/retention"}},
 	}
 	for _, tc := range tests {

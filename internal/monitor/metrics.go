@@ -43,6 +43,7 @@ var (
 	mReqRetention    = metric{"backupd_native_compliance_required_retention_seconds", "Shortest retention of the frequency the project's compliance policy allows (months of 30 days, years of 365).", pf}
 	mShortfall       = metric{"backupd_native_schedule_compliance_shortfall", "1 if the cluster's schedule is weaker than the project's compliance policy in this frequency and aspect (frequency, retention), 0 if it meets it.", []string{"project", "cluster", "frequency", "aspect"}}
 	mLastSuccess     = metric{"backupd_monitor_last_success_timestamp_seconds", "Unix time the monitor last read the cluster completely.", pc}
+	mWatchStart      = metric{"backupd_monitor_watch_start_timestamp_seconds", "Unix time the monitor started watching the cluster (the daemon's start, or when the cluster became selected): with no successful read since, the age of its blindness.", pc}
 	mMonitorInterval = metric{"backupd_monitor_interval_seconds", "How often the monitor reads each watched cluster.", nil}
 )
 
@@ -56,7 +57,7 @@ func Metrics() []string {
 }
 
 var allMetrics = []metric{mNewest, mNewestFailed, mRetained, mFailed, mSize, mDue, mInterval, mRetention, mNext,
-	mEnabled, mInForce, mReqInterval, mReqRetention, mShortfall, mLastSuccess, mMonitorInterval}
+	mEnabled, mInForce, mReqInterval, mReqRetention, mShortfall, mLastSuccess, mWatchStart, mMonitorInterval}
 
 // Collector exposes the monitor's latest assessment of each watched cluster
 // as Prometheus gauges. It is safe for concurrent use: reads report to it
@@ -73,8 +74,9 @@ type Collector struct {
 }
 
 type observed struct {
-	a  Assessment
-	at time.Time // when the read succeeded
+	a     Assessment
+	at    time.Time // when the read succeeded; zero before the first
+	since time.Time // when watching started
 }
 
 // NewCollector returns a Collector for a monitor reading every interval.
@@ -86,11 +88,29 @@ func NewCollector(interval time.Duration) *Collector {
 	return c
 }
 
-// Observe records a successful read of a.Target, finished at `at`.
+// Watch starts watching t at since, before its first read: from then on
+// backupd_monitor_watch_start_timestamp_seconds tells how long the monitor
+// has been blind to t if no read succeeds, so a monitor that never manages
+// a read is noticed (there is no last success to grow old). Watching a
+// target already watched changes nothing.
+func (c *Collector) Watch(t run.Target, since time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.clusters[t]; !ok {
+		c.clusters[t] = observed{a: Assessment{Target: t}, since: since}
+	}
+}
+
+// Observe records a successful read of a.Target, finished at `at`. A
+// target not watched yet is watched from at.
 func (c *Collector) Observe(a Assessment, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.clusters[a.Target] = observed{a: a, at: at}
+	since := at
+	if o, ok := c.clusters[a.Target]; ok {
+		since = o.since
+	}
+	c.clusters[a.Target] = observed{a: a, at: at, since: since}
 }
 
 // Forget drops every series of t: it is no longer watched.
@@ -140,9 +160,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	projects := map[string]observed{}
 	for _, o := range list {
 		p := o.a.Target.ProjectID
-		if q, ok := projects[p]; !ok || o.at.After(q.at) {
-			projects[p] = o
+		if q, ok := projects[p]; o.at.IsZero() || (ok && !o.at.After(q.at)) {
+			continue
 		}
+		projects[p] = o
 	}
 	for _, p := range sortedKeys(projects) {
 		cs := projects[p].a.Compliance
@@ -160,6 +181,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, o := range list {
 		a := o.a
 		p, cl := a.Target.ProjectID, a.Target.Cluster
+		emit(mWatchStart, unix(o.since), p, cl)
+		if o.at.IsZero() {
+			continue // watched, never read: nothing is known yet
+		}
 		emit(mLastSuccess, unix(o.at), p, cl)
 		for _, kind := range sortedKeys(a.Kinds) {
 			k := a.Kinds[kind]

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/backupd/backupd/internal/policy"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -11,8 +12,8 @@ import (
 // snapshot before calling the frequency overdue. Atlas starts a scheduled
 // snapshot at the slot, give or take minutes, and only completed snapshots
 // count, so the margin covers a late start plus the time a snapshot takes;
-// raise it for clusters whose snapshots take longer.
-const DefaultMargin = 2 * time.Hour
+// raise it (monitor.margin) for clusters whose snapshots take longer.
+const DefaultMargin = policy.DefaultMonitorMargin
 
 // FlexMaxAge is the age beyond which a flex cluster's newest snapshot is
 // stale: Atlas takes one a day (ATLAS_API_NOTES.md 9d), so 36 h is one

@@ -24,7 +24,7 @@ func NewPlan(cfg policy.Monitor) Plan {
 		cfg.Interval = policy.DefaultMonitorInterval
 	}
 	if cfg.Margin <= 0 {
-		cfg.Margin = policy.DefaultMonitorMargin
+		cfg.Margin = DefaultMargin
 	}
 	return Plan{cfg: cfg}
 }

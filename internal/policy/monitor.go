@@ -2,7 +2,8 @@ package policy
 
 import "time"
 
-// Defaults of the monitor: section (docs/monitor.md; change both together).
+// Defaults of the monitor: section (docs/metrics.md, "Monitor"; change
+// both together).
 const (
 	// DefaultMonitorInterval is how often each watched cluster is read. A
 	// read costs about three Atlas calls (snapshots, schedule, and the

@@ -41,6 +41,13 @@ var frequencyRank = map[string]int{
 // scheduled frequencies, in rank order.
 var scheduledKinds = []string{KindHourly, KindDaily, KindWeekly, KindMonthly, KindYearly}
 
+// knownKinds is the closed set of kinds; a snapshot of any other kind is
+// ignored, so the kind label stays bounded whatever an adapter passes.
+var knownKinds = map[string]bool{
+	KindHourly: true, KindDaily: true, KindWeekly: true, KindMonthly: true, KindYearly: true,
+	KindOnDemand: true, KindFallback: true, KindFlex: true,
+}
+
 // Assessment is what one Reading says about a cluster's native backups at
 // a moment: the numbers the metrics expose and the problems status shows.
 type Assessment struct {
@@ -136,6 +143,9 @@ func Assess(r Reading, now time.Time, margin time.Duration) Assessment {
 	a := Assessment{Target: r.Target, Flex: r.Flex, BackupEnabled: r.BackupEnabled || r.Flex, Kinds: map[string]KindState{}}
 	var newestSize int64
 	for _, s := range r.Snapshots {
+		if !knownKinds[s.Kind] {
+			continue
+		}
 		k := a.Kinds[s.Kind]
 		switch s.Status {
 		case StatusCompleted:

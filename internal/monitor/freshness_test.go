@@ -262,6 +262,7 @@ func TestAssessCounts(t *testing.T) {
 		snap(KindDaily, StatusQueued, "2026-03-03T00:00:00Z", 0),
 		snap(KindOnDemand, StatusCompleted, "2026-03-02T09:00:00Z", 250),
 		snap(KindFallback, StatusFailed, "2026-03-02T13:00:00Z", 0),
+		snap("6650c0f9a2b3c4d5e6f7081a", StatusCompleted, "2026-03-02T12:30:00Z", 999), // not a kind: ignored
 	}}
 	a := Assess(r, utc("2026-03-02T13:00:00Z"), time.Hour)
 	if !a.Newest.Equal(utc("2026-03-02T12:00:00Z")) || a.NewestSize != 0 {

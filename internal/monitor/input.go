@@ -70,6 +70,8 @@ const (
 // Snapshot is one snapshot of the listing. Kind is one of the Kind
 // constants: for a dedicated cluster KindOnDemand, KindFallback, or the
 // frequencyType of a scheduled snapshot; KindFlex for every flex snapshot.
+// A snapshot of any other kind is ignored (the kind is a metric label, a
+// closed set).
 type Snapshot struct {
 	Kind      string
 	Status    string

@@ -1,0 +1,72 @@
+package policy
+
+import "time"
+
+// Defaults of the monitor: section (docs/metrics.md, "Monitor"; change
+// both together).
+const (
+	// DefaultMonitorInterval is how often each watched cluster is read. A
+	// read costs about three Atlas calls (snapshots, schedule, and the
+	// project's compliance policy), so 800 clusters cost 2,400 calls an
+	// hour, 40 a minute, inside the default 100 requests a minute with
+	// room for the policies' own runs; native schedules are hourly at the
+	// finest, so reading more often would notice nothing sooner.
+	DefaultMonitorInterval = time.Hour
+	// DefaultMonitorMargin is how long after a schedule's slot its snapshot
+	// may still be missing before the frequency counts as overdue: Atlas
+	// starts late by minutes and only completed snapshots count.
+	DefaultMonitorMargin = 2 * time.Hour
+	// Bounds of monitor.interval: a minute at least (a read of a large
+	// fleet must fit in it), a day at most (a broken schedule must not go
+	// unnoticed for longer).
+	MinMonitorInterval = time.Minute
+	MaxMonitorInterval = 24 * time.Hour
+)
+
+// Monitor is the monitor: section: which clusters to watch read-only and
+// how often. Targets use the same selectors (globs, excludes) as policy
+// targets.
+type Monitor struct {
+	Targets  []TargetSelector
+	Interval time.Duration
+	Margin   time.Duration
+	Pos      Position // where the section starts, for messages
+}
+
+// monitorSection decodes the monitor: section of top, or returns nil when
+// it is absent. Every problem is reported at its line and column.
+//
+// Wiring (not done yet, see the issue 12 report): Parse's config() lists
+// "monitor" among the top-level keys and sets cfg.Monitor to this, and a
+// file with a monitor: section may then have no policies.
+func (d *decoder) monitorSection(top fields) *Monitor {
+	f, ok := top.get("monitor")
+	if !ok {
+		return nil
+	}
+	m, ok := d.mapping(f.val, f.path, "targets", "interval", "margin")
+	if !ok {
+		return nil
+	}
+	mon := &Monitor{Interval: DefaultMonitorInterval, Margin: DefaultMonitorMargin,
+		Pos: Position{File: d.file, Line: f.key.Line, Column: f.key.Column}}
+	// Parse fails on any issue, so a section with one need not be whole.
+	if tf, ok := m.get("targets"); ok {
+		mon.Targets, _ = d.targets(tf)
+	} else {
+		d.errorAt(m.node, join(f.path, "targets"), "required: list the projects (and clusters) to watch, as in a policy's targets")
+	}
+	if vf, ok := m.get("interval"); ok {
+		if v, ok := d.duration(vf, true); ok && (v < MinMonitorInterval || v > MaxMonitorInterval) {
+			d.errorAt(vf.val, vf.path, "must be from %s to %s", MinMonitorInterval, MaxMonitorInterval)
+		} else if ok {
+			mon.Interval = v
+		}
+	}
+	if vf, ok := m.get("margin"); ok {
+		if v, ok := d.duration(vf, true); ok {
+			mon.Margin = v
+		}
+	}
+	return mon
+}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -58,7 +59,7 @@ func Parse(data []byte, filename string, env Env) (*Config, error) {
 }
 
 func (d *decoder) config(root *yaml.Node, env Env) *Config {
-	top, ok := d.mapping(root, "", "atlas", "server", "state", "log", "defaults", "policies")
+	top, ok := d.mapping(root, "", "atlas", "server", "state", "log", "ha", "defaults", "policies")
 	if !ok {
 		return nil
 	}
@@ -71,6 +72,7 @@ func (d *decoder) config(root *yaml.Node, env Env) *Config {
 	d.serverSection(top, env, &cfg.Server)
 	d.stateSection(top, &cfg.State)
 	d.logSection(top, &cfg.Log)
+	cfg.HA = d.haSection(top)
 	defs := d.defaultsSection(top)
 	cfg.Defaults = defs.Defaults
 	cfg.Policies = d.policiesSection(top, defs)
@@ -837,3 +839,126 @@ func (d *decoder) flexRestore(f field) *FlexRestoreAction {
 var restoreTargetPattern = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^[\p{L}\p{N}\-_.(),:&@+']{1,64}$`)
 })
+
+// Patterns Kubernetes applies to the Lease's namespace (a DNS-1123 label) and
+// name (a DNS-1123 subdomain), checked here so a typo is a located error at
+// startup, not a 422 from the API server on every retry.
+var (
+	namespacePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	leaseNamePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+// haSection parses ha:. Absent, it returns nil: a single replica that acts
+// without asking anyone.
+func (d *decoder) haSection(top fields) *HA {
+	f, ok := top.get("ha")
+	if !ok {
+		return nil
+	}
+	m, ok := d.mapping(f.val, f.path, "lease", "identity", "leaseDuration", "renewDeadline", "retryPeriod", "kubeconfig")
+	if !ok {
+		return nil
+	}
+	h := &HA{LeaseDuration: DefaultLeaseDuration, RenewDeadline: DefaultRenewDeadline, RetryPeriod: DefaultRetryPeriod, Pos: Position{File: d.file, Line: f.key.Line, Column: f.key.Column}}
+	valid := true
+	if lf, ok := m.get("lease"); ok {
+		lm, ok := d.mapping(lf.val, lf.path, "namespace", "name")
+		valid = ok && valid
+		if ok {
+			h.Namespace, ok = d.haName(lm, "namespace", namespacePattern, 63, "a DNS-1123 label such as backupd (lowercase letters, digits and '-')")
+			valid = ok && valid
+			h.LeaseName, ok = d.haName(lm, "name", leaseNamePattern, 253, "a DNS-1123 subdomain such as backupd-leader (lowercase letters, digits, '-' and '.')")
+			valid = ok && valid
+		}
+	} else {
+		d.errorAt(f.key, join(f.path, "lease"), "required: name the Lease with lease.namespace and lease.name")
+		valid = false
+	}
+	id, ok := d.optionalNonEmpty(m, "identity", "must not be empty (leave it out to use POD_NAME, else the hostname)")
+	valid = ok && valid
+	h.Identity = id
+	for key, dst := range map[string]*time.Duration{"leaseDuration": &h.LeaseDuration, "renewDeadline": &h.RenewDeadline, "retryPeriod": &h.RetryPeriod} {
+		if tf, ok := m.get(key); ok {
+			v, ok := d.duration(tf, true)
+			valid = ok && valid
+			if ok {
+				*dst = v
+			}
+		}
+	}
+	if valid && !d.haTimings(m, f, h) {
+		valid = false
+	}
+	kc, ok := d.optionalNonEmpty(m, "kubeconfig", "must name a kubeconfig file (leave it out for in-cluster credentials)")
+	valid = ok && valid
+	if kc != "" && !filepath.IsAbs(kc) {
+		kc = filepath.Join(filepath.Dir(d.file), kc)
+	}
+	h.Kubeconfig = kc
+	if !valid {
+		return nil
+	}
+	return h
+}
+
+// optionalNonEmpty reads an optional string that, when present, must not be blank.
+func (d *decoder) optionalNonEmpty(m fields, key, msg string) (string, bool) {
+	f, ok := m.get(key)
+	if !ok {
+		return "", true
+	}
+	v, ok := d.str(f)
+	if !ok {
+		return "", false
+	}
+	if strings.TrimSpace(v) == "" {
+		d.errorAt(f.val, f.path, "%s", msg)
+		return "", false
+	}
+	return v, true
+}
+
+func (d *decoder) haName(m fields, key string, re *regexp.Regexp, max int, rule string) (string, bool) {
+	f, ok := m.get(key)
+	if !ok {
+		d.errorAt(m.node, join(m.path, key), "required: %s", rule)
+		return "", false
+	}
+	v, ok := d.str(f)
+	if !ok {
+		return "", false
+	}
+	if len(v) > max || !re.MatchString(v) {
+		d.errorAt(f.val, f.path, "%q is not a valid name: must be %s, at most %d characters", v, rule, max)
+		return "", false
+	}
+	return v, true
+}
+
+// haTimings applies client-go's rules to the lease timings (it refuses to
+// start otherwise) and the Lease's own: it stores the duration in whole
+// seconds, which is what other replicas go by.
+func (d *decoder) haTimings(m fields, sec field, h *HA) bool {
+	at := func(key string) (*yaml.Node, string) {
+		if f, ok := m.get(key); ok {
+			return f.val, f.path
+		}
+		return sec.key, join(sec.path, key)
+	}
+	if h.LeaseDuration%time.Second != 0 {
+		n, p := at("leaseDuration")
+		d.errorAt(n, p, "must be a whole number of seconds (the Lease stores seconds)")
+		return false
+	}
+	if h.LeaseDuration <= h.RenewDeadline {
+		n, p := at("renewDeadline")
+		d.errorAt(n, p, "must be shorter than leaseDuration (%s): the leader must give up before the others take over", FormatDuration(h.LeaseDuration))
+		return false
+	}
+	if h.RenewDeadline*5 <= h.RetryPeriod*6 {
+		n, p := at("retryPeriod")
+		d.errorAt(n, p, "must be shorter than renewDeadline (%s) divided by 1.2 (client-go's retry jitter), so the leader retries at least once before giving up", FormatDuration(h.RenewDeadline))
+		return false
+	}
+	return true
+}

@@ -28,6 +28,11 @@ const (
 	DefaultSnapshotTimeout   = 4 * time.Hour
 	DefaultExportTimeout     = 24 * time.Hour
 	DefaultRestoreTimeout    = 6 * time.Hour
+	// Lease timings of Kubernetes' own components (kube-controller-manager,
+	// kube-scheduler), so a cluster's operators find familiar behaviour.
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
 	// MaxDescriptionLength bounds snapshot.description; backupd appends its
 	// run marker (" backupd:<20 hex>") to it.
 	MaxDescriptionLength = 200
@@ -58,6 +63,7 @@ type Config struct {
 	Server   Server   // the HTTP listener
 	State    State    // the journal
 	Log      Log      // logging
+	HA       *HA      // leader election among replicas; nil when ha: is absent
 	Defaults Defaults // what policies inherit (kept for display)
 	Policies []Policy
 	Warnings []Issue
@@ -106,6 +112,23 @@ type State struct {
 type Log struct {
 	Level  string `json:"level"`  // debug | info | warn | error
 	Format string `json:"format"` // json | console
+}
+
+// HA is the ha: section: the Kubernetes Lease the replicas elect their one
+// acting leader on, and its timings.
+type HA struct {
+	Namespace string // the Lease's namespace
+	LeaseName string // the Lease's name
+	// Identity is this replica's name in the Lease; "" means the POD_NAME
+	// environment variable, else the hostname (see ha.ResolveIdentity).
+	Identity      string
+	LeaseDuration time.Duration // how long a lease lasts without renewal (whole seconds)
+	RenewDeadline time.Duration // how long the leader retries renewing before it steps down
+	RetryPeriod   time.Duration // how often candidates try, and the leader renews
+	// Kubeconfig is the kubeconfig file to use (resolved against the config
+	// file's directory); "" means in-cluster credentials.
+	Kubeconfig string
+	Pos        Position // where ha: starts, for messages
 }
 
 // Defaults is the defaults: section: scheduling keys every policy inherits

@@ -125,17 +125,17 @@ func (m *Memory) Active() ([]run.Run, error) {
 func (m *Memory) History(q Query) ([]run.Run, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []run.Run
-	for _, r := range m.sorted(func(run.ID) bool { return true }) {
-		switch {
-		case q.Limit > 0 && len(out) >= q.Limit:
-			return out, nil
-		case q.Policy != "" && r.Policy != q.Policy,
-			q.Target != nil && r.Target != *q.Target,
-			!q.Before.IsZero() && !r.CreatedAt.Before(q.Before):
-			continue
-		}
-		out = append(out, r)
+	// Filter before sorting: the engine asks for one target's runs (learned
+	// polling), and sorting the whole history for each was O(n log n) a
+	// cluster.
+	keep := func(id run.ID) bool {
+		r := m.runs[id]
+		return (q.Policy == "" || r.Policy == q.Policy) && (q.Target == nil || r.Target == *q.Target) &&
+			(q.Before.IsZero() || r.CreatedAt.Before(q.Before))
+	}
+	out := m.sorted(keep)
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
 	}
 	return out, nil
 }

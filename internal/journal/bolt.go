@@ -552,7 +552,9 @@ func (b *Bolt) History(q Query) ([]run.Run, error) {
 		var k []byte
 		switch {
 		case !q.Before.IsZero():
-			k, _ = c.Seek(appendTime(bytes.Clone(prefix), q.Before))
+			// The key of (Before, BeforeID) itself, when it exists, is
+			// found and stepped over by the Prev below.
+			k, _ = c.Seek(append(appendTime(bytes.Clone(prefix), q.Before), q.BeforeID...))
 		case len(prefix) > 0:
 			k, _ = c.Seek(prefixEnd(prefix))
 		}
@@ -572,6 +574,12 @@ func (b *Bolt) History(q Query) ([]run.Run, error) {
 			r, err := getTx(tx, k[len(prefix)+timeKeyLen:], ix.bucket)
 			if err != nil {
 				return err
+			}
+			if !q.Since.IsZero() && r.CreatedAt.Before(q.Since) {
+				break
+			}
+			if q.Keep != nil && !q.Keep(r) {
+				continue
 			}
 			out = append(out, r)
 		}

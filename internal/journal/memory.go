@@ -128,16 +128,27 @@ func (m *Memory) History(q Query) ([]run.Run, error) {
 	var out []run.Run
 	for _, r := range m.sorted(func(run.ID) bool { return true }) {
 		switch {
-		case q.Limit > 0 && len(out) >= q.Limit:
+		case q.Limit > 0 && len(out) >= q.Limit,
+			!q.Since.IsZero() && r.CreatedAt.Before(q.Since):
 			return out, nil
 		case q.Policy != "" && r.Policy != q.Policy,
 			q.Target != nil && r.Target != *q.Target,
-			!q.Before.IsZero() && !r.CreatedAt.Before(q.Before):
+			!q.Before.IsZero() && !beforeCursor(r, q.Before, q.BeforeID),
+			q.Keep != nil && !q.Keep(r):
 			continue
 		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// beforeCursor reports whether r comes after the cursor (before, id) in
+// History order.
+func beforeCursor(r run.Run, before time.Time, id run.ID) bool {
+	if c := r.CreatedAt.Compare(before); c != 0 {
+		return c < 0
+	}
+	return id != "" && r.ID < id
 }
 
 // Summaries implements Journal.

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/backupd/backupd/internal/policy"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -164,15 +165,15 @@ func (s *Server) parseRunQuery(q map[string][]string) (RunQuery, *apiError) {
 	return rq, nil
 }
 
-// parseSince reads an RFC 3339 time or a positive duration back from now
-// ("24h", "90m").
+// parseSince reads an RFC 3339 time or a positive duration back from now,
+// in the config's syntax ("24h", "90m", "7d").
 func parseSince(v string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
 	}
-	d, err := time.ParseDuration(v)
+	d, err := policy.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return time.Time{}, fmt.Errorf("since must be an RFC 3339 time (2026-03-01T02:00:00Z) or a positive duration back from now (24h, 90m), not %q", v)
+		return time.Time{}, fmt.Errorf("since must be an RFC 3339 time (2026-03-01T02:00:00Z) or a positive duration back from now (24h, 90m, 7d), not %q", v)
 	}
 	return now.Add(-d), nil
 }

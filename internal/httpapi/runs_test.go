@@ -129,6 +129,7 @@ func TestRunsFilters(t *testing.T) {
 		{"result=success", func(r run.Run) bool { return r.Stage == run.StageSucceeded }, 9},
 		{"since=2026-03-01T10:00:00Z", func(r run.Run) bool { return !r.CreatedAt.Before(t0.Add(8 * time.Hour)) }, 4},
 		// The harness clock stands at t0+0: a duration counts back from it.
+		{"since=1d", func(r run.Run) bool { return true }, 12},
 		{"since=1h", func(r run.Run) bool { return true }, 12},
 	} {
 		r := h.do(t, http.MethodGet, "/api/v1/runs?"+tc.query, nil, nil)

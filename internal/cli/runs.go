@@ -244,6 +244,22 @@ func writeRun(w io.Writer, r run.Run) {
 		row(id[0], id[1])
 	}
 	_ = tw.Flush()
+	if len(r.Stages) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nStages:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, s := range r.Stages {
+		took := "(now)"
+		switch {
+		case i+1 < len(r.Stages):
+			took = r.Stages[i+1].At.Sub(s.At).Round(time.Second).String()
+		case s.Stage.Terminal():
+			took = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Stage, stamp(s.At), took)
+	}
+	_ = tw.Flush()
 }
 
 func stamp(t time.Time) string {

@@ -218,6 +218,15 @@ func TestRunsAndDescribe(t *testing.T) {
 			Policy: []string{"nightly", "weekly"}[i%2], Action: run.ActionSnapshot, Target: run.Target{ProjectID: testProject, Cluster: "prod"},
 			Stage: run.StageSucceeded, CreatedAt: cliT0.Add(time.Duration(i) * time.Hour), FinishedAt: cliT0.Add(time.Duration(i)*time.Hour + 90*time.Second)}
 		if i == 3 {
+			// Put as the engine does, stage by stage: the journal keeps the times.
+			r.StageStartedAt = r.CreatedAt
+			for _, st := range []run.Stage{run.StagePending, run.StageSnapshotting, run.StageExporting} {
+				r.Stage = st
+				if err := b.j.Put(r); err != nil {
+					t.Fatal(err)
+				}
+				r.StageStartedAt = r.StageStartedAt.Add(30 * time.Second)
+			}
 			r.Stage, r.Reason, r.Detail = run.StageFailed, run.ReasonExportFailed, "Atlas reports export Failed: bucket policy denies s3:PutObject"
 			r.SnapshotID, r.ExportBucketID, r.ExportJobID, r.ExportProgress = "65f1a0000000000000000002", "65f1a0000000000000000007", "65f1a0000000000000000009", "3/9"
 		}
@@ -271,7 +280,8 @@ func TestRunsAndDescribe(t *testing.T) {
 	for _, want := range []string{"Run:", failedID, "weekly (snapshot, scheduled)", "failed{export_failed}",
 		"Atlas said:     Atlas reports export Failed: bucket policy denies s3:PutObject",
 		"Snapshot:       65f1a0000000000000000002", "Export bucket:  65f1a0000000000000000007",
-		"Export job:     65f1a0000000000000000009 (3/9 collections)", "Took:           1m30s"} {
+		"Export job:     65f1a0000000000000000009 (3/9 collections)", "Took:           1m30s",
+		"Stages:\n  pending       2026-11-24T06:00:00Z  30s\n  snapshotting  2026-11-24T06:00:30Z  30s\n  exporting     2026-11-24T06:01:00Z  30s\n  failed        2026-11-24T06:01:30Z  -\n"} {
 		if code != exitOK || !strings.Contains(out, want) {
 			t.Errorf("describe lacks %q (exit %d):\n%s", want, code, out)
 		}

@@ -399,6 +399,15 @@ func putTx(tx *bolt.Tx, rel *pageReleaser, r run.Run, payload []byte) error {
 		}
 		old = &o
 	}
+	// The stage history is the journal's: callers (the engine) put runs
+	// without it, so it is carried over from the stored version here.
+	if hist := run.StageHistory(old, r); !run.SameStages(hist, r.Stages) {
+		r.Stages = hist
+		var err error
+		if payload, err = json.Marshal(r); err != nil {
+			return fmt.Errorf("encode stage history: %w", err)
+		}
+	}
 	for _, ix := range historyIndexes {
 		bk := tx.Bucket(ix.bucket)
 		// New keys land at the end of their prefix (runs are created in

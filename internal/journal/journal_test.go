@@ -134,13 +134,16 @@ func TestPutGetReplace(t *testing.T) {
 		r := mk("r1", "nightly", tgtA, at(0), run.StagePending)
 		r.Manual = true
 		mustPut(t, j, r)
+		r.Stages = []run.StageEntry{{Stage: run.StagePending, At: at(0)}}
 		got, found, err := j.Get("r1")
 		if err != nil || !found || !reflect.DeepEqual(got, r) {
 			t.Fatalf("Get = %+v, %v, %v; want %+v", got, found, err, r)
 		}
 
 		r.Stage, r.SnapshotRequested, r.SnapshotID, r.UpdatedAt = run.StageSnapshotting, true, "snap-1", at(1)
+		r.Stages = nil // the journal keeps the history, whatever the caller says
 		mustPut(t, j, r)
+		r.Stages = []run.StageEntry{{Stage: run.StagePending, At: at(0)}, {Stage: run.StageSnapshotting, At: at(0)}}
 		got, _, _ = j.Get("r1")
 		if !reflect.DeepEqual(got, r) {
 			t.Fatalf("after replace Get = %+v; want %+v", got, r)

@@ -70,6 +70,7 @@ func (m *Memory) Put(r run.Run) error {
 	if o, ok := m.runs[r.ID]; ok {
 		old = &o
 	}
+	stored.Stages = run.StageHistory(old, stored)
 	m.runs[r.ID] = stored
 	if stored.Stage.Terminal() {
 		delete(m.active, r.ID)

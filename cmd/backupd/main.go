@@ -45,7 +45,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	case "atlas-sim":
 		return cli.AtlasSim(ctx, rest, stdout, stderr, env)
 	case "version", "-version", "--version":
-		return cli.Version(stdout)
+		return cli.Version(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -67,7 +67,7 @@ verbs:
   trigger    run a policy now through the daemon's admin API (-wait follows it to its end)
   demo       the whole job against an embedded simulated Atlas with fast clocks
   atlas-sim  serve the simulated Atlas API for dry runs
-  version    print the version
+  version    print the version and the commit it was built from (-o json)
 
 Run 'backupd <verb> -h' for a verb's flags. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 `)

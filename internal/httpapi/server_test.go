@@ -303,6 +303,8 @@ func TestRuns(t *testing.T) {
 	}
 }
 
+// TestRunsBadQuery: every bad parameter of GET /api/v1/runs is a 400
+// naming it and the rule, and never reaches the backend.
 func TestRunsBadQuery(t *testing.T) {
 	h := newHarness(t)
 	for _, tc := range []struct{ query, field, contains string }{
@@ -314,6 +316,22 @@ func TestRunsBadQuery(t *testing.T) {
 		{"limit=1&limit=2", "limit", "once"},
 		{"policy=Bad_Name", "policy", "must match"},
 		{"polcy=nightly", "polcy", "unknown query parameter"},
+		// The filters and the cursor: every bad value names the parameter
+		// and the rule.
+		{"projectID=xyz", "projectID", "must match"},
+		{"cluster=-a", "cluster", "must match"},
+		{"cluster=" + strings.Repeat("a", 65), "cluster", "at most 64"},
+		{"stage=done", "stage", `"done" is not a stage`},
+		{"stage=failed,", "stage", `"" is not a stage`},
+		{"result=failed", "result", "success, failure, timeout"},
+		{"since=yesterday", "since", "RFC 3339"},
+		{"since=-1h", "since", "positive duration"},
+		{"since=0s", "since", "positive duration"},
+		{"cursor=not*base64", "cursor", "next value"},
+		{"cursor=" + rawCursor("12.nothex"), "cursor", "not a cursor"},
+		{"cursor=" + rawCursor("x.0123456789abcdef0123"), "cursor", "not a cursor"},
+		{"cursor=a&cursor=b", "cursor", "once"},
+		{"page=2", "page", "unknown query parameter"},
 	} {
 		r := h.do(t, http.MethodGet, "/api/v1/runs?"+tc.query, nil, nil)
 		e := r.apiError(t)

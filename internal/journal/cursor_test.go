@@ -2,7 +2,6 @@ package journal
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 
 	"github.com/backupd/backupd/internal/run"
@@ -22,11 +21,7 @@ func TestHistoryCursorSinceKeep(t *testing.T) {
 			mk("c3", "nightly", tgtA, at(2), run.StageSkipped),
 			mk("d", "nightly", tgtA, at(3), run.StagePending),
 		)
-		cases := []struct {
-			name string
-			q    Query
-			want []string
-		}{
+		checkHistory(t, j, []historyCase{
 			{"inside a tie", Query{Before: at(2), BeforeID: "c2"}, []string{"c1", "b", "a"}},
 			{"after a tie", Query{Before: at(2), BeforeID: "c1"}, []string{"b", "a"}},
 			{"id past the tie", Query{Before: at(2), BeforeID: "zz"}, []string{"c3", "c2", "c1", "b", "a"}},
@@ -36,12 +31,7 @@ func TestHistoryCursorSinceKeep(t *testing.T) {
 			{"since and limit", Query{Since: at(1), Limit: 2}, []string{"d", "c3"}},
 			{"keep", Query{Keep: func(r run.Run) bool { return r.Stage == run.StageFailed }}, []string{"c2", "b"}},
 			{"keep limit", Query{Limit: 1, Keep: func(r run.Run) bool { return r.Target.Cluster == "prod-2" }}, []string{"b"}},
-		}
-		for _, c := range cases {
-			if got := history(t, j, c.q); !slices.Equal(got, c.want) {
-				t.Errorf("%s: History = %v; want %v", c.name, got, c.want)
-			}
-		}
+		})
 
 		var pages [][]string
 		q := Query{Limit: 2}

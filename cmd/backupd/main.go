@@ -36,12 +36,16 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cli.Status(ctx, rest, stdout, stderr, env)
 	case "trigger":
 		return cli.Trigger(ctx, rest, stdout, stderr, env)
+	case "runs":
+		return cli.Runs(ctx, rest, stdout, stderr, env)
+	case "describe":
+		return cli.Describe(ctx, rest, stdout, stderr, env)
 	case "demo":
 		return cli.Demo(ctx, rest, stdout, stderr, env)
 	case "atlas-sim":
 		return cli.AtlasSim(ctx, rest, stdout, stderr, env)
 	case "version", "-version", "--version":
-		return cli.Version(stdout)
+		return cli.Version(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -57,11 +61,13 @@ func usage(w io.Writer) {
 verbs:
   run        run the daemon (-config PATH, default /etc/backupd/config.yaml or $BACKUPD_CONFIG)
   validate   check a config and print each policy's targets and next fire times (-online asks Atlas)
-  status     show policies × targets: last run, result, next run, in-flight stage and Atlas ids
-  trigger    run a policy now through the daemon's admin API
+  status     show policies × targets: last run, result, next run, in-flight stage and Atlas ids (-watch redraws)
+  runs       list past and current runs, newest first (-policy, -cluster, -result, -since, ...)
+  describe   show one run: its stages and times, Atlas ids, the error and Atlas's own words
+  trigger    run a policy now through the daemon's admin API (-wait follows it to its end)
   demo       the whole job against an embedded simulated Atlas with fast clocks
   atlas-sim  serve the simulated Atlas API for dry runs
-  version    print the version
+  version    print the version and the commit it was built from (-o json)
 
 Run 'backupd <verb> -h' for a verb's flags. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 `)

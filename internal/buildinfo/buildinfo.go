@@ -45,12 +45,7 @@ func describe(linker string, bi *debug.BuildInfo) (version, details string) {
 	if bi == nil {
 		return linker, ""
 	}
-	vcs := map[string]string{}
-	for _, s := range bi.Settings {
-		if k, ok := strings.CutPrefix(s.Key, "vcs."); ok {
-			vcs[k] = s.Value
-		}
-	}
+	vcs := vcsSettings(bi)
 	var parts []string
 	if rev := vcs["revision"]; rev != "" {
 		parts = append(parts, "commit "+rev)
@@ -75,6 +70,40 @@ func describe(linker string, bi *debug.BuildInfo) (version, details string) {
 		return v, details
 	}
 	return linker, details
+}
+
+// vcsSettings are the vcs.* settings of the build information, by name
+// without the prefix.
+func vcsSettings(bi *debug.BuildInfo) map[string]string {
+	vcs := map[string]string{}
+	if bi == nil {
+		return vcs
+	}
+	for _, s := range bi.Settings {
+		if k, ok := strings.CutPrefix(s.Key, "vcs."); ok {
+			vcs[k] = s.Value
+		}
+	}
+	return vcs
+}
+
+// VCS is the commit the binary was built from, as the toolchain recorded
+// it; zero for a build without VCS stamping.
+type VCS struct {
+	Revision string `json:"revision,omitempty"`
+	Time     string `json:"time,omitempty"` // RFC 3339, the commit's
+	Modified bool   `json:"modified,omitempty"`
+}
+
+// ReadVCS returns the binary's VCS stamp.
+func ReadVCS() VCS {
+	bi, _ := debug.ReadBuildInfo()
+	return vcsOf(bi)
+}
+
+func vcsOf(bi *debug.BuildInfo) VCS {
+	vcs := vcsSettings(bi)
+	return VCS{Revision: vcs["revision"], Time: vcs["time"], Modified: vcs["modified"] == "true"}
 }
 
 // GoVersion is the toolchain the binary was built with.

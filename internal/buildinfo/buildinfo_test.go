@@ -34,3 +34,16 @@ func TestDescribeFallsBackToBuildInfo(t *testing.T) {
 		}
 	}
 }
+
+// TestVCSOf: version -o json's vcs object is the toolchain's stamp, and
+// zero without one.
+func TestVCSOf(t *testing.T) {
+	bi := &debug.BuildInfo{Settings: []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "abc"},
+		{Key: "vcs.time", Value: "2026-12-01T10:00:00Z"}, {Key: "vcs.modified", Value: "true"}, {Key: "GOOS", Value: "linux"}}}
+	if got, want := vcsOf(bi), (VCS{Revision: "abc", Time: "2026-12-01T10:00:00Z", Modified: true}); got != want {
+		t.Errorf("vcsOf = %+v, want %+v", got, want)
+	}
+	if got := vcsOf(nil); got != (VCS{}) {
+		t.Errorf("vcsOf(nil) = %+v, want zero", got)
+	}
+}

@@ -32,6 +32,10 @@ func AtlasSim(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "backupd atlas-sim: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
 	if *speed <= 0 {
 		fmt.Fprintf(stderr, "backupd atlas-sim: -speed must be positive, got %g\n", *speed)
 		return exitUsage

@@ -89,6 +89,10 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "backupd demo: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
 	if *speed <= 0 {
 		fmt.Fprintln(stderr, "backupd demo: -speed must be positive")
 		return exitUsage

@@ -63,4 +63,9 @@ const (
 	// exitSkipped is trigger's answer when the daemon accepted the request
 	// but a run it created was skipped, so nothing (or not all) will run.
 	exitSkipped = 3
+	// exitRunFailed is trigger -wait's answer when a run it followed failed.
+	exitRunFailed = 4
+	// exitWaitTimeout is trigger -wait's answer when -timeout passed (or it
+	// was interrupted) with a run still in flight.
+	exitWaitTimeout = 5
 )

@@ -2,43 +2,83 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/run"
 )
 
-// Status is `backupd status`: policies × targets from the daemon.
+// Status is `backupd status`: policies × targets from the daemon. With
+// -watch it redraws every -interval until ctx ends (SIGINT), timed by
+// env.Clock so a test drives it without waiting.
 func Status(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", DefaultAddr, "the daemon's HTTP address (server.listen)")
-	asJSON := fs.Bool("json", false, "print the raw JSON status")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: backupd status [-addr URL] [-json]\n\nShows policies × targets: last run, result, next run, in-flight stage and Atlas ids.")
-		fs.PrintDefaults()
+	fs, df, out := readVerb("status", stderr, env)
+	asJSON := fs.Bool("json", false, "print the raw JSON status (same as -o json)")
+	watch := fs.Bool("watch", false, "redraw every -interval until interrupted")
+	interval := fs.Duration("interval", 5*time.Second, "with -watch: time between redraws")
+	if code, ok := parseFlags(fs, args, stderr, "usage: backupd status [-addr URL | -config PATH] [-o table|json] [-watch [-interval 5s]]\n\nShows policies × targets: last run, result, next run, in-flight stage and Atlas ids.", false); !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
+	if *watch && *interval < 100*time.Millisecond {
+		fmt.Fprintf(stderr, "backupd status: -interval must be at least 100ms, got %s\n", *interval)
+		return exitUsage
 	}
-	var st run.Status
-	if _, err := callAPI(ctx, "GET", baseURL(*addr)+"/api/v1/status", "", nil, &st); err != nil {
+	base, err := df.base(fs, env)
+	if err != nil {
 		fmt.Fprintf(stderr, "backupd status: %v\n", err)
-		return exitFailure
+		return exitUsage
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
-		return exitOK
+		*out = "json"
 	}
-	writeStatus(stdout, st)
-	return exitOK
+	// A terminal is redrawn in place; a pipe or file gets frames one
+	// after the other.
+	clear := *watch && isTerminal(stdout)
+	for {
+		var st run.Status
+		_, err := callAPI(ctx, "GET", base+"/api/v1/status", "", nil, &st)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return exitOK // interrupted during a request
+		case err != nil && !*watch:
+			fmt.Fprintf(stderr, "backupd status: %v\n", err)
+			return exitFailure
+		case err != nil:
+			// A daemon restarting is worth watching through.
+			fmt.Fprintf(stderr, "backupd status: %v (retrying in %s)\n", err, *interval)
+		case *out == "json":
+			printJSON(stdout, st)
+		default:
+			if clear {
+				_, _ = io.WriteString(stdout, "\x1b[H\x1b[2J")
+			}
+			writeStatus(stdout, st)
+		}
+		if !*watch {
+			return exitOK
+		}
+		if !clear && err == nil && *out != "json" {
+			fmt.Fprintln(stdout)
+		}
+		if clock.Sleep(ctx, env.Clock, *interval) != nil {
+			return exitOK
+		}
+	}
+}
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // writeStatus renders the status table.

@@ -1034,11 +1034,19 @@ type backend struct{ d *Daemon }
 
 func (b backend) Status(context.Context) run.Status { return b.d.Status() }
 
-func (b backend) Runs(_ context.Context, policyName string, limit int) ([]run.Run, error) {
-	if policyName != "" && !slices.ContainsFunc(b.d.Config().Policies, func(p policy.Policy) bool { return p.Name == policyName }) {
-		return nil, fmt.Errorf("listing runs of %q: %w", policyName, httpapi.ErrUnknownPolicy)
+func (b backend) Runs(_ context.Context, q httpapi.RunQuery) ([]run.Run, error) {
+	if q.Policy != "" && !slices.ContainsFunc(b.d.Config().Policies, func(p policy.Policy) bool { return p.Name == q.Policy }) {
+		return nil, fmt.Errorf("listing runs of %q: %w", q.Policy, httpapi.ErrUnknownPolicy)
 	}
-	return b.d.journal.History(journal.Query{Policy: policyName, Limit: limit})
+	jq := journal.Query{Policy: q.Policy, Limit: q.Limit, Before: q.After.CreatedAt, BeforeID: q.After.ID, Since: q.Since, Keep: q.Match}
+	if q.ProjectID != "" && q.Cluster != "" {
+		jq.Target = &run.Target{ProjectID: q.ProjectID, Cluster: q.Cluster}
+	}
+	return b.d.journal.History(jq)
+}
+
+func (b backend) Run(_ context.Context, id run.ID) (run.Run, bool, error) {
+	return b.d.journal.Get(id)
 }
 
 func (b backend) Trigger(ctx context.Context, policyName string, t *run.Target) ([]run.Run, error) {

@@ -155,6 +155,24 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("Atlas holds %d snapshots marked %s (%+v), want one completed", len(snaps), adhocID, snaps)
 	}
 
+	// runs and describe read the run back: every stage with its time and
+	// the Atlas ids, from the journal of the real daemon.
+	r = runCLI(t, "runs", "-policy", "adhoc", "-addr", d.url)
+	if r.code != 0 || !strings.Contains(r.stdout, adhocID) || !strings.Contains(r.stdout, "succeeded") {
+		t.Errorf("runs -policy adhoc: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "describe", "-addr", d.url, adhocID)
+	for _, want := range []string{"Run:", adhocID, "Snapshot:", "Stages:", "  pending ", "  snapshotting ", "  succeeded "} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("describe %s lacks %q: exit %d\n%s%s", adhocID, want, r.code, r.stdout, r.stderr)
+		}
+	}
+	// trigger -wait follows a run to its end and exits 0 on success.
+	r = runCLI(t, "trigger", "-policy", "adhoc", "-config", cfg, "-addr", d.url, "-wait", "-interval", "200ms", "-timeout", "50s")
+	if r.code != 0 || !strings.Contains(r.stdout, ": snapshotting") || !strings.Contains(r.stdout, ": succeeded") {
+		t.Fatalf("trigger -wait: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
 	// A wrong token is refused with 401 and exit 1.
 	wrong := writeFile(t, dir, "wrong-token", "not-the-admin-token\n")
 	r = runCLI(t, "trigger", "-policy", "adhoc", "-addr", d.url, "-token-file", wrong)

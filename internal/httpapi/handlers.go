@@ -13,7 +13,6 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -37,6 +36,8 @@ type apiError struct {
 // runsResponse is the body of GET /api/v1/runs and of a trigger's 202.
 type runsResponse struct {
 	Runs []run.Run `json:"runs"`
+	// Next is the cursor of the following page; absent on the last one.
+	Next string `json:"next,omitempty"`
 }
 
 // triggerRequest is the optional body of POST .../trigger.
@@ -67,6 +68,7 @@ func (s *Server) routes() http.Handler {
 	handle(http.MethodGet, "/readyz", s.probe(s.cfg.Ready, "not ready"))
 	handle(http.MethodGet, "/api/v1/status", s.status)
 	handle(http.MethodGet, "/api/v1/runs", s.runs)
+	handle(http.MethodGet, "/api/v1/runs/{id}", s.runByID)
 	handle(http.MethodPost, "/api/v1/policies/{name}/trigger", s.trigger)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint", "")
@@ -100,49 +102,6 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.cfg.Backend.Status(r.Context()))
-}
-
-func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if field, msg := checkQuery(q, "policy", "limit"); field != "" {
-		writeError(w, http.StatusBadRequest, msg, field)
-		return
-	}
-	policy := q.Get("policy")
-	if policy != "" && !policyNameRE.MatchString(policy) {
-		writeError(w, http.StatusBadRequest, "policy must match "+policyNameRE.String(), "policy")
-		return
-	}
-	limit := defaultRunsLimit
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > maxRunsLimit {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d (default %d)", maxRunsLimit, defaultRunsLimit), "limit")
-			return
-		}
-		limit = n
-	}
-	if s.cfg.Backend == nil {
-		writeError(w, http.StatusServiceUnavailable, "run history is not available yet", "")
-		return
-	}
-	runs, err := s.cfg.Backend.Runs(r.Context(), policy, limit)
-	switch {
-	case errors.Is(err, ErrUnknownPolicy):
-		writeError(w, http.StatusNotFound, fmt.Sprintf("policy %q is not configured", policy), "policy")
-		return
-	case err != nil:
-		s.log.Error("list runs", zap.String("policy", policy), zap.Error(err))
-		writeError(w, http.StatusInternalServerError, "list runs: "+err.Error(), "")
-		return
-	}
-	if len(runs) > limit {
-		runs = runs[:limit]
-	}
-	if runs == nil {
-		runs = []run.Run{}
-	}
-	writeJSON(w, http.StatusOK, runsResponse{Runs: runs})
 }
 
 func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {

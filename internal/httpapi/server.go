@@ -27,9 +27,12 @@ import (
 type Backend interface {
 	// Status reports policies, targets, last/next runs and in-flight runs.
 	Status(ctx context.Context) run.Status
-	// Runs returns up to limit runs, newest first, of one policy (or of all
-	// policies when policy is ""). An unknown policy wraps ErrUnknownPolicy.
-	Runs(ctx context.Context, policy string, limit int) ([]run.Run, error)
+	// Runs returns up to q.Limit runs matching q (see RunQuery.Match), newest
+	// first — by CreatedAt, then by ID, descending — starting after q.After.
+	// An unknown q.Policy wraps ErrUnknownPolicy.
+	Runs(ctx context.Context, q RunQuery) ([]run.Run, error)
+	// Run returns the run with the given id and whether it exists.
+	Run(ctx context.Context, id run.ID) (run.Run, bool, error)
 	// Trigger starts a manual run of policy on target, or on all its targets
 	// when target is nil, and returns the runs created (or skipped). It must
 	// not tie the runs' lifetime to ctx, which ends with the HTTP request.

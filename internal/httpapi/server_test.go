@@ -40,6 +40,7 @@ type fakeBackend struct {
 	targets  []*run.Target
 	policies []string
 	limits   []int
+	queries  []RunQuery
 }
 
 func (b *fakeBackend) Status(context.Context) run.Status {
@@ -49,16 +50,40 @@ func (b *fakeBackend) Status(context.Context) run.Status {
 	return b.status
 }
 
-func (b *fakeBackend) Runs(_ context.Context, policy string, limit int) ([]run.Run, error) {
+// Runs answers from b.runs, taken to be newest first, as a journal would.
+func (b *fakeBackend) Runs(_ context.Context, q RunQuery) ([]run.Run, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, "runs")
-	b.policies = append(b.policies, policy)
-	b.limits = append(b.limits, limit)
+	b.policies = append(b.policies, q.Policy)
+	b.limits = append(b.limits, q.Limit)
+	b.queries = append(b.queries, q)
 	if b.runsErr != nil {
 		return nil, b.runsErr
 	}
-	return b.runs, nil
+	var out []run.Run
+	for _, r := range b.runs {
+		after := q.After.IsZero() || r.CreatedAt.Before(q.After.CreatedAt) || (r.CreatedAt.Equal(q.After.CreatedAt) && r.ID < q.After.ID)
+		if after && q.Match(r) && len(out) < q.Limit {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (b *fakeBackend) Run(_ context.Context, id run.ID) (run.Run, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, "run")
+	if b.runsErr != nil {
+		return run.Run{}, false, b.runsErr
+	}
+	for _, r := range b.runs {
+		if r.ID == id {
+			return r, true, nil
+		}
+	}
+	return run.Run{}, false, nil
 }
 
 func (b *fakeBackend) Trigger(_ context.Context, policy string, target *run.Target) ([]run.Run, error) {
@@ -253,8 +278,9 @@ func TestRuns(t *testing.T) {
 	if want := []string{"", "nightly", ""}; !reflect.DeepEqual(h.backend.policies, want) {
 		t.Errorf("backend policies = %q, want %q", h.backend.policies, want)
 	}
-	if want := []int{50, 1000, 1}; !reflect.DeepEqual(h.backend.limits, want) {
-		t.Errorf("backend limits = %v, want %v (default 50)", h.backend.limits, want)
+	// One more than asked, to learn whether there is a next page.
+	if want := []int{51, 1001, 2}; !reflect.DeepEqual(h.backend.limits, want) {
+		t.Errorf("backend limits = %v, want %v (default 50, plus one)", h.backend.limits, want)
 	}
 	h.backend.mu.Unlock()
 
@@ -277,6 +303,8 @@ func TestRuns(t *testing.T) {
 	}
 }
 
+// TestRunsBadQuery: every bad parameter of GET /api/v1/runs is a 400
+// naming it and the rule, and never reaches the backend.
 func TestRunsBadQuery(t *testing.T) {
 	h := newHarness(t)
 	for _, tc := range []struct{ query, field, contains string }{
@@ -288,6 +316,22 @@ func TestRunsBadQuery(t *testing.T) {
 		{"limit=1&limit=2", "limit", "once"},
 		{"policy=Bad_Name", "policy", "must match"},
 		{"polcy=nightly", "polcy", "unknown query parameter"},
+		// The filters and the cursor: every bad value names the parameter
+		// and the rule.
+		{"projectID=xyz", "projectID", "must match"},
+		{"cluster=-a", "cluster", "must match"},
+		{"cluster=" + strings.Repeat("a", 65), "cluster", "at most 64"},
+		{"stage=done", "stage", `"done" is not a stage`},
+		{"stage=failed,", "stage", `"" is not a stage`},
+		{"result=failed", "result", "success, failure, timeout"},
+		{"since=yesterday", "since", "RFC 3339"},
+		{"since=-1h", "since", "positive duration"},
+		{"since=0s", "since", "positive duration"},
+		{"cursor=not*base64", "cursor", "next value"},
+		{"cursor=" + rawCursor("12.nothex"), "cursor", "not a cursor"},
+		{"cursor=" + rawCursor("x.0123456789abcdef0123"), "cursor", "not a cursor"},
+		{"cursor=a&cursor=b", "cursor", "once"},
+		{"page=2", "page", "unknown query parameter"},
 	} {
 		r := h.do(t, http.MethodGet, "/api/v1/runs?"+tc.query, nil, nil)
 		e := r.apiError(t)

@@ -399,6 +399,15 @@ func putTx(tx *bolt.Tx, rel *pageReleaser, r run.Run, payload []byte) error {
 		}
 		old = &o
 	}
+	// The stage history is the journal's: callers (the engine) put runs
+	// without it, so it is carried over from the stored version here.
+	if hist := run.StageHistory(old, r); !run.SameStages(hist, r.Stages) {
+		r.Stages = hist
+		var err error
+		if payload, err = json.Marshal(r); err != nil {
+			return fmt.Errorf("encode stage history: %w", err)
+		}
+	}
 	for _, ix := range historyIndexes {
 		bk := tx.Bucket(ix.bucket)
 		// New keys land at the end of their prefix (runs are created in
@@ -552,7 +561,9 @@ func (b *Bolt) History(q Query) ([]run.Run, error) {
 		var k []byte
 		switch {
 		case !q.Before.IsZero():
-			k, _ = c.Seek(appendTime(bytes.Clone(prefix), q.Before))
+			// The key of (Before, BeforeID) itself, when it exists, is
+			// found and stepped over by the Prev below.
+			k, _ = c.Seek(append(appendTime(bytes.Clone(prefix), q.Before), q.BeforeID...))
 		case len(prefix) > 0:
 			k, _ = c.Seek(prefixEnd(prefix))
 		}
@@ -572,6 +583,12 @@ func (b *Bolt) History(q Query) ([]run.Run, error) {
 			r, err := getTx(tx, k[len(prefix)+timeKeyLen:], ix.bucket)
 			if err != nil {
 				return err
+			}
+			if !q.Since.IsZero() && r.CreatedAt.Before(q.Since) {
+				break
+			}
+			if q.Keep != nil && !q.Keep(r) {
+				continue
 			}
 			out = append(out, r)
 		}

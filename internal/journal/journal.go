@@ -63,6 +63,17 @@ type Query struct {
 	// Before keeps only runs created strictly before it (zero = no bound);
 	// pass the CreatedAt of the last run of a page to get the next page.
 	Before time.Time
+	// BeforeID, with Before, also keeps the runs created exactly at Before
+	// whose ID sorts before it: pass the last run's CreatedAt and ID and
+	// runs created at the same instant are neither skipped nor repeated.
+	BeforeID run.ID
+	// Since keeps only runs created at or after it (zero = no bound). The
+	// walk stops at the first older run, so it bounds the work too.
+	Since time.Time
+	// Keep, when set, keeps only the runs it returns true for, for the
+	// filters no index serves (a project or a cluster alone, a stage). It
+	// runs inside the read and must not block or call the journal.
+	Keep func(run.Run) bool
 }
 
 // Stage keys of Summary.LastSuccess. They are the stage label values of

@@ -99,6 +99,22 @@ func ids(rs []run.Run) []string {
 	return out
 }
 
+// historyCase is a History query and the ids it must return, in order.
+type historyCase struct {
+	name string
+	q    Query
+	want []string
+}
+
+func checkHistory(t *testing.T, j Journal, cases []historyCase) {
+	t.Helper()
+	for _, c := range cases {
+		if got := history(t, j, c.q); !slices.Equal(got, c.want) {
+			t.Errorf("%s: History = %v; want %v", c.name, got, c.want)
+		}
+	}
+}
+
 func history(t *testing.T, j Journal, q Query) []string {
 	t.Helper()
 	rs, err := j.History(q)
@@ -134,13 +150,16 @@ func TestPutGetReplace(t *testing.T) {
 		r := mk("r1", "nightly", tgtA, at(0), run.StagePending)
 		r.Manual = true
 		mustPut(t, j, r)
+		r.Stages = []run.StageEntry{{Stage: run.StagePending, At: at(0)}}
 		got, found, err := j.Get("r1")
 		if err != nil || !found || !reflect.DeepEqual(got, r) {
 			t.Fatalf("Get = %+v, %v, %v; want %+v", got, found, err, r)
 		}
 
 		r.Stage, r.SnapshotRequested, r.SnapshotID, r.UpdatedAt = run.StageSnapshotting, true, "snap-1", at(1)
+		r.Stages = nil // the journal keeps the history, whatever the caller says
 		mustPut(t, j, r)
+		r.Stages = []run.StageEntry{{Stage: run.StagePending, At: at(0)}, {Stage: run.StageSnapshotting, At: at(0)}}
 		got, _, _ = j.Get("r1")
 		if !reflect.DeepEqual(got, r) {
 			t.Fatalf("after replace Get = %+v; want %+v", got, r)
@@ -220,11 +239,7 @@ func TestHistoryOrderFilterLimit(t *testing.T) {
 			mk("f1", "nightly", tgtA, at(5), run.StageSucceeded),
 			mk("f2", "nightly-2", tgtB, at(5), run.StageSkipped),
 		)
-		cases := []struct {
-			name string
-			q    Query
-			want []string
-		}{
+		checkHistory(t, j, []historyCase{
 			{"all", Query{}, []string{"f2", "f1", "e", "d", "c", "b", "a"}},
 			{"policy", Query{Policy: "nightly"}, []string{"f1", "e", "d", "b", "a"}},
 			{"other policy", Query{Policy: "nightly-2"}, []string{"f2", "c"}},
@@ -239,12 +254,7 @@ func TestHistoryOrderFilterLimit(t *testing.T) {
 			{"before policy target limit", Query{Policy: "nightly", Target: &tgtA, Before: at(4), Limit: 5}, []string{"a"}},
 			{"before everything", Query{Before: at(0)}, nil},
 			{"before the future", Query{Policy: "nightly-2", Before: at(100)}, []string{"f2", "c"}},
-		}
-		for _, c := range cases {
-			if got := history(t, j, c.q); !slices.Equal(got, c.want) {
-				t.Errorf("%s: History = %v; want %v", c.name, got, c.want)
-			}
-		}
+		})
 
 		// Paging with Before = CreatedAt of the last run returned.
 		var pages [][]string

@@ -70,6 +70,7 @@ func (m *Memory) Put(r run.Run) error {
 	if o, ok := m.runs[r.ID]; ok {
 		old = &o
 	}
+	stored.Stages = run.StageHistory(old, stored)
 	m.runs[r.ID] = stored
 	if stored.Stage.Terminal() {
 		delete(m.active, r.ID)
@@ -131,13 +132,24 @@ func (m *Memory) History(q Query) ([]run.Run, error) {
 	keep := func(id run.ID) bool {
 		r := m.runs[id]
 		return (q.Policy == "" || r.Policy == q.Policy) && (q.Target == nil || r.Target == *q.Target) &&
-			(q.Before.IsZero() || r.CreatedAt.Before(q.Before))
+			(q.Before.IsZero() || beforeCursor(r, q.Before, q.BeforeID)) &&
+			(q.Since.IsZero() || !r.CreatedAt.Before(q.Since)) &&
+			(q.Keep == nil || q.Keep(r))
 	}
 	out := m.sorted(keep)
 	if q.Limit > 0 && len(out) > q.Limit {
 		out = out[:q.Limit]
 	}
 	return out, nil
+}
+
+// beforeCursor reports whether r comes after the cursor (before, id) in
+// History order.
+func beforeCursor(r run.Run, before time.Time, id run.ID) bool {
+	if c := r.CreatedAt.Compare(before); c != 0 {
+		return c < 0
+	}
+	return id != "" && r.ID < id
 }
 
 // Summaries implements Journal.

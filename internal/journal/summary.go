@@ -41,6 +41,8 @@ func (s *summaryRecord) apply(old *run.Run, r run.Run) bool {
 	changed := false
 	if r.Stage.Terminal() && (s.Last == nil || s.Last.ID == r.ID || endedAfter(r, *s.Last)) {
 		last := r
+		// The stage history is the run record's; a summary stays small.
+		last.Stages = nil
 		s.Last = &last
 		changed = true
 	}

@@ -143,6 +143,66 @@ type Run struct {
 	StageStartedAt time.Time `json:"stageStartedAt"`
 	UpdatedAt      time.Time `json:"updatedAt"`
 	FinishedAt     time.Time `json:"finishedAt,omitzero"`
+
+	// Stages is every stage the run entered, with when, oldest first. The
+	// journal keeps it (see StageHistory), so whatever a caller puts here
+	// is replaced by the stored history; a record written before it existed
+	// has none until its next Put, which starts it at its then stage.
+	Stages []StageEntry `json:"stages,omitempty"`
+}
+
+// StageEntry is one stage a run entered, at StageStartedAt's time.
+type StageEntry struct {
+	Stage Stage     `json:"stage"`
+	At    time.Time `json:"at"`
+}
+
+// MaxStages bounds Run.Stages. A run enters five stages at most on its
+// way; a bound keeps a record small even if one went back and forth.
+const MaxStages = 16
+
+// StageHistory is the history r has once stored over prev (nil when r is
+// new): prev's history (r's own when prev has none; prev's current stage
+// when neither has one, as for a record older than the history), plus r's
+// stage when r entered it since. Beyond MaxStages the oldest entries but the first
+// are dropped. It never modifies its arguments' slices.
+func StageHistory(prev *Run, r Run) []StageEntry {
+	h := r.Stages
+	switch {
+	case prev != nil && len(prev.Stages) > 0:
+		h = prev.Stages
+	case prev != nil && len(h) == 0 && !prev.StageStartedAt.IsZero():
+		// A record from before the history existed: its current stage and
+		// when it began are all that is known of its past.
+		h = []StageEntry{{Stage: prev.Stage, At: prev.StageStartedAt}}
+	}
+	at := r.StageStartedAt
+	if n := len(h); n > 0 && h[n-1].Stage == r.Stage && (at.IsZero() || h[n-1].At.Equal(at)) {
+		return h
+	}
+	if at.IsZero() {
+		at = r.UpdatedAt
+	}
+	out := make([]StageEntry, 0, min(len(h)+1, MaxStages))
+	if len(h)+1 > MaxStages {
+		out = append(append(out, h[0]), h[len(h)+2-MaxStages:]...)
+	} else {
+		out = append(out, h...)
+	}
+	return append(out, StageEntry{Stage: r.Stage, At: at})
+}
+
+// SameStages reports whether a and b hold the same entries.
+func SameStages(a, b []StageEntry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Stage != b[i].Stage || !a[i].At.Equal(b[i].At) {
+			return false
+		}
+	}
+	return true
 }
 
 // RestoreBaseline is taken, before a run's first flex restore request, from

@@ -21,6 +21,7 @@ type monitorState struct {
 	life      context.Context
 	collector *monitor.Collector // registered on the daemon's registry while running
 	runner    *monitor.Runner
+	reader    *atlasread.Reader
 	stop      context.CancelFunc
 	done      chan struct{}
 }
@@ -44,6 +45,7 @@ func (d *Daemon) startMonitor(ctx context.Context, cfg *policy.Config) {
 		return
 	}
 	reader := atlasread.New(currentClusters{d}, currentNative{d}, d.clk, plan.Interval())
+	m.reader = reader
 	m.runner = monitor.NewRunner(monitor.RunnerConfig{
 		Plan: plan, Reader: reader, Lister: reader, Collector: m.collector, Clock: d.clk,
 		Logger: d.log.Named("monitor"), ReadTimeout: 4 * policy.ProjectTimeout(cfg.Atlas),
@@ -67,18 +69,20 @@ func (d *Daemon) stopMonitor() {
 	m.stop()
 	<-m.done
 	d.metrics.Registry().Unregister(m.collector)
-	m.runner, m.collector = nil, nil
+	m.runner, m.reader, m.collector = nil, nil, nil
 }
 
 // reloadMonitor follows a reloaded configuration: a new plan for a
 // running monitor, else a start or a stop.
 func (d *Daemon) reloadMonitor(cfg *policy.Config) {
 	d.mon.mu.Lock()
-	r, life := d.mon.runner, d.mon.life
+	r, reader, life := d.mon.runner, d.mon.reader, d.mon.life
 	d.mon.mu.Unlock()
 	switch {
 	case r != nil && cfg.Monitor != nil:
-		r.SetPlan(monitor.NewPlan(*cfg.Monitor))
+		plan := monitor.NewPlan(*cfg.Monitor)
+		reader.SetTTL(plan.Interval())
+		r.SetPlan(plan)
 	case r != nil:
 		d.stopMonitor()
 	case life != nil && life.Err() == nil:

@@ -1,9 +1,12 @@
 package daemon_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -159,4 +162,45 @@ func latest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// TestMonitorOnlyDaemon: a configuration with a monitor: section and no
+// policies starts a ready daemon that watches its clusters; a reload that
+// drops the section stops the monitor and its series.
+func TestMonitorOnlyDaemon(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, sim := setup(t, "")
+		cfg := strings.SplitN(hourlyPlusX, "policies:", 2)[0]
+		cfg = strings.Replace(cfg, "STATE", filepath.Join(dir, "state.db"), 1)
+		write := func(text string) {
+			if err := os.WriteFile(filepath.Join(dir, goodConfig), []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(cfg + monitorSection)
+		e := launch(t, dir, sim)
+		defer e.stop()
+		if code, body := e.get(t, "/readyz"); code != 200 {
+			t.Fatalf("/readyz = %d %s", code, body)
+		}
+		time.Sleep(time.Hour + time.Minute)
+		synctest.Wait()
+		if c := e.monitorCluster(t, "prod-a"); c.LastRead.IsZero() {
+			t.Fatalf("monitor-only daemon did not read prod-a: %+v", c)
+		}
+		lbl := `{cluster="prod-a",project="` + project + `"}`
+		if e.metricValue(t, "backupd_monitor_last_success_timestamp_seconds"+lbl) <= 0 {
+			t.Fatal("no monitor series")
+		}
+		write(cfg + "policies: []\n")
+		if err := e.d.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if v := e.metricValue(t, "backupd_monitor_last_success_timestamp_seconds"+lbl); v != -1 {
+			t.Errorf("series stay after the monitor was removed: %v", v)
+		}
+		if e.d.Status().Monitor != nil {
+			t.Error("status shows a removed monitor")
+		}
+	})
 }

@@ -281,9 +281,12 @@ func (r *Runner) Status() *run.MonitorStatus {
 					c.Newest[kind] = k.Newest
 				}
 			}
+			dueSet := false
 			due := func(kind string, at time.Time) {
-				if c.Due.IsZero() || at.Before(c.Due) {
-					c.Due = at
+				// A zero due (overdue since ever) is before every other
+				// and stays.
+				if !dueSet || at.Before(c.Due) {
+					c.Due, dueSet = at, true
 				}
 				if !now.Before(at) {
 					c.Overdue = append(c.Overdue, kind)

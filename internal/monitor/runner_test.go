@@ -119,3 +119,40 @@ func TestRunnerReadsAtPlanTimes(t *testing.T) {
 		}
 	})
 }
+
+type fixedReader Reading
+
+func (f fixedReader) Read(context.Context, run.Target) (Reading, error) { return Reading(f), nil }
+
+type fixedLister []run.Target
+
+func (l fixedLister) Clusters(context.Context, string) ([]run.Target, error) { return l, nil }
+
+// TestRunnerStatusDue: status's due is the earliest of the promises, a
+// frequency overdue since ever (zero due) included, and lists the kinds
+// overdue now.
+func TestRunnerStatusDue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := run.Target{ProjectID: rproj, Cluster: "a"}
+		now := time.Now()
+		rd := Reading{Target: tg, BackupEnabled: true,
+			Schedule:  &Schedule{Items: []PolicyItem{{FrequencyDaily, 1, RetentionDays, 7}, {FrequencyWeekly, 1, RetentionWeeks, 4}}},
+			Snapshots: []Snapshot{{Kind: KindDaily, Status: StatusCompleted, CreatedAt: now}}}
+		plan := NewPlan(policy.Monitor{Interval: time.Hour, Targets: []policy.TargetSelector{{ProjectID: rproj, Clusters: []string{"*"}}}})
+		r := NewRunner(RunnerConfig{Plan: plan, Reader: fixedReader(rd), Lister: fixedLister{tg}, Collector: NewCollector(time.Hour)})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		st := r.Status()
+		if len(st.Clusters) != 1 {
+			t.Fatalf("status %+v", st)
+		}
+		c := st.Clusters[0]
+		if !c.Due.IsZero() || !slices.Equal(c.Overdue, []string{FrequencyWeekly}) || c.Newest[KindDaily].IsZero() {
+			t.Errorf("due %s overdue %v newest %v, want zero due and weekly overdue", c.Due, c.Overdue, c.Newest)
+		}
+	})
+}

@@ -38,9 +38,9 @@ type Reader struct {
 	// ttl is how long a project's compliance policy is reused: the
 	// monitor's interval, so a project costs one call per interval
 	// whatever its number of clusters.
-	ttl time.Duration
 
 	mu        sync.Mutex
+	ttl       time.Duration
 	known     map[run.Target]cluster
 	firstSeen map[run.Target]time.Time
 	projects  map[string]*projectCompliance
@@ -66,6 +66,14 @@ type projectCompliance struct {
 func New(clusters policy.ClusterLister, native Native, clk clock.Clock, ttl time.Duration) *Reader {
 	return &Reader{clusters: clusters, native: native, clk: clk, ttl: ttl,
 		known: map[run.Target]cluster{}, firstSeen: map[run.Target]time.Time{}, projects: map[string]*projectCompliance{}}
+}
+
+// SetTTL changes how long a compliance policy is reused (on reload, to
+// the new interval).
+func (r *Reader) SetTTL(ttl time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ttl = ttl
 }
 
 // Clusters lists projectID's dedicated and flex clusters. Both lists must
@@ -160,10 +168,11 @@ func (r *Reader) compliance(ctx context.Context, projectID string) (*monitor.Com
 		pc = &projectCompliance{}
 		r.projects[projectID] = pc
 	}
+	ttl := r.ttl
 	r.mu.Unlock()
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	if !pc.at.IsZero() && r.clk.Now().Sub(pc.at) < r.ttl {
+	if !pc.at.IsZero() && r.clk.Now().Sub(pc.at) < ttl {
 		return pc.value, nil
 	}
 	p, err := r.native.CompliancePolicy(ctx, projectID)

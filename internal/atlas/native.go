@@ -80,11 +80,13 @@ func (p PolicyItem) Retention() time.Duration { return p.RetentionUnit.Retention
 
 // Interval is the longest time between two snapshots the item promises:
 // FrequencyInterval hours for hourly items, a day, a week, 31 days or 366
-// days for the others; 0 for on-demand items and unknown frequencies.
+// days for the others; 0 for on-demand items and unknown frequencies. An
+// hourly interval below 1 counts as every hour, as the monitor counts it:
+// the two must agree on what a schedule promises.
 func (p PolicyItem) Interval() time.Duration {
 	switch p.FrequencyType {
 	case FrequencyHourly:
-		return time.Duration(p.FrequencyInterval) * time.Hour
+		return time.Duration(max(p.FrequencyInterval, 1)) * time.Hour
 	case FrequencyDaily:
 		return 24 * time.Hour
 	case FrequencyWeekly:

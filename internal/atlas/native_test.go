@@ -234,6 +234,10 @@ func TestPolicyItemIntervalAndRetention(t *testing.T) {
 		{PolicyItem{FrequencyType: FrequencyYearly, FrequencyInterval: 1, RetentionUnit: RetentionYears, RetentionValue: 2}, 366 * day, 732 * day},
 		{PolicyItem{FrequencyType: FrequencyOnDemand, RetentionUnit: "fortnights", RetentionValue: 2}, 0, 0},
 		{PolicyItem{FrequencyType: FrequencyDaily, RetentionUnit: RetentionDays, RetentionValue: -1}, day, 0},
+		// An hourly interval below 1 is every hour, as the monitor counts it
+		// (monitor.maxGap), not "never".
+		{PolicyItem{FrequencyType: FrequencyHourly, FrequencyInterval: 0, RetentionUnit: RetentionDays, RetentionValue: 2}, time.Hour, 2 * day},
+		{PolicyItem{FrequencyType: FrequencyHourly, FrequencyInterval: -3, RetentionUnit: RetentionDays, RetentionValue: 2}, time.Hour, 2 * day},
 	}
 	for _, tc := range tests {
 		if got := tc.it.Interval(); got != tc.interval {

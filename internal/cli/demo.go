@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/atlas/atlassim"
 	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/daemon"
@@ -63,6 +64,12 @@ policies:
       targetProjectID: ` + atlassim.DemoProjectID + `
       targetCluster: staging
       confirmOverwrite: true
+monitor:
+  interval: 5m
+  margin: 10m
+  targets:
+    - projectID: ` + atlassim.DemoProjectID + `
+      clusters: [prod-shards, prod-main, sandbox, flex-prod]
 `
 
 // demoDuration is how long `backupd demo` runs by default: under the minute
@@ -122,6 +129,22 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 	// failed{export_failed} with Atlas's reason, and the next slot of the
 	// same target succeeds.
 	sim.FailNextExports(1, false)
+	// The monitor watches Atlas's own schedules: prod-shards keeps its hourly
+	// one, prod-main's stalls (it goes overdue at the first slot it misses,
+	// plus the margin), and sandbox has backup disabled.
+	hourly := atlassim.ScheduleSpec{Items: []atlas.PolicyItem{
+		{FrequencyType: atlas.FrequencyHourly, FrequencyInterval: 1, RetentionUnit: atlas.RetentionDays, RetentionValue: 2},
+	}, Backfill: 6 * time.Hour}
+	for _, err := range []error{
+		sim.SetSchedule(atlassim.DemoProjectID, "prod-shards", hourly),
+		sim.SetSchedule(atlassim.DemoProjectID, "prod-main", hourly),
+		sim.StallSchedule(atlassim.DemoProjectID, "prod-main", true),
+	} {
+		if err != nil {
+			fmt.Fprintf(stderr, "backupd demo: %v\n", err)
+			return exitFailure
+		}
+	}
 	var logOut zapcore.WriteSyncer = zapcore.AddSync(io.Discard)
 	if *logs {
 		logOut = zapcore.Lock(zapcore.AddSync(stderr))
@@ -164,7 +187,8 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 				stop = fmt.Sprintf("ends by itself after %s, or Ctrl-C", *duration)
 			}
 			live.printf("  metrics: http://%s/metrics   status: backupd status -addr http://%s   (%s)\n", addr, addr, stop)
-			live.printf("  fault injected: Atlas fails the first export job; that run ends failed{export_failed}, the next slot runs again\n\n")
+			live.printf("  fault injected: Atlas fails the first export job; that run ends failed{export_failed}, the next slot runs again\n")
+			live.printf("  monitor: reads Atlas's native backups of prod-shards, prod-main (schedule stalled), sandbox (backup disabled) and flex-prod every 5m; see backupd status\n\n")
 			select { // targets resolve in the background
 			case <-d.RunsStarted():
 			case <-ctx.Done():

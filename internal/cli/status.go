@@ -131,6 +131,7 @@ func writeStatus(w io.Writer, st run.Status) {
 		}
 	}
 	_ = tw.Flush()
+	writeMonitor(w, st)
 }
 
 func atlasIDs(r run.Run) string {

@@ -83,6 +83,7 @@ type Options struct {
 type Daemon struct {
 	opts Options
 	clk  clock.Clock
+	mon  monitorState
 
 	reloadMu sync.Mutex // serialises Reload and discovery
 	mu       sync.RWMutex
@@ -274,6 +275,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	_ = d.opts.Notifier.Notify("READY=1")
 	close(d.ready) // after READY=1, so whoever waits on Ready sees it sent
 
+	// The monitor of Atlas's native backups, after the HTTP server (its
+	// status and series are served there) and stopped before it.
+	d.startMonitor(schedCtx, cfg)
+	defer d.stopMonitor()
+
 	// 7. In the background: resolve targets (retrying while Atlas cannot
 	// answer), re-attach what was in flight, start the scheduler, then the
 	// upkeep: target discovery, next-run gauges, pruning.
@@ -301,6 +307,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopSched()
 	bg.Wait()
 	<-schedDone
+	d.stopMonitor()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := d.http.Shutdown(shutCtx); err != nil {
@@ -357,6 +364,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	d.mu.Unlock()
 	d.resolveAllLocked(ctx, cfg)
 	d.apply(cfg)
+	d.reloadMonitor(cfg)
 	d.metrics.ConfigReload(true)
 	d.log.Info("configuration reloaded", zap.Int("policies", len(cfg.Policies)))
 	return nil
@@ -1003,7 +1011,8 @@ func (d *Daemon) Status() run.Status {
 		byKey[engine.Key(s.Policy, s.Target)] = s
 	}
 	next := d.sched.Next()
-	st := run.Status{Version: buildinfo.String(), StartedAt: d.started, Now: d.clk.Now(), Ready: d.readyErr() == nil}
+	st := run.Status{Version: buildinfo.String(), StartedAt: d.started, Now: d.clk.Now(), Ready: d.readyErr() == nil,
+		Monitor: d.monitorStatus()}
 	for _, p := range cfg.Policies {
 		res := d.resolution(p.Name)
 		ps := run.PolicyStatus{Name: p.Name, Action: p.Action(), Schedule: p.Schedule, Timezone: p.Timezone, Unresolved: res.Skipped, ResolutionErrors: d.resolutionErrors(p.Name)}

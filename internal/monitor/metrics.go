@@ -44,6 +44,7 @@ var (
 	mShortfall       = metric{"backupd_native_schedule_compliance_shortfall", "1 if the cluster's schedule is weaker than the project's compliance policy in this frequency and aspect (frequency, retention), 0 if it meets it.", []string{"project", "cluster", "frequency", "aspect"}}
 	mLastSuccess     = metric{"backupd_monitor_last_success_timestamp_seconds", "Unix time the monitor last read the cluster completely.", pc}
 	mWatchStart      = metric{"backupd_monitor_watch_start_timestamp_seconds", "Unix time the monitor started watching the cluster (the daemon's start, or when the cluster became selected): with no successful read since, the age of its blindness.", pc}
+	mReadFailures    = metric{"backupd_monitor_read_failures_total", "Reads of the cluster that failed since the monitor started watching it (its last success time stays).", pc}
 	mMonitorInterval = metric{"backupd_monitor_interval_seconds", "How often the monitor reads each watched cluster.", nil}
 )
 
@@ -57,7 +58,7 @@ func Metrics() []string {
 }
 
 var allMetrics = []metric{mNewest, mNewestFailed, mRetained, mFailed, mSize, mDue, mInterval, mRetention, mNext,
-	mEnabled, mInForce, mReqInterval, mReqRetention, mShortfall, mLastSuccess, mWatchStart, mMonitorInterval}
+	mEnabled, mInForce, mReqInterval, mReqRetention, mShortfall, mLastSuccess, mWatchStart, mReadFailures, mMonitorInterval}
 
 // Collector exposes the monitor's latest assessment of each watched cluster
 // as Prometheus gauges. It is safe for concurrent use: reads report to it
@@ -74,9 +75,10 @@ type Collector struct {
 }
 
 type observed struct {
-	a     Assessment
-	at    time.Time // when the read succeeded; zero before the first
-	since time.Time // when watching started
+	a        Assessment
+	at       time.Time // when the read succeeded; zero before the first
+	since    time.Time // when watching started
+	failures int       // reads that failed
 }
 
 // NewCollector returns a Collector for a monitor reading every interval.
@@ -106,11 +108,23 @@ func (c *Collector) Watch(t run.Target, since time.Time) {
 func (c *Collector) Observe(a Assessment, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	since := at
-	if o, ok := c.clusters[a.Target]; ok {
-		since = o.since
+	o, ok := c.clusters[a.Target]
+	if !ok {
+		o.since = at
 	}
-	c.clusters[a.Target] = observed{a: a, at: at, since: since}
+	o.a, o.at = a, at
+	c.clusters[a.Target] = o
+}
+
+// ReadFailed counts a failed read of t; everything the last successful
+// read said stays. A target not watched is ignored.
+func (c *Collector) ReadFailed(t run.Target) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o, ok := c.clusters[t]; ok {
+		o.failures++
+		c.clusters[t] = o
+	}
 }
 
 // Forget drops every series of t: it is no longer watched.
@@ -147,12 +161,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		return strings.Compare(a.a.Target.String(), b.a.Target.String())
 	})
 
-	emit := func(m metric, v float64, labels ...string) {
+	emitType := func(typ prometheus.ValueType, m metric, v float64, labels ...string) {
 		for i, l := range labels {
 			labels[i] = validUTF8(l)
 		}
-		ch <- prometheus.MustNewConstMetric(c.descs[m.name], prometheus.GaugeValue, v, labels...)
+		ch <- prometheus.MustNewConstMetric(c.descs[m.name], typ, v, labels...)
 	}
+	emit := func(m metric, v float64, labels ...string) { emitType(prometheus.GaugeValue, m, v, labels...) }
 	emit(mMonitorInterval, interval.Seconds())
 
 	// The project's compliance policy comes from its most recently read
@@ -182,6 +197,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		a := o.a
 		p, cl := a.Target.ProjectID, a.Target.Cluster
 		emit(mWatchStart, unix(o.since), p, cl)
+		emitType(prometheus.CounterValue, mReadFailures, float64(o.failures), p, cl)
 		if o.at.IsZero() {
 			continue // watched, never read: nothing is known yet
 		}

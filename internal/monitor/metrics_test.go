@@ -44,12 +44,22 @@ func fleet(t *testing.T) (*Collector, *prometheus.Registry) {
 	// no compliance series (nothing was read there).
 	c.Watch(run.Target{ProjectID: "p3", Cluster: "blind"}, now.Add(-3*time.Hour))
 	c.Watch(run.Target{ProjectID: "p3", Cluster: "blind"}, now) // no effect
+	// Failed reads are counted; the last success of prod-a stays.
+	c.ReadFailed(run.Target{ProjectID: "p3", Cluster: "blind"})
+	c.ReadFailed(run.Target{ProjectID: "p1", Cluster: "prod-a"})
+	c.ReadFailed(run.Target{ProjectID: "p9", Cluster: "unwatched"}) // ignored
 	return c, reg
 }
 
 func TestCollectorExposition(t *testing.T) {
 	_, reg := fleet(t)
 	const want = `
+# HELP backupd_monitor_read_failures_total Reads of the cluster that failed since the monitor started watching it (its last success time stays).
+# TYPE backupd_monitor_read_failures_total counter
+backupd_monitor_read_failures_total{cluster="blind",project="p3"} 1
+backupd_monitor_read_failures_total{cluster="flex-a",project="p1"} 0
+backupd_monitor_read_failures_total{cluster="off",project="p2"} 0
+backupd_monitor_read_failures_total{cluster="prod-a",project="p1"} 1
 # HELP backupd_monitor_last_success_timestamp_seconds Unix time the monitor last read the cluster completely.
 # TYPE backupd_monitor_last_success_timestamp_seconds gauge
 backupd_monitor_last_success_timestamp_seconds{cluster="flex-a",project="p1"} 1.77244554e+09

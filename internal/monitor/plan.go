@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"slices"
 	"time"
 
 	"github.com/backupd/backupd/internal/policy"
@@ -64,4 +65,15 @@ func (p Plan) NextRead(t run.Target, after time.Time) time.Time {
 	}
 	next := time.Unix(0, 0).Add((k+1)*iv + off)
 	return next.In(after.Location())
+}
+
+// Projects are the projects the plan names, each once, in order.
+func (p Plan) Projects() []string {
+	var out []string
+	for _, s := range p.cfg.Targets {
+		if !slices.Contains(out, s.ProjectID) {
+			out = append(out, s.ProjectID)
+		}
+	}
+	return out
 }

@@ -35,10 +35,6 @@ type Monitor struct {
 
 // monitorSection decodes the monitor: section of top, or returns nil when
 // it is absent. Every problem is reported at its line and column.
-//
-// Wiring (not done yet, see the issue 12 report): Parse's config() lists
-// "monitor" among the top-level keys and sets cfg.Monitor to this, and a
-// file with a monitor: section may then have no policies.
 func (d *decoder) monitorSection(top fields) *Monitor {
 	f, ok := top.get("monitor")
 	if !ok {

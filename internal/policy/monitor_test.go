@@ -87,3 +87,32 @@ func TestMonitorSectionErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestParseMonitor: Parse reads the monitor: section, and a file with one
+// may have no policies at all (a team running backupd only to watch Atlas's
+// own backups), while a file with neither still fails.
+func TestParseMonitor(t *testing.T) {
+	cfg := mustParse(t, "monitor:\n  interval: 30m\n  targets: [{projectID: 32b6e34b3d91647abb20e7b8}]\n", saEnv)
+	if cfg.Monitor == nil || cfg.Monitor.Interval != 30*time.Minute || cfg.Monitor.Pos.String() != "cfg.yaml:1:1" ||
+		len(cfg.Monitor.Targets) != 1 || len(cfg.Policies) != 0 {
+		t.Fatalf("monitor-only file: %+v", cfg.Monitor)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("monitor-only file warns: %v", cfg.Warnings)
+	}
+	cfg = mustParse(t, "monitor:\n  targets: [{projectID: 32b6e34b3d91647abb20e7b8}]\npolicies: []\n", saEnv)
+	if cfg.Monitor == nil || len(cfg.Warnings) != 0 {
+		t.Errorf("empty policies beside a monitor: %+v %v", cfg.Monitor, cfg.Warnings)
+	}
+	if cfg := mustParse(t, base, saEnv); cfg.Monitor != nil {
+		t.Errorf("no monitor section, got %+v", cfg.Monitor)
+	}
+	_, issues := parseIssues(t, "monitor:\n  targets: []\n", saEnv)
+	if want := []string{"cfg.yaml:2:12: monitor.targets: must list at least one project"}; !slices.Equal(issues, want) {
+		t.Errorf("bad monitor-only file\n got %q\nwant %q", issues, want)
+	}
+	_, issues = parseIssues(t, "log: {level: info}\n", saEnv)
+	if want := []string{"cfg.yaml:1:1: policies: required: list at least one policy, or a monitor: section"}; !slices.Equal(issues, want) {
+		t.Errorf("neither policies nor monitor\n got %q\nwant %q", issues, want)
+	}
+}

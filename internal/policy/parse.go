@@ -59,7 +59,7 @@ func Parse(data []byte, filename string, env Env) (*Config, error) {
 }
 
 func (d *decoder) config(root *yaml.Node, env Env) *Config {
-	top, ok := d.mapping(root, "", "atlas", "server", "state", "log", "ha", "defaults", "policies")
+	top, ok := d.mapping(root, "", "atlas", "server", "state", "log", "ha", "defaults", "policies", "monitor")
 	if !ok {
 		return nil
 	}
@@ -75,7 +75,8 @@ func (d *decoder) config(root *yaml.Node, env Env) *Config {
 	cfg.HA = d.haSection(top)
 	defs := d.defaultsSection(top)
 	cfg.Defaults = defs.Defaults
-	cfg.Policies = d.policiesSection(top, defs)
+	cfg.Monitor = d.monitorSection(top)
+	cfg.Policies = d.policiesSection(top, defs, cfg.Monitor != nil)
 	return cfg
 }
 
@@ -500,17 +501,21 @@ func checkPattern(v string) error {
 	return nil
 }
 
-func (d *decoder) policiesSection(top fields, defs defaults) []Policy {
+// policiesSection decodes policies:. A file with a monitor: section may
+// have none: a team may run backupd only to watch Atlas's own backups.
+func (d *decoder) policiesSection(top fields, defs defaults, monitor bool) []Policy {
 	f, ok := top.get("policies")
 	if !ok {
-		d.errorAt(top.node, "policies", "required: list at least one policy")
+		if !monitor {
+			d.errorAt(top.node, "policies", "required: list at least one policy, or a monitor: section")
+		}
 		return nil
 	}
 	items, ok := d.list(f)
 	if !ok {
 		return nil
 	}
-	if len(items) == 0 {
+	if len(items) == 0 && !monitor {
 		d.warnAt(f.val, f.path, "no policies: the daemon will take no backups")
 	}
 	names := map[string]*yaml.Node{}

@@ -66,6 +66,7 @@ type Config struct {
 	HA       *HA      // leader election among replicas; nil when ha: is absent
 	Defaults Defaults // what policies inherit (kept for display)
 	Policies []Policy
+	Monitor  *Monitor // the monitor: section; nil when absent
 	Warnings []Issue
 }
 

@@ -10,6 +10,8 @@ type Status struct {
 	Now       time.Time      `json:"now"`
 	Ready     bool           `json:"ready"`
 	Policies  []PolicyStatus `json:"policies"`
+	// Monitor is nil when the configuration has no monitor: section.
+	Monitor *MonitorStatus `json:"monitor,omitempty"`
 }
 
 // PolicyStatus is one policy and everything it currently resolves to.
@@ -56,4 +58,39 @@ type SkippedTarget struct {
 	Target Target `json:"target"`
 	Reason string `json:"reason"` // a Reason* constant, usually not_supported
 	Detail string `json:"detail"` // e.g. "cluster is paused"
+}
+
+// MonitorStatus is the monitor of Atlas's native backups: every watched
+// cluster and what its last successful read said.
+type MonitorStatus struct {
+	IntervalSeconds float64          `json:"intervalSeconds"`
+	Clusters        []MonitorCluster `json:"clusters"`
+	// ListErrors are the projects whose clusters could not be listed at
+	// the last discovery: their watched clusters are the last known ones.
+	ListErrors []ResolutionError `json:"listErrors,omitempty"`
+}
+
+// MonitorCluster is one watched cluster.
+type MonitorCluster struct {
+	Target       Target    `json:"target"`
+	Flex         bool      `json:"flex,omitempty"`
+	WatchedSince time.Time `json:"watchedSince"`
+	// LastRead is the last successful read; zero before the first.
+	LastRead    time.Time `json:"lastRead,omitzero"`
+	LastAttempt time.Time `json:"lastAttempt,omitzero"`
+	// LastError is why the last attempt failed; empty when it succeeded.
+	LastError    string    `json:"lastError,omitempty"`
+	ReadFailures int       `json:"readFailures"`
+	NextRead     time.Time `json:"nextRead"`
+	// Newest is the newest completed snapshot per kind (hourly … yearly,
+	// onDemand, fallback, flex), as of LastRead.
+	Newest map[string]time.Time `json:"newest,omitempty"`
+	// Due is the earliest time a kind's next snapshot is overdue (the
+	// schedule's promises, or a flex cluster's 36 h); zero when overdue
+	// since ever or nothing was read yet.
+	Due time.Time `json:"due,omitzero"`
+	// Overdue lists the kinds overdue now.
+	Overdue []string `json:"overdue,omitempty"`
+	// Problems are what the last read found wrong, in words.
+	Problems []string `json:"problems,omitempty"`
 }

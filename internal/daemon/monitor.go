@@ -1,0 +1,132 @@
+package daemon
+
+import (
+	"context"
+	"sync"
+
+	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/monitor"
+	"github.com/backupd/backupd/internal/monitor/atlasread"
+	"github.com/backupd/backupd/internal/policy"
+	"github.com/backupd/backupd/internal/run"
+)
+
+// monitorState is the running monitor of Atlas's native backups, if the
+// configuration has a monitor: section. It starts after the HTTP server
+// and stops before it (and so before the journal closes); a reload adds,
+// changes or removes it without a restart.
+type monitorState struct {
+	mu sync.Mutex
+	// life is the daemon's run: a monitor a reload adds lives as long.
+	life      context.Context
+	collector *monitor.Collector // registered on the daemon's registry while running
+	runner    *monitor.Runner
+	reader    *atlasread.Reader
+	stop      context.CancelFunc
+	done      chan struct{}
+}
+
+// startMonitor starts the monitor of cfg, if any. ctx bounds its life.
+func (d *Daemon) startMonitor(ctx context.Context, cfg *policy.Config) {
+	m := &d.mon
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.life == nil {
+		m.life = ctx
+	}
+	if cfg.Monitor == nil || m.runner != nil {
+		return
+	}
+	plan := monitor.NewPlan(*cfg.Monitor)
+	m.collector = monitor.NewCollector(plan.Interval())
+	if err := d.metrics.Registry().Register(m.collector); err != nil {
+		d.log.Sugar().Errorf("monitor: cannot register its metrics, it does not start: %v", err)
+		m.collector = nil
+		return
+	}
+	reader := atlasread.New(currentClusters{d}, currentNative{d}, d.clk, plan.Interval())
+	m.reader = reader
+	m.runner = monitor.NewRunner(monitor.RunnerConfig{
+		Plan: plan, Reader: reader, Lister: reader, Collector: m.collector, Clock: d.clk,
+		Logger: d.log.Named("monitor"), ReadTimeout: 4 * policy.ProjectTimeout(cfg.Atlas),
+		ListTimeout: policy.ProjectTimeout(cfg.Atlas), ListEvery: cfg.Atlas.DiscoveryInterval, Forget: reader.Forget,
+	})
+	rctx, stop := context.WithCancel(ctx)
+	m.stop, m.done = stop, make(chan struct{})
+	go func(r *monitor.Runner, done chan struct{}) { defer close(done); r.Run(rctx) }(m.runner, m.done)
+	d.log.Sugar().Infof("monitor started: %d projects, read every %s", len(plan.Projects()), plan.Interval())
+}
+
+// stopMonitor stops the monitor and waits for its reads in flight; its
+// series leave /metrics. Stopping a stopped monitor does nothing.
+func (d *Daemon) stopMonitor() {
+	m := &d.mon
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.runner == nil {
+		return
+	}
+	m.stop()
+	<-m.done
+	d.metrics.Registry().Unregister(m.collector)
+	m.runner, m.reader, m.collector = nil, nil, nil
+}
+
+// reloadMonitor follows a reloaded configuration: a new plan for a
+// running monitor, else a start or a stop.
+func (d *Daemon) reloadMonitor(cfg *policy.Config) {
+	d.mon.mu.Lock()
+	r, reader, life := d.mon.runner, d.mon.reader, d.mon.life
+	d.mon.mu.Unlock()
+	switch {
+	case r != nil && cfg.Monitor != nil:
+		plan := monitor.NewPlan(*cfg.Monitor)
+		reader.SetTTL(plan.Interval())
+		r.SetPlan(plan)
+	case r != nil:
+		d.stopMonitor()
+	case life != nil && life.Err() == nil:
+		d.startMonitor(life, cfg)
+	}
+}
+
+// monitorStatus is the monitor's part of status; nil without a monitor.
+func (d *Daemon) monitorStatus() *run.MonitorStatus {
+	d.mon.mu.Lock()
+	r := d.mon.runner
+	d.mon.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	return r.Status()
+}
+
+// currentClusters and currentNative read through the client of the
+// moment, which a reload of the atlas: section replaces.
+type currentClusters struct{ d *Daemon }
+
+func (c currentClusters) List(ctx context.Context, projectID string) ([]atlas.Cluster, error) {
+	return c.d.currentClient().Clusters.List(ctx, projectID)
+}
+
+func (c currentClusters) ListFlex(ctx context.Context, projectID string) ([]atlas.FlexCluster, error) {
+	return c.d.currentClient().Clusters.ListFlex(ctx, projectID)
+}
+
+type currentNative struct{ d *Daemon }
+
+func (n currentNative) Schedule(ctx context.Context, projectID, cluster string) (*atlas.BackupSchedule, error) {
+	return n.d.currentClient().Native.Schedule(ctx, projectID, cluster)
+}
+
+func (n currentNative) CompliancePolicy(ctx context.Context, projectID string) (atlas.ProjectCompliance, error) {
+	return n.d.currentClient().Native.CompliancePolicy(ctx, projectID)
+}
+
+func (n currentNative) Snapshots(ctx context.Context, projectID, cluster string, typ atlas.ClusterType) ([]atlas.Snapshot, error) {
+	return n.d.currentClient().Native.Snapshots(ctx, projectID, cluster, typ)
+}
+
+func (n currentNative) FlexSnapshots(ctx context.Context, projectID, name string) ([]atlas.FlexSnapshot, error) {
+	return n.d.currentClient().Native.FlexSnapshots(ctx, projectID, name)
+}

@@ -1,0 +1,314 @@
+package monitor
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/run"
+)
+
+// Lister lists a project's clusters, dedicated and flex. A listing that
+// fails keeps the project's watched clusters as they were.
+type Lister interface {
+	Clusters(ctx context.Context, projectID string) ([]run.Target, error)
+}
+
+// RunnerConfig is what a Runner needs. Reader, Lister and Collector are
+// required.
+type RunnerConfig struct {
+	Plan      Plan
+	Reader    Reader
+	Lister    Lister
+	Collector *Collector
+	Clock     clock.Clock // default clock.Real()
+	Logger    *zap.Logger // default zap.NewNop()
+	// Concurrency bounds the reads in flight (default 4): reads are spread
+	// over the interval, so more only helps when Atlas is slow.
+	Concurrency int
+	// ReadTimeout bounds one read, every page and retry included (default
+	// 2m); ListTimeout one project's listing (default 2m).
+	ReadTimeout, ListTimeout time.Duration
+	// ListEvery is how often the projects are listed again, so new
+	// clusters are watched and deleted ones forgotten (default 15m).
+	ListEvery time.Duration
+	// Forget, if set, is told of every cluster no longer watched.
+	Forget func(run.Target)
+}
+
+// Runner reads every selected cluster at its Plan time, reports to the
+// Collector and keeps each cluster's last assessment for status.
+type Runner struct {
+	cfg  RunnerConfig
+	poke chan struct{}
+
+	mu       sync.Mutex
+	plan     Plan
+	relist   bool
+	watched  map[run.Target]*watch
+	listErrs map[string]run.ResolutionError
+}
+
+type watch struct {
+	since, next, lastRead, lastAttempt time.Time
+	inflight                           bool
+	failures                           int
+	lastErr                            string
+	a                                  *Assessment // nil before the first success
+}
+
+// NewRunner returns a Runner; Run starts it.
+func NewRunner(cfg RunnerConfig) *Runner {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	cfg.Concurrency = cmp.Or(max(cfg.Concurrency, 0), 4)
+	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), 2*time.Minute)
+	cfg.ListTimeout = cmp.Or(max(cfg.ListTimeout, 0), 2*time.Minute)
+	cfg.ListEvery = cmp.Or(max(cfg.ListEvery, 0), 15*time.Minute)
+	return &Runner{cfg: cfg, plan: cfg.Plan, poke: make(chan struct{}, 1), relist: true,
+		watched: map[run.Target]*watch{}, listErrs: map[string]run.ResolutionError{}}
+}
+
+// SetPlan replaces the plan (on reload): the projects are listed again at
+// once, and every cluster's next read moves to the new plan's time.
+func (r *Runner) SetPlan(p Plan) {
+	r.mu.Lock()
+	r.plan, r.relist = p, true
+	r.mu.Unlock()
+	r.cfg.Collector.SetInterval(p.Interval())
+	r.wake()
+}
+
+func (r *Runner) wake() {
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run lists and reads until ctx ends, then waits for the reads in flight
+// (each bounded by ReadTimeout, and cancelled with ctx).
+func (r *Runner) Run(ctx context.Context) {
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var nextList time.Time
+	for {
+		now := r.cfg.Clock.Now()
+		r.mu.Lock()
+		relist := r.relist || !now.Before(nextList)
+		r.relist = false
+		r.mu.Unlock()
+		if relist {
+			r.discover(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			now = r.cfg.Clock.Now()
+			nextList = now.Add(r.cfg.ListEvery)
+		}
+		wakeAt := nextList
+		var due []run.Target
+		r.mu.Lock()
+		for t, w := range r.watched {
+			switch {
+			case w.inflight:
+			case !now.Before(w.next):
+				w.inflight = true
+				due = append(due, t)
+			case w.next.Before(wakeAt):
+				wakeAt = w.next
+			}
+		}
+		r.mu.Unlock()
+		slices.SortFunc(due, compareTargets)
+		for _, t := range due {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				defer func() { <-sem }()
+				r.read(ctx, t)
+				r.wake()
+			}()
+		}
+		timer := r.cfg.Clock.NewTimer(wakeAt.Sub(now))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C():
+		case <-r.poke:
+		}
+		timer.Stop()
+	}
+}
+
+// discover lists every project of the plan and watches what the plan
+// selects. A project that cannot be listed keeps its watched clusters.
+func (r *Runner) discover(ctx context.Context) {
+	r.mu.Lock()
+	plan := r.plan
+	r.mu.Unlock()
+	projects := plan.Projects()
+	listed := map[string][]run.Target{}
+	for _, p := range projects {
+		lctx, cancel := clock.WithTimeout(ctx, r.cfg.Clock, r.cfg.ListTimeout)
+		ts, err := r.cfg.Lister.Clusters(lctx, p)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		if err != nil {
+			e, ok := r.listErrs[p]
+			if !ok {
+				e = run.ResolutionError{ProjectID: p, Since: r.cfg.Clock.Now(), KeptFrom: "resolution"}
+			}
+			e.Error = err.Error()
+			r.listErrs[p] = e
+			r.mu.Unlock()
+			r.cfg.Logger.Warn("monitor: cannot list the clusters of a project; its watched clusters stay", zap.String("project", p), zap.Error(err))
+			continue
+		}
+		delete(r.listErrs, p)
+		r.mu.Unlock()
+		listed[p] = ts
+	}
+	now := r.cfg.Clock.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p := range r.listErrs {
+		if !slices.Contains(projects, p) {
+			delete(r.listErrs, p)
+		}
+	}
+	keep := map[run.Target]bool{}
+	for _, ts := range listed {
+		for _, t := range ts {
+			if plan.Selects(t) {
+				keep[t] = true
+			}
+		}
+	}
+	for t, w := range r.watched {
+		_, failed := r.listErrs[t.ProjectID]
+		switch {
+		case keep[t]:
+			if !w.inflight {
+				w.next = plan.NextRead(t, now)
+			}
+		case failed && plan.Selects(t):
+		default:
+			delete(r.watched, t)
+			r.cfg.Collector.Forget(t)
+			if r.cfg.Forget != nil {
+				r.cfg.Forget(t)
+			}
+		}
+	}
+	for t := range keep {
+		if _, ok := r.watched[t]; !ok {
+			r.watched[t] = &watch{since: now, next: plan.NextRead(t, now)}
+			r.cfg.Collector.Watch(t, now)
+		}
+	}
+}
+
+// read reads t once, within ReadTimeout. A failure is logged and counted;
+// the last successful read (and its assessment and series) stays.
+func (r *Runner) read(ctx context.Context, t run.Target) {
+	rctx, cancel := clock.WithTimeout(ctx, r.cfg.Clock, r.cfg.ReadTimeout)
+	rd, err := r.cfg.Reader.Read(rctx, t)
+	cancel()
+	now := r.cfg.Clock.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.watched[t]
+	if !ok {
+		return // forgotten while reading
+	}
+	w.inflight = false
+	w.lastAttempt = now
+	// The next read is the plan's next slot after now: on the fixed grid,
+	// and never a catch-up burst after a slow read.
+	w.next = r.plan.NextRead(t, now)
+	if err != nil {
+		if ctx.Err() != nil {
+			return // stopping: not a failure of Atlas
+		}
+		w.failures++
+		w.lastErr = err.Error()
+		r.cfg.Collector.ReadFailed(t)
+		r.cfg.Logger.Warn("monitor: read failed; the last successful read stays", zap.Stringer("target", t), zap.Error(err))
+		return
+	}
+	rd.Target = t
+	a := Assess(rd, now, r.plan.Margin())
+	w.a, w.lastRead, w.lastErr = &a, now, ""
+	r.cfg.Collector.Observe(a, now)
+}
+
+// Status is every watched cluster, sorted, as of now.
+func (r *Runner) Status() *run.MonitorStatus {
+	now := r.cfg.Clock.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := &run.MonitorStatus{IntervalSeconds: r.plan.Interval().Seconds(), Clusters: []run.MonitorCluster{}}
+	for t, w := range r.watched {
+		c := run.MonitorCluster{Target: t, WatchedSince: w.since, LastRead: w.lastRead, LastAttempt: w.lastAttempt,
+			LastError: w.lastErr, ReadFailures: w.failures, NextRead: w.next}
+		if a := w.a; a != nil {
+			c.Flex, c.Problems = a.Flex, a.Problems
+			for kind, k := range a.Kinds {
+				if !k.Newest.IsZero() {
+					if c.Newest == nil {
+						c.Newest = map[string]time.Time{}
+					}
+					c.Newest[kind] = k.Newest
+				}
+			}
+			dueSet := false
+			due := func(kind string, at time.Time) {
+				// A zero due (overdue since ever) is before every other
+				// and stays.
+				if !dueSet || at.Before(c.Due) {
+					c.Due, dueSet = at, true
+				}
+				if !now.Before(at) {
+					c.Overdue = append(c.Overdue, kind)
+				}
+			}
+			if a.Flex {
+				due(KindFlex, a.FlexDue)
+			}
+			for _, p := range a.Promises {
+				due(p.Frequency, p.Due)
+			}
+		}
+		st.Clusters = append(st.Clusters, c)
+	}
+	slices.SortFunc(st.Clusters, func(a, b run.MonitorCluster) int { return compareTargets(a.Target, b.Target) })
+	for _, e := range r.listErrs {
+		st.ListErrors = append(st.ListErrors, e)
+	}
+	slices.SortFunc(st.ListErrors, func(a, b run.ResolutionError) int { return cmp.Compare(a.ProjectID, b.ProjectID) })
+	return st
+}
+
+func compareTargets(a, b run.Target) int {
+	return cmp.Or(cmp.Compare(a.ProjectID, b.ProjectID), cmp.Compare(a.Cluster, b.Cluster))
+}

@@ -68,6 +68,7 @@ func Validate(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	at := now()
 	if !*online {
 		validatePrintOffline(stdout, cfg, at)
+		validatePrintMonitor(stdout, cfg.Monitor)
 		fmt.Fprintf(stdout, "\n%s: valid (%d %s; not checked against Atlas, use -online)\n", cfg.Source, len(cfg.Policies), validatePlural(len(cfg.Policies), "policy", "policies"))
 		return exitOK
 	}
@@ -76,6 +77,7 @@ func Validate(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintf(stderr, "backupd validate: %v\n", err)
 		return exitUsage
 	}
+
 	if problems > 0 {
 		fmt.Fprintf(stderr, "backupd validate: %s: %d %s found in Atlas\n", cfg.Source, problems, validatePlural(problems, "problem", "problems"))
 		return exitUsage
@@ -249,6 +251,7 @@ func validateOnline(ctx context.Context, stdout, stderr io.Writer, cfg *policy.C
 			}
 		}
 	}
+	problems += validateOnlineMonitor(ctx, stdout, stderr, cfg.Monitor, client.Clusters, policy.ProjectTimeout(cfg.Atlas), at)
 	return problems, nil
 }
 

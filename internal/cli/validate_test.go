@@ -298,3 +298,49 @@ func TestValidateOnlineReportsEachFailingProject(t *testing.T) {
 		t.Fatalf("stdout lacks the healthy project's target %q:\n%s", l, out)
 	}
 }
+
+// TestValidateListsWhatTheMonitorWatches: offline, validate prints the
+// monitor's selection and timing; -online lists the clusters it would
+// watch (glob and excludes applied, flex included) with their first read,
+// and a project Atlas cannot list is a located problem (exit 2).
+func TestValidateListsWhatTheMonitorWatches(t *testing.T) {
+	srv, _ := validateSim(t)
+	monitorOnly := "atlas: {baseURL: \"" + srv.URL + "\"}\n" + `monitor:
+  interval: 30m
+  targets:
+    - projectID: ` + validateTestProject + `
+      clusters: ["prod-*", flex-prod]
+      exclude: [prod-paused]
+`
+	path := validateWriteConfig(t, monitorOnly)
+	code, out, errOut := validateRun(t, validateTestEnv(validateSAEnv), "-config", path)
+	if code != 0 {
+		t.Fatalf("offline: exit %d, stderr:\n%s", code, errOut)
+	}
+	for _, l := range []string{"each cluster read every 30m", validateTestProject + "  prod-*, flex-prod  prod-paused"} {
+		if !strings.Contains(validateSquash(out), validateSquash(l)) {
+			t.Errorf("offline stdout lacks %q:\n%s", l, out)
+		}
+	}
+
+	code, out, errOut = validateRun(t, validateTestEnv(validateSAEnv), "-config", path, "-online")
+	if code != 0 {
+		t.Fatalf("online: exit %d, stderr:\n%s\nstdout:\n%s", code, errOut, out)
+	}
+	for _, l := range []string{validateTestProject + "/prod-1  REPLICASET  enabled", validateTestProject + "/flex-prod  FLEX  always"} {
+		if !strings.Contains(validateSquash(out), validateSquash(l)) {
+			t.Errorf("online stdout lacks %q:\n%s", l, out)
+		}
+	}
+	for _, absent := range []string{"/prod-paused", "/billing", "/staging"} {
+		if strings.Contains(out, absent) {
+			t.Errorf("online stdout lists %s, which the monitor does not select:\n%s", absent, out)
+		}
+	}
+
+	unknown := strings.Replace(monitorOnly, "projectID: "+validateTestProject, "projectID: 5f0a1b2c3d4e5f60718293ff", 1)
+	code, _, errOut = validateRun(t, validateTestEnv(validateSAEnv), "-config", validateWriteConfig(t, unknown), "-online")
+	if code != 2 || !strings.Contains(errOut, "monitor.targets: project 5f0a1b2c3d4e5f60718293ff: cannot list its clusters") {
+		t.Fatalf("unknown project: exit %d, stderr:\n%s", code, errOut)
+	}
+}

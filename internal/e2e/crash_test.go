@@ -163,7 +163,13 @@ func crashSuite(t *testing.T, chains int, seed uint64, withJournal bool) {
 	settled := daemonConfig{simURL: sim.url, statePath: statePath, policies: crashPolicy(farSchedule())}.write(t, dir, "config.yaml")
 	d := startDaemon(t, settled, ta)
 	eventually(t, 90*time.Second, func() (bool, string) {
-		for _, p := range d.status().Policies {
+		st := d.status()
+		if !st.Ready {
+			// Serving starts before the engine re-attaches the journal's
+			// runs: until then no target shows a run in flight.
+			return false, "not ready: runs not yet re-attached"
+		}
+		for _, p := range st.Policies {
 			for _, tg := range p.Targets {
 				if tg.InFlight != nil {
 					return false, fmt.Sprintf("run %s on %s still %s", tg.InFlight.ID, tg.Target, tg.InFlight.Stage)

@@ -136,7 +136,7 @@ func TestValidateErrors(t *testing.T) {
 	}
 	want := path + `:4:15: policies[0].timezone: unknown time zone "Europe/Berln": use an IANA name such as Europe/Berlin or UTC
 ` + path + `:9:33: policies[0].snapshot.retentionInDays: must be at least 1
-` + path + `:13:1: bogus: unknown key (allowed: atlas, server, state, log, ha, defaults, policies, monitor)
+` + path + `:13:1: bogus: unknown key (allowed: atlas, server, state, log, ha, defaults, policies, monitor, notify)
 backupd validate: configuration invalid (3 errors)
 `
 	if errOut != want {

@@ -39,6 +39,7 @@ import (
 	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/logging"
 	"github.com/backupd/backupd/internal/metrics"
+	"github.com/backupd/backupd/internal/notify"
 	"github.com/backupd/backupd/internal/policy"
 	"github.com/backupd/backupd/internal/run"
 	"github.com/backupd/backupd/internal/scheduler"
@@ -72,6 +73,9 @@ type Options struct {
 	Notifier Notifier
 	// Observers also receive every run event (the demo's live summary).
 	Observers []run.Observer
+	// NotifyTransport sends notifications (default: a fresh transport;
+	// in-process tests pass a receiver that needs no network).
+	NotifyTransport http.RoundTripper
 	// PollMin and PollMax override the engine's polling backoff (the demo).
 	PollMin, PollMax time.Duration
 	// WrapJournal, when set, wraps the opened journal (tests make its
@@ -102,10 +106,12 @@ type Daemon struct {
 	atlas   *swapAtlas
 	engine  *engine.Engine
 	sched   *scheduler.Scheduler
-	http    *httpapi.Server
-	addr    net.Addr
-	started time.Time
-	ready   chan struct{}
+	// notifier sends webhooks and pings on run events (internal/notify).
+	notifier *notify.Notifier
+	http     *httpapi.Server
+	addr     net.Addr
+	started  time.Time
+	ready    chan struct{}
 
 	// startupDone is closed when the background start (resolution, engine,
 	// scheduler) has finished or given up; runsStarted is set once the
@@ -206,6 +212,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.watched = journal.Watch(j, func(error) { d.metrics.JournalWriteError() })
 	d.journal = d.watched
 	defer d.journal.Close()
+	// Notifications: stopped after the engine (deferred earlier), so
+	// the events of its last steps are saved for the next start.
+	defer d.startNotify(cfg, log)()
 
 	// 2. Metrics, rebuilt from the journal.
 	if err := d.rebuildMetrics(); err != nil {
@@ -231,7 +240,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	// 5. The engine and the scheduler exist from here on, but start only
 	// once targets are resolved (step 8): serving must not wait for Atlas.
-	observers := run.Observers{d.metrics, logging.RunObserver(log)}
+	observers := run.Observers{d.metrics, logging.RunObserver(log), d.notifier}
 	for _, o := range d.opts.Observers {
 		observers = append(observers, o)
 	}
@@ -365,6 +374,9 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	d.resolveAllLocked(ctx, cfg)
 	d.apply(cfg)
 	d.reloadMonitor(cfg)
+	if d.notifier != nil {
+		d.notifier.SetConfig(cfg.Notify)
+	}
 	d.metrics.ConfigReload(true)
 	d.log.Info("configuration reloaded", zap.Int("policies", len(cfg.Policies)))
 	return nil

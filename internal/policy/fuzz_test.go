@@ -16,6 +16,7 @@ func exampleEnv() Env {
 	return testEnv(map[string]string{EnvCredentialDir: "/run/credentials/backupd.service"}, fakeFS{files: map[string]string{
 		"/run/credentials/backupd.service/client-secret": "example-client-secret\n",
 		"/run/credentials/backupd.service/admin-token":   "example-admin-token\n",
+		"/run/credentials/backupd.service/slack-url":     "https://hooks.slack.com/services/T0/B0/example\n",
 	}})
 }
 
@@ -34,6 +35,8 @@ func FuzzLoad(f *testing.F) {
 		"policies:\n  - name: x\n    schedule: \"TZ=UTC\"\n",
 		"policies:\n  - {name: x, schedule: \"@every 1d\", flexRestore: {}}\n",
 		"defaults: {jitter: 99999999d}\n" + base,
+		base + "notify:\n  queueSize: 3\n  webhooks: [{name: chat, urlFile: slack-url, format: slack, events: [failed, skipped], policies: [p]}]\n  pings: [{policy: p, urlFile: slack-url, start: \"\", send: [start]}]\n",
+		base + "notify: {webhooks: [{name: x, url: y}], pings: [{policy: q}], backoff: 1h, maxBackoff: 1s}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -111,6 +114,8 @@ var documentedKeys = []string{
 	"policies", "name", "projectID", "clusters", "exclude", "retentionInDays", "description",
 	"bucketID", "source", "customData",
 	"flexRestore", "cluster", "targetProjectID", "targetCluster", "confirmOverwrite",
+	"notify", "webhooks", "pings", "queueSize", "attempts", "backoff", "maxBackoff", "urlFile", "events", "policy",
+	"start", "success", "fail", "send", "method",
 }
 
 func TestEveryKeyIsDocumented(t *testing.T) {

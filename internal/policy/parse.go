@@ -59,7 +59,7 @@ func Parse(data []byte, filename string, env Env) (*Config, error) {
 }
 
 func (d *decoder) config(root *yaml.Node, env Env) *Config {
-	top, ok := d.mapping(root, "", "atlas", "server", "state", "log", "ha", "defaults", "policies", "monitor")
+	top, ok := d.mapping(root, "", "atlas", "server", "state", "log", "ha", "defaults", "policies", "monitor", "notify")
 	if !ok {
 		return nil
 	}
@@ -77,6 +77,7 @@ func (d *decoder) config(root *yaml.Node, env Env) *Config {
 	cfg.Defaults = defs.Defaults
 	cfg.Monitor = d.monitorSection(top)
 	cfg.Policies = d.policiesSection(top, defs, cfg.Monitor != nil)
+	cfg.Notify = d.notifySection(top, env, cfg.Policies)
 	return cfg
 }
 

@@ -67,6 +67,7 @@ type Config struct {
 	Defaults Defaults // what policies inherit (kept for display)
 	Policies []Policy
 	Monitor  *Monitor // the monitor: section; nil when absent
+	Notify   *Notify  // the notify: section; nil when absent
 	Warnings []Issue
 }
 

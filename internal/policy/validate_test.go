@@ -36,7 +36,7 @@ func TestValidationMessages(t *testing.T) {
 		{"syntax error", "policies: [\n", []string{"cfg.yaml:1: invalid YAML: did not find expected node content"}},
 		{"top level list", "- a\n", []string{"cfg.yaml:1:1: must be a mapping (key: value), got a list"}},
 		{"unknown top key with suggestion", base + "polices: []\n", []string{`cfg.yaml:6:1: polices: unknown key (did you mean "policies"?)`}},
-		{"unknown key without suggestion", base + "zzzzzzzzzz: 1\n", []string{`cfg.yaml:6:1: zzzzzzzzzz: unknown key (allowed: atlas, server, state, log, ha, defaults, policies, monitor)`}},
+		{"unknown key without suggestion", base + "zzzzzzzzzz: 1\n", []string{`cfg.yaml:6:1: zzzzzzzzzz: unknown key (allowed: atlas, server, state, log, ha, defaults, policies, monitor, notify)`}},
 		{"duplicate top key", base + "log: {}\nlog: {}\n", []string{"cfg.yaml:7:1: log: duplicate key (first defined at line 6)"}},
 		{"missing policies", "log: {level: info}\n", []string{"cfg.yaml:1:1: policies: required: list at least one policy, or a monitor: section"}},
 		{"policies not a list", "policies: {}\n", []string{"cfg.yaml:1:11: policies: must be a list, got a mapping"}},
@@ -134,7 +134,7 @@ func TestValidationMessages(t *testing.T) {
 		{"all errors at once", strings.Replace(strings.Replace(base, "name: p", "name: P", 1), "retentionInDays: 7", "retentionInDays: -1", 1) + "extra: 1\n", []string{
 			"cfg.yaml:2:11: policies[0].name: must match ^[a-z0-9][a-z0-9-]{0,62}$",
 			"cfg.yaml:5:33: policies[0].snapshot.retentionInDays: must be at least 1",
-			`cfg.yaml:6:1: extra: unknown key (allowed: atlas, server, state, log, ha, defaults, policies, monitor)`}},
+			`cfg.yaml:6:1: extra: unknown key (allowed: atlas, server, state, log, ha, defaults, policies, monitor, notify)`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,6 +40,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cli.Runs(ctx, rest, stdout, stderr, env)
 	case "describe":
 		return cli.Describe(ctx, rest, stdout, stderr, env)
+	case "report":
+		return cli.Report(ctx, rest, stdout, stderr, env)
 	case "demo":
 		return cli.Demo(ctx, rest, stdout, stderr, env)
 	case "atlas-sim":
@@ -64,6 +66,7 @@ verbs:
   status     show policies × targets: last run, result, next run, in-flight stage and Atlas ids (-watch redraws)
   runs       list past and current runs, newest first (-policy, -cluster, -result, -since, ...)
   describe   show one run: its stages and times, Atlas ids, the error and Atlas's own words
+  report     the evidence report of a period per cluster: snapshots, exports, restores, missed slots (-since 30d, -o markdown|json|html)
   trigger    run a policy now through the daemon's admin API (-wait follows it to its end)
   demo       the whole job against an embedded simulated Atlas with fast clocks
   atlas-sim  serve the simulated Atlas API for dry runs

@@ -55,6 +55,10 @@ func callAPI(ctx context.Context, method, url, token string, body io.Reader, out
 		}
 		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(data[:min(len(data), 200)])))
 	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data // the body as it is (a report in Markdown or HTML)
+		return resp.StatusCode, nil
+	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
 			return resp.StatusCode, fmt.Errorf("decoding the answer from %s: %w", url, err)

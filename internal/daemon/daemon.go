@@ -266,7 +266,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		listen = d.opts.Listen
 	}
 	d.http = httpapi.New(httpapi.Config{
-		Listen: listen, AdminToken: d.adminToken, Metrics: d.metrics.Handler(), Backend: backend{d},
+		Listen: listen, AdminToken: d.adminToken, Metrics: d.metrics.Handler(), Backend: backend{d}, Reporter: d,
 		Healthy: d.healthy, Ready: d.readyErr, Logger: log, Clock: d.clk,
 	})
 	if !d.opts.NoListen {

@@ -69,6 +69,7 @@ func (s *Server) routes() http.Handler {
 	handle(http.MethodGet, "/api/v1/status", s.status)
 	handle(http.MethodGet, "/api/v1/runs", s.runs)
 	handle(http.MethodGet, "/api/v1/runs/{id}", s.runByID)
+	handle(http.MethodGet, "/api/v1/report", s.report)
 	handle(http.MethodPost, "/api/v1/policies/{name}/trigger", s.trigger)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint", "")

@@ -73,6 +73,8 @@ type Config struct {
 	Metrics http.Handler
 	// Backend serves the /api/v1 endpoints; nil makes them answer 503.
 	Backend Backend
+	// Reporter serves GET /api/v1/report; nil makes it answer 503.
+	Reporter Reporter
 	// Healthy reports liveness (the scheduler loop is alive); nil error or
 	// a nil func means healthy.
 	Healthy func() error

@@ -29,6 +29,10 @@ var (
 	bucketSummaries = []byte("summaries") // targetKey -> JSON summaryRecord
 	bucketMarks     = []byte("marks")     // mark key -> JSON Mark
 	keySchema       = []byte("schema")
+	// keyPrunedThrough -> appendTime of the newest CreatedAt Prune deleted.
+	// Optional: a journal that was never pruned has none, and an older
+	// backupd ignores it, so the schema version stays 1.
+	keyPrunedThrough = []byte("prunedThrough")
 )
 
 // allBuckets is every bucket a journal of this schema has.
@@ -755,11 +759,15 @@ func pruneTx(tx *bolt.Tx, cutoff []byte, limit int, rel *pageReleaser) (int, err
 		}
 	}
 	runs := tx.Bucket(bucketRuns)
+	var newest time.Time
 	for _, id := range ids {
 		rel.note(len(historyIndexes) + 1) // the run and its index entries
 		r, err := getTx(tx, id, indexAll.bucket)
 		if err != nil {
 			return 0, err
+		}
+		if r.CreatedAt.After(newest) {
+			newest = r.CreatedAt
 		}
 		for _, ix := range historyIndexes {
 			if err := tx.Bucket(ix.bucket).Delete(ix.key(r)); err != nil {
@@ -770,7 +778,49 @@ func pruneTx(tx *bolt.Tx, cutoff []byte, limit int, rel *pageReleaser) (int, err
 			return 0, fmt.Errorf("delete run %s: %w", id, err)
 		}
 	}
+	if len(ids) > 0 {
+		prev, err := prunedThroughTx(tx)
+		if err != nil {
+			return 0, err
+		}
+		if newest.After(prev) {
+			if err := tx.Bucket(bucketMeta).Put(keyPrunedThrough, seal(keyPrunedThrough, appendTime(nil, newest))); err != nil {
+				return 0, fmt.Errorf("record what was pruned: %w", err)
+			}
+		}
+	}
 	return len(ids), nil
+}
+
+// prunedThroughTx reads keyPrunedThrough (zero when absent).
+func prunedThroughTx(tx *bolt.Tx) (time.Time, error) {
+	raw := tx.Bucket(bucketMeta).Get(keyPrunedThrough)
+	if raw == nil {
+		return time.Time{}, nil
+	}
+	p, err := unseal(bucketMeta, keyPrunedThrough, raw)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(p) != timeKeyLen {
+		return time.Time{}, damagef("%s is %d bytes long, not %d", keyPrunedThrough, len(p), timeKeyLen)
+	}
+	sec := int64(binary.BigEndian.Uint64(p) ^ (1 << 63))
+	return time.Unix(sec, int64(binary.BigEndian.Uint32(p[8:]))).UTC(), nil
+}
+
+// PrunedThrough implements Journal.
+func (b *Bolt) PrunedThrough() (time.Time, error) {
+	var t time.Time
+	err := b.db.View(func(tx *bolt.Tx) error {
+		var err error
+		t, err = prunedThroughTx(tx)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, b.wrap("read what was pruned", err)
+	}
+	return t, nil
 }
 
 // checkID rejects keys bbolt cannot store.

@@ -48,6 +48,11 @@ type Journal interface {
 	// (maxAge <= 0: no age limit). Active runs and summaries are never
 	// touched. It returns how many runs it deleted.
 	Prune(now time.Time, keepRuns int, maxAge time.Duration) (removed int, err error)
+	// PrunedThrough is the creation time of the newest run Prune ever
+	// deleted (zero if it never deleted one): every run created after it
+	// is still held. The evidence report judges only the slots after it,
+	// so a pruned run never reads as a missed slot.
+	PrunedThrough() (time.Time, error)
 	// Close releases the journal; for Bolt it unlocks the file.
 	Close() error
 }

@@ -517,10 +517,18 @@ func TestPrune(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			forEach(t, func(t *testing.T, j Journal, _ impl) {
+			forEach(t, func(t *testing.T, j Journal, im impl) {
 				setup(t, j)
 				before := summaries(t, j)
 				all := history(t, j, Query{})
+				if pt, err := j.PrunedThrough(); err != nil || !pt.IsZero() {
+					t.Fatalf("PrunedThrough before any prune = %v, %v; want zero", pt, err)
+				}
+				created := map[string]time.Time{}
+				for _, id := range all {
+					r, _, _ := j.Get(run.ID(id))
+					created[id] = r.CreatedAt
+				}
 				n, err := j.Prune(now, c.keep, c.maxAge)
 				if err != nil || n != c.removed {
 					t.Fatalf("Prune = %d, %v; want %d", n, err, c.removed)
@@ -557,6 +565,20 @@ func TestPrune(t *testing.T) {
 				// Pruning again finds nothing more.
 				if n, err := j.Prune(now, c.keep, c.maxAge); err != nil || n != 0 {
 					t.Fatalf("second Prune = %d, %v; want 0", n, err)
+				}
+				// PrunedThrough is the newest creation time pruned, and it
+				// survives a reopen.
+				var wantPT time.Time
+				for _, id := range all {
+					if !slices.Contains(want, id) && created[id].After(wantPT) {
+						wantPT = created[id]
+					}
+				}
+				if re := im.reopen(t, j); re != nil {
+					j = re
+				}
+				if pt, err := j.PrunedThrough(); err != nil || !pt.Equal(wantPT) {
+					t.Fatalf("PrunedThrough = %v, %v; want %v", pt, err, wantPT)
 				}
 			})
 		})

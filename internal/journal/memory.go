@@ -27,6 +27,7 @@ type Memory struct {
 	active    map[run.ID]bool
 	summaries map[string]*summaryRecord // by targetKey
 	marks     map[string]Mark
+	pruned    time.Time // the newest CreatedAt Prune deleted
 }
 
 var _ Journal = (*Memory)(nil)
@@ -209,9 +210,19 @@ func (m *Memory) Prune(now time.Time, keepRuns int, maxAge time.Duration) (int, 
 		if (keepRuns > 0 && i >= keepRuns) || (maxAge > 0 && r.CreatedAt.Before(cutoff)) {
 			delete(m.runs, r.ID)
 			removed++
+			if r.CreatedAt.After(m.pruned) {
+				m.pruned = r.CreatedAt
+			}
 		}
 	}
 	return removed, nil
+}
+
+// PrunedThrough implements Journal.
+func (m *Memory) PrunedThrough() (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pruned, nil
 }
 
 // Close implements Journal; a memory journal has nothing to release.

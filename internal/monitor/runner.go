@@ -295,6 +295,7 @@ func (r *Runner) Status() *run.MonitorStatus {
 			if a.Flex {
 				due(KindFlex, a.FlexDue)
 			}
+			c.Schedule, c.Compliance = nativeSchedule(a)
 			for _, p := range a.Promises {
 				due(p.Frequency, p.Due)
 			}
@@ -307,6 +308,26 @@ func (r *Runner) Status() *run.MonitorStatus {
 	}
 	slices.SortFunc(st.ListErrors, func(a, b run.ResolutionError) int { return cmp.Compare(a.ProjectID, b.ProjectID) })
 	return st
+}
+
+// nativeSchedule is the schedule and the compliance policy of a, for
+// status and the evidence report.
+func nativeSchedule(a *Assessment) ([]run.NativeItem, *run.NativeCompliance) {
+	var items []run.NativeItem
+	for _, p := range a.Promises {
+		items = append(items, run.NativeItem{Frequency: p.Frequency, MaxGapSeconds: p.MaxGap.Seconds(), RetentionSeconds: p.Retention.Seconds()})
+	}
+	if a.Compliance == nil {
+		return items, nil
+	}
+	c := &run.NativeCompliance{Required: []run.NativeItem{}}
+	for _, r := range a.Compliance.Required {
+		c.Required = append(c.Required, run.NativeItem{Frequency: r.Frequency, MaxGapSeconds: r.MaxGap.Seconds(), RetentionSeconds: r.Retention.Seconds()})
+	}
+	for _, s := range a.Compliance.Shortfalls {
+		c.Shortfalls = append(c.Shortfalls, s.Detail)
+	}
+	return items, c
 }
 
 func compareTargets(a, b run.Target) int {

@@ -22,7 +22,7 @@ func TestDefaultsApplied(t *testing.T) {
 	if cfg.Server.Listen != "127.0.0.1:9469" || !cfg.Server.AdminToken.IsZero() || cfg.Server.AdminTokenFile != "" {
 		t.Errorf("server defaults: %+v", cfg.Server)
 	}
-	if cfg.State != (State{Path: "/var/lib/backupd/state.db", HistoryRuns: 20000, HistoryAge: 2160 * time.Hour}) {
+	if cfg.State != (State{Path: "/var/lib/backupd/state.db", HistoryRuns: 1_000_000, HistoryAge: 400 * 24 * time.Hour}) {
 		t.Errorf("state defaults: %+v", cfg.State)
 	}
 	if cfg.Log != (Log{Level: "info", Format: "json"}) {

@@ -93,4 +93,32 @@ type MonitorCluster struct {
 	Overdue []string `json:"overdue,omitempty"`
 	// Problems are what the last read found wrong, in words.
 	Problems []string `json:"problems,omitempty"`
+	// Schedule is the cluster's native backup schedule as of LastRead:
+	// one item per scheduled frequency, in rank order; empty for flex
+	// clusters, a schedule that could not be read, and before the first read.
+	Schedule []NativeItem `json:"schedule,omitempty"`
+	// Compliance is the project's Backup Compliance Policy as of
+	// LastRead; nil when the project has none.
+	Compliance *NativeCompliance `json:"compliance,omitempty"`
+}
+
+// NativeItem is one scheduled frequency of a native schedule or of a
+// compliance policy, in numbers.
+type NativeItem struct {
+	Frequency string `json:"frequency"` // hourly, daily, weekly, monthly, yearly
+	// MaxGapSeconds is the longest time it lets pass between two
+	// snapshots (hourly every 6: 21600).
+	MaxGapSeconds float64 `json:"maxGapSeconds"`
+	// RetentionSeconds is how long it keeps them (months of 30 days,
+	// years of 365).
+	RetentionSeconds float64 `json:"retentionSeconds"`
+}
+
+// NativeCompliance is a project's Backup Compliance Policy and how the
+// cluster's schedule measures up to it.
+type NativeCompliance struct {
+	Required []NativeItem `json:"required"`
+	// Shortfalls are the ways the schedule is weaker, in words; empty
+	// when it keeps the policy.
+	Shortfalls []string `json:"shortfalls,omitempty"`
 }

@@ -145,4 +145,24 @@ func BenchmarkJournal100k(b *testing.B) {
 			}
 		}
 	})
+	// What the evidence report reads: every run since the period began
+	// (here all 100,000).
+	b.Run("history-since-all", func(b *testing.B) {
+		for b.Loop() {
+			h, err := j.History(Query{Since: time.Unix(0, 0)})
+			if err != nil || len(h) != total {
+				b.Fatalf("History: %d, %v", len(h), err)
+			}
+		}
+	})
+	// The daemon's prune at every discovery when the count limit is not
+	// reached (the default keeps 1,000,000): a walk of the index, no delete.
+	b.Run("prune-count-limit-not-reached", func(b *testing.B) {
+		for b.Loop() {
+			n, err := j.Prune(time.Unix(0, 0).Add(24*time.Hour), 1_000_000, 0)
+			if err != nil || n != 0 {
+				b.Fatalf("Prune: %d, %v", n, err)
+			}
+		}
+	})
 }

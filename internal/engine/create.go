@@ -58,9 +58,11 @@ func (e *Engine) createOnce(ctx context.Context, tk *task, r run.Run, c creation
 		if r, err = e.to(r, r.Stage, c.requestNote); err != nil {
 			return r, false, err
 		}
+		sent := e.clk.Now()
 		next, err := c.create(ctx, r)
 		switch classify(ctx, err) {
 		case errNone:
+			tk.jobCreated = sent
 			r, err = e.to(next, next.Stage, c.describe(next))
 			return r, false, err
 		case errStopped:

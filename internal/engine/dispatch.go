@@ -35,6 +35,11 @@ type task struct {
 	// stepping the task touches it, and one worker steps a task at a time.
 	poll *poller
 
+	// jobCreated is when this process last sent a create request that
+	// Atlas accepted (snapshot, export, restore): the job ran from then on.
+	// Only the worker stepping the task touches it.
+	jobCreated time.Time
+
 	// unsaved is a transition the journal refused; the worker stepping
 	// the task writes it again before anything else (Engine.step).
 	unsaved *unsavedWrite

@@ -19,6 +19,7 @@ import (
 
 	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/journal"
+	"github.com/backupd/backupd/internal/pollplan"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -55,6 +56,9 @@ type Config struct {
 	// that wait for Atlas hold no worker, so this bounds concurrent Atlas
 	// requests and memory, not the number of runs in flight.
 	Workers int
+	// FixedPolling polls every job with the backoff alone, ignoring the
+	// cluster's history: a baseline to measure learned polling against.
+	FixedPolling bool
 }
 
 // ErrUnknownPolicy and ErrUnknownTarget are returned by Trigger.
@@ -90,6 +94,9 @@ type Engine struct {
 	// transition it refused; unsavedErr is the last refusal.
 	unsavedRuns int
 	unsavedErr  error
+
+	// hist is the clusters' recent job durations learned polling plans from.
+	hist history
 }
 
 // New returns an engine; nothing runs until Start.
@@ -124,6 +131,7 @@ func New(cfg Config) *Engine {
 		seen:      map[run.ID]bool{},
 		lastSlots: map[string]time.Time{},
 	}
+	e.hist = history{plan: pollplan.Plan{Min: cfg.PollMin, Max: cfg.PollMax}, byTarget: map[run.Target]*clusterHistory{}}
 	e.locks = newClusterLocks(func(t *task) { e.disp.schedule(t, e.clk.Now()) })
 	return e
 }
@@ -483,6 +491,7 @@ func (e *Engine) commit(w pendingWrite, retry bool) error {
 		}
 	}
 	e.mu.Unlock()
+	e.learn(r, w.from)
 	e.emit(r, w.from, w.stageDur, w.note)
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/pollplan"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -222,10 +223,20 @@ type poller struct {
 	e     *Engine
 	phase string
 	cur   time.Duration
+	// waited reports that the phase has parked the run at least once.
+	waited bool
+	// est plans the reads of a job from the cluster's history (learned
+	// polling); while it has no plan for the job's elapsed time, the
+	// backoff applies. Read once per job, when its polling starts.
+	est       pollplan.Estimate
+	estimated bool
+	// seenRunning is when the last read that found the job unfinished was
+	// sent: the job ran at least until then.
+	seenRunning time.Time
 }
 
 // fresh reports that the phase has not waited yet.
-func (p *poller) fresh() bool { return p.cur == 0 }
+func (p *poller) fresh() bool { return !p.waited }
 
 // sleep parks the run until its next poll (a *parked error). It returns
 // errDeadline instead once the stage's deadline has passed.
@@ -243,24 +254,36 @@ const resendMax = 15 * time.Minute
 // backoff parks the run for the phase's next wait: PollMin doubling up to
 // ceiling, at least err's Retry-After (the doubling goes on from there),
 // and never past the stage deadline.
+//
+// A job whose cluster has a history waits as its plan says instead
+// (pollplan.Plan.Next): asleep until shortly before the expected end, then
+// short reads; the backoff takes over when the plan gives up on the job.
 func (p *poller) backoff(r run.Run, err error, ceiling time.Duration) error {
-	if p.cur == 0 {
-		p.cur = p.e.cfg.PollMin
-	} else {
-		p.cur = min(p.cur*2, max(ceiling, p.cur))
-	}
-	if ae, ok := atlas.AsError(err); ok && ae.RetryAfter > p.cur {
-		p.cur = ae.RetryAfter
-	}
-	d := p.cur
 	now := p.e.clk.Now()
+	var left time.Duration
 	if dl := deadline(r); !dl.IsZero() {
-		left := dl.Sub(now)
-		if left <= 0 {
+		if left = dl.Sub(now); left <= 0 {
 			return errDeadline
 		}
+	}
+	d, planned := p.e.hist.plan.Next(p.est, now.Sub(r.StageStartedAt), left)
+	if !planned {
+		if p.cur == 0 {
+			p.cur = p.e.cfg.PollMin
+		} else {
+			p.cur = min(p.cur*2, max(ceiling, p.cur))
+		}
+		if ae, ok := atlas.AsError(err); ok && ae.RetryAfter > p.cur {
+			p.cur = ae.RetryAfter
+		}
+		d = p.cur
+	} else if ae, ok := atlas.AsError(err); ok && ae.RetryAfter > d {
+		d = ae.RetryAfter
+	}
+	if left > 0 {
 		d = min(d, left)
 	}
+	p.waited = true
 	return &parked{until: now.Add(d)}
 }
 
@@ -464,6 +487,7 @@ func (e *Engine) snapshot(ctx context.Context, tk *task, r run.Run) (run.Run, er
 	return pollJob(ctx, e, tk, r, jobPoll[*atlas.Snapshot]{
 		phase: "poll snapshot", what: "snapshot " + r.SnapshotID,
 		known: r.SnapshotStatus, terminal: atlas.SnapshotStatus(r.SnapshotStatus).Terminal(),
+		succeeded: func(s *atlas.Snapshot) bool { return s.Status == atlas.SnapshotCompleted },
 		get: func(ctx context.Context) (*atlas.Snapshot, error) {
 			return e.atlas.GetSnapshot(ctx, t.ProjectID, t.Cluster, r.SnapshotID, atlas.SnapshotKind(r.SnapshotKind))
 		},
@@ -669,6 +693,7 @@ func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, erro
 	return pollJob(ctx, e, tk, r, jobPoll[*atlas.ExportJob]{
 		phase: "poll export", what: "export " + r.ExportJobID,
 		known: r.ExportState, terminal: atlas.ExportState(r.ExportState).Terminal(),
+		succeeded: func(j *atlas.ExportJob) bool { return j.State == atlas.ExportSuccessful },
 		get: func(ctx context.Context) (*atlas.ExportJob, error) {
 			return e.atlas.GetExport(ctx, t.ProjectID, t.Cluster, r.ExportJobID)
 		},
@@ -842,6 +867,7 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 	return pollJob(ctx, e, tk, r, jobPoll[*atlas.FlexRestoreJob]{
 		phase: "poll restore", what: "restore job " + r.RestoreJobID,
 		known: r.RestoreStatus, terminal: atlas.FlexStatus(r.RestoreStatus).Terminal(),
+		succeeded: func(j *atlas.FlexRestoreJob) bool { return j.Status == atlas.FlexCompleted },
 		get: func(ctx context.Context) (*atlas.FlexRestoreJob, error) {
 			return e.atlas.GetFlexRestore(ctx, t.ProjectID, t.Cluster, r.RestoreJobID)
 		},

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -19,6 +20,9 @@ type jobPoll[J any] struct {
 	// is not read again at once.
 	known    string
 	terminal bool
+	// succeeded reports that a read shows the job ended well: how long it
+	// ran is then recorded for learned polling.
+	succeeded func(J) bool
 	// get reads the job once.
 	get func(ctx context.Context) (J, error)
 	// seen records what a read showed and, when the job has ended, moves
@@ -34,10 +38,14 @@ type jobPoll[J any] struct {
 // succeeds, so a run never sits silent until its timeout.
 func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobPoll[J]) (run.Run, error) {
 	p := tk.poller(e, jp.phase)
+	if !p.estimated && !e.cfg.FixedPolling {
+		p.est, p.estimated = e.estimate(r.Target, r.Stage), true
+	}
 	if err := firstPollAfterCreate(p, r, jp.known, jp.terminal); err != nil {
 		return e.stageErr(r, err, jp.what)
 	}
 	for {
+		sent := e.clk.Now()
 		job, err := jp.get(ctx)
 		switch classify(ctx, err) {
 		case errNone:
@@ -45,11 +53,17 @@ func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobP
 				r.Detail = ""
 				r = e.progress(r, "read "+jp.what+" again")
 			}
+			if jp.succeeded(job) {
+				if ran := ranUntil(tk, p, r); ran > 0 {
+					*ranFor(&r, r.Stage) = ran
+				}
+			}
 			next, ended, err := jp.seen(r, job)
 			if ended || err != nil {
 				return next, err
 			}
 			r = next
+			p.seenRunning = sent
 		case errStopped:
 			return r, err
 		case errNotFound:
@@ -61,6 +75,20 @@ func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobP
 			return e.stageErr(r, err, jp.what)
 		}
 	}
+}
+
+// ranUntil is how long after r's stage began its job was last known to be
+// running (zero: not known in this process): the later of this process's
+// create request and the last read that found the job unfinished.
+func ranUntil(tk *task, p *poller, r run.Run) time.Duration {
+	last := p.seenRunning
+	if tk.jobCreated.After(last) && !tk.jobCreated.Before(r.StageStartedAt) {
+		last = tk.jobCreated
+	}
+	if last.IsZero() {
+		return 0
+	}
+	return last.Sub(r.StageStartedAt)
 }
 
 // pollFailedDetail starts the detail of a run whose last poll failed.

@@ -129,6 +129,16 @@ type Run struct {
 	// the run adopts only a job Atlas dated after it.
 	RestoreBaseline RestoreBaseline `json:"restoreBaseline,omitzero"`
 
+	// SnapshotRanFor, ExportRanFor and RestoreRanFor are how long after
+	// its stage began the stage's Atlas job was last seen still running,
+	// set when the job succeeded (zero: failed, or not seen running). They
+	// are the history from which the engine learns when the cluster's next
+	// job of that kind is likely to end (internal/pollplan): a lower bound,
+	// so a plan built on them reads before completion, not after.
+	SnapshotRanFor time.Duration `json:"snapshotRanFor,omitempty"`
+	ExportRanFor   time.Duration `json:"exportRanFor,omitempty"`
+	RestoreRanFor  time.Duration `json:"restoreRanFor,omitempty"`
+
 	CreatedAt      time.Time `json:"createdAt"`
 	StageStartedAt time.Time `json:"stageStartedAt"`
 	UpdatedAt      time.Time `json:"updatedAt"`

@@ -117,7 +117,7 @@ func TestAtlasSideFailures(t *testing.T) {
 		{"p-exp", map[string]int{"exports": 1}, want{run.StageFailed, run.ReasonExportFailed}},
 		{"p-cancel", map[string]int{"exportsCancelled": 1}, want{run.StageFailed, run.ReasonExportCancelled}},
 	} {
-		waitSteadyIdle(t, d, 150*time.Second)
+		waitSteadyIdle(t, d, sim, 150*time.Second)
 		sim.admin("POST", "/_sim/fail", sc.fail, nil)
 		id := triggerOne(t, d, sc.policy)
 		expect[sc.policy] = sc.want
@@ -221,10 +221,12 @@ func waitTerminal(t *testing.T, d *daemonProc, policy string, id run.ID) run.Run
 }
 
 // waitSteadyIdle waits until "steady" has no run in flight and its next
-// slot is at least lead away on the shared clock.
-func waitSteadyIdle(t *testing.T, d *daemonProc, lead time.Duration) {
+// slot is at least lead away on the shared clock. When it gives up it logs
+// steady's recent runs stage by stage and the simulator's calls for its
+// cluster: a flake here (issue 15) said only "steady is exporting".
+func waitSteadyIdle(t *testing.T, d *daemonProc, sim *simProc, lead time.Duration) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() (bool, string) {
+	msg, ok := poll(30*time.Second, func() (bool, string) {
 		st := d.status()
 		for _, p := range st.Policies {
 			if p.Name != "steady" {
@@ -238,6 +240,37 @@ func waitSteadyIdle(t *testing.T, d *daemonProc, lead time.Duration) {
 		}
 		return false, "steady not in status"
 	})
+	if ok {
+		return
+	}
+	t.Logf("steady's runs, newest first:\n%s", runTimelines(d.runs("steady"), 8))
+	t.Logf("the simulator's calls for cluster ok:\n%s", simCallsFor(sim, "/clusters/ok/"))
+	t.Fatalf("condition not met within 30s: %s", msg)
+}
+
+// runTimelines describes up to n runs a line each: the slot, each stage
+// entered with its offset from the run's creation, and how it ended.
+func runTimelines(rs []run.Run, n int) string {
+	var b strings.Builder
+	for _, r := range rs[:min(n, len(rs))] {
+		fmt.Fprintf(&b, "  %s slot %s:", r.ID, r.Slot.Format(time.TimeOnly))
+		for _, s := range r.Stages {
+			fmt.Fprintf(&b, " %s@+%s", s.Stage, s.At.Sub(r.CreatedAt).Round(time.Second))
+		}
+		fmt.Fprintf(&b, " => %s{%s} %s\n", r.Stage, r.Reason, r.Detail)
+	}
+	return b.String()
+}
+
+// simCallsFor lists the simulator's logged calls whose path contains part.
+func simCallsFor(sim *simProc, part string) string {
+	var b strings.Builder
+	for _, c := range sim.calls(true).Log {
+		if strings.Contains(c.Path, part) {
+			fmt.Fprintf(&b, "  %s %s %s %d\n", c.At.Format("15:04:05.000"), c.Method, c.Path, c.Status)
+		}
+	}
+	return b.String()
 }
 
 func lastRun(st run.Status, policy string) *run.Run {

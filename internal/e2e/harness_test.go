@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -161,7 +162,7 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() && !p.quiet.Load() {
-			p.dumpTail(80)
+			p.dumpFailure()
 		}
 	})
 	return p
@@ -261,6 +262,65 @@ func (p *proc) waitExit(timeout time.Duration) (code int, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.state.ExitCode(), true
+}
+
+// failureLines is how many lines of a failed test's process are logged.
+const failureLines = 400
+
+// dumpFailure logs what a failed test needs from the process's output: the
+// last failureLines lines that say what the process did. The access log of
+// the test's own polling (status, runs, metrics, the simulator's admin API)
+// is left out: it is most of the output and said nothing about why a run
+// stalled (issue 15: a flake whose last 80 lines were all status polls). The
+// whole output is written to a file kept after the test, named in the log,
+// so nothing is lost.
+func (p *proc) dumpFailure() {
+	p.mu.Lock()
+	all := slices.Clone(p.lines)
+	p.mu.Unlock()
+	var keep []string
+	for _, l := range all {
+		if !pollingNoise(l) {
+			keep = append(keep, l)
+		}
+	}
+	dropped := len(keep) > failureLines
+	keep = keep[max(0, len(keep)-failureLines):]
+	where := "(not kept: " + "%v)"
+	if f, err := os.CreateTemp("", "backupd-e2e-"+strings.NewReplacer("/", "_", " ", "_").Replace(p.t.Name()+"-"+p.name)+"-*.log"); err == nil {
+		_, werr := f.WriteString(strings.Join(all, "\n") + "\n")
+		if cerr := f.Close(); werr == nil && cerr == nil {
+			where = f.Name()
+		} else {
+			where = fmt.Sprintf(where, errors.Join(werr, cerr))
+		}
+	} else {
+		where = fmt.Sprintf(where, err)
+	}
+	note := ""
+	if dropped {
+		note = ", earlier ones left out"
+	}
+	p.t.Logf("%s printed %d lines (all of them in %s); the last %d without the test's own polling%s:\n%s",
+		p.name, len(all), where, len(keep), note, strings.Join(keep, "\n"))
+}
+
+// pollingNoise reports whether l is a debug access-log line of a request
+// the tests send to watch the process (GET of status, runs, metrics, health
+// or the simulator's /_sim/ state).
+func pollingNoise(l string) bool {
+	if !strings.Contains(l, `"msg":"http request"`) && !strings.Contains(l, `"msg":"sim request"`) {
+		return false
+	}
+	if !strings.Contains(l, `"method":"GET"`) {
+		return false
+	}
+	for _, path := range []string{`"/api/v1/status`, `"/api/v1/runs`, `"/metrics`, `"/healthz`, `"/readyz`, `"/_sim/`} {
+		if strings.Contains(l, `"path":`+path) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *proc) dumpTail(n int) {

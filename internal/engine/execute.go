@@ -233,6 +233,9 @@ type poller struct {
 	// seenRunning is when the last read that found the job unfinished was
 	// sent: the job ran at least until then.
 	seenRunning time.Time
+	// since is when the polled job started (jobStart); zero for a phase
+	// that polls no job. Plans and durations count from it.
+	since time.Time
 }
 
 // fresh reports that the phase has not waited yet.
@@ -266,7 +269,11 @@ func (p *poller) backoff(r run.Run, err error, ceiling time.Duration) error {
 			return errDeadline
 		}
 	}
-	d, planned := p.e.hist.plan.Next(p.est, now.Sub(r.StageStartedAt), left)
+	since := p.since
+	if since.IsZero() {
+		since = r.StageStartedAt
+	}
+	d, planned := p.e.hist.plan.Next(p.est, now.Sub(since), left)
 	if !planned {
 		if p.cur == 0 {
 			p.cur = p.e.cfg.PollMin

@@ -42,60 +42,107 @@ func ranFor(r *run.Run, s run.Stage) *time.Duration {
 	return nil
 }
 
+// sample is one job's duration, with its run so that a run read from the
+// journal and learnt meanwhile counts once.
+type sample struct {
+	run run.ID
+	d   time.Duration
+}
+
 // clusterHistory is one cluster's recent job durations per learned stage,
 // newest first, and the estimates made of them.
 type clusterHistory struct {
-	ran [len(learnedStages)][]time.Duration
+	ran [len(learnedStages)][]sample
 	est [len(learnedStages)]pollplan.Estimate
+	// loading reports that a worker is reading the cluster's runs from the
+	// journal: runs ending meanwhile are kept in ran and merged with what
+	// it read, and the estimates are not made yet.
+	loading bool
 }
 
 // history caches clusterHistory per target.
 type history struct {
 	plan pollplan.Plan
 	mu   sync.Mutex
-	// byTarget holds the clusters loaded from the journal. A cluster
-	// absent here has not been polled since the start; its durations are
-	// still in the journal and are read with its first poll.
+	// byTarget holds the clusters loaded (or being loaded) from the
+	// journal. A cluster absent here has not been polled since the start;
+	// its durations are still in the journal and are read with its first
+	// poll.
 	byTarget map[run.Target]*clusterHistory
 }
 
+// keep is how many durations per cluster and stage are kept.
+func (h *history) keep() int { return max(h.plan.Samples, pollplan.DefaultSamples) }
+
 // historyRuns is how many of a cluster's newest runs are read for its
 // durations: skipped and failed runs carry none, so more than the samples.
-func (h *history) historyRuns() int { return 4 * max(h.plan.Samples, pollplan.DefaultSamples) }
+func (h *history) historyRuns() int { return 4 * h.keep() }
 
 // estimate is what t's history says of its next job of stage s. The journal
-// is read only the first time t is asked for; a read that fails leaves t
-// without a plan (today's backoff) and is tried again with its next job.
+// is read only the first time t is asked for, and without the history's
+// lock: every transition of every run takes that lock (learn), and a
+// journal read held under it made them all wait for a disk. A read that
+// fails leaves t without a plan (today's backoff) and is tried again with
+// its next job; a job of t polled while another worker reads gets no plan
+// either (runs on one cluster take turns, so that is rare).
 func (e *Engine) estimate(t run.Target, s run.Stage) pollplan.Estimate {
 	i := stageIndex(s)
 	if i < 0 {
 		return pollplan.Estimate{}
 	}
 	h := &e.hist
-	// The lock is held across the journal read so that a run ending
-	// meanwhile (learn) cannot be both read and appended, or lost.
+	h.mu.Lock()
+	if ch, ok := h.byTarget[t]; ok {
+		est := ch.est[i]
+		h.mu.Unlock()
+		return est
+	}
+	ch := &clusterHistory{loading: true}
+	h.byTarget[t] = ch
+	h.mu.Unlock()
+
+	runs, err := e.j.History(journal.Query{Target: &t, Limit: h.historyRuns()})
+
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ch, ok := h.byTarget[t]
-	if !ok {
-		runs, err := e.j.History(journal.Query{Target: &t, Limit: h.historyRuns()})
-		if err != nil {
-			e.log.Warn("reading the cluster's run history for learned polling failed; polling with the backoff",
-				zap.String("project", t.ProjectID), zap.String("cluster", t.Cluster), zap.Error(err))
-			return pollplan.Estimate{}
-		}
-		ch = &clusterHistory{}
-		for k, ls := range learnedStages {
-			for idx := range runs {
-				if d := *ranFor(&runs[idx], ls); d > 0 && len(ch.ran[k]) < max(h.plan.Samples, pollplan.DefaultSamples) {
-					ch.ran[k] = append(ch.ran[k], d)
-				}
-			}
-			ch.est[k] = h.plan.Estimate(ch.ran[k])
-		}
-		h.byTarget[t] = ch
+	if err != nil {
+		delete(h.byTarget, t)
+		e.log.Warn("reading the cluster's run history for learned polling failed; polling with the backoff",
+			zap.String("project", t.ProjectID), zap.String("cluster", t.Cluster), zap.Error(err))
+		return pollplan.Estimate{}
 	}
+	for k, ls := range learnedStages {
+		// Learnt while reading: newer than anything read, unless the
+		// read saw the same run.
+		merged := ch.ran[k]
+		for idx := range runs {
+			r := &runs[idx]
+			if d := *ranFor(r, ls); d > 0 && !hasRun(merged, r.ID) {
+				merged = append(merged, sample{r.ID, d})
+			}
+		}
+		ch.ran[k] = merged[:min(len(merged), h.keep())]
+		ch.est[k] = h.plan.Estimate(durations(ch.ran[k]))
+	}
+	ch.loading = false
 	return ch.est[i]
+}
+
+func hasRun(ss []sample, id run.ID) bool {
+	for _, s := range ss {
+		if s.run == id {
+			return true
+		}
+	}
+	return false
+}
+
+func durations(ss []sample) []time.Duration {
+	out := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		out[i] = s.d
+	}
+	return out
 }
 
 // learn adds the duration a transition out of from recorded to the
@@ -114,14 +161,12 @@ func (e *Engine) learn(r run.Run, from run.Stage) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ch, ok := h.byTarget[r.Target]
-	if !ok {
+	if !ok || hasRun(ch.ran[i], r.ID) {
 		return
 	}
-	n := max(h.plan.Samples, pollplan.DefaultSamples)
-	ran := append([]time.Duration{d}, ch.ran[i]...)
-	if len(ran) > n {
-		ran = ran[:n]
+	ran := append([]sample{{r.ID, d}}, ch.ran[i]...)
+	ch.ran[i] = ran[:min(len(ran), h.keep())]
+	if !ch.loading {
+		ch.est[i] = h.plan.Estimate(durations(ch.ran[i]))
 	}
-	ch.ran[i] = ran
-	ch.est[i] = h.plan.Estimate(ran)
 }

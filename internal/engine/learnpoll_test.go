@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -172,6 +173,50 @@ func TestLearnedPollingReadsTheJournalOncePerCluster(t *testing.T) {
 		// What the engine recorded itself was planned from.
 		if last.snapshotReads > 3 || last.exportReads > 3 {
 			t.Fatalf("last chain: %v, want it planned from the runs before", last)
+		}
+	})
+}
+
+// collidingAtlas takes a foreign on-demand snapshot of the cluster just
+// before the engine's snapshot request while collide is set, as an operator
+// or another tool might: Atlas answers UNFINISHED_ON_DEMAND_SNAPSHOT and the
+// run waits in its snapshotting stage until that snapshot is done.
+type collidingAtlas struct {
+	engine.Atlas
+	client  *atlas.Client
+	collide bool // read and written only while the engine is between chains or in the request
+}
+
+func (a *collidingAtlas) TakeSnapshot(ctx context.Context, p, c string, req atlas.OnDemandSnapshotRequest) (*atlas.Snapshot, error) {
+	if a.collide {
+		a.collide = false
+		if _, err := a.client.Snapshots.Take(ctx, p, c, atlas.OnDemandSnapshotRequest{Description: "someone else's", RetentionInDays: 1}); err != nil {
+			return nil, fmt.Errorf("taking the foreign snapshot: %w", err)
+		}
+	}
+	return a.Atlas.TakeSnapshot(ctx, p, c, req)
+}
+
+// A cluster whose runs had to wait behind someone else's on-demand snapshot
+// learns how long its own snapshots take, not how long its runs waited: the
+// next run, with nothing in the way, sees its snapshot end within the plan's
+// tight interval. Measured from the stage's start, the waits (2½ minutes
+// each) made the next run sleep past its snapshot's end (issue 15).
+func TestLearnedPollingCountsFromTheRequestNotTheWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		p := snapshotPolicy("hourly", "rs", true)
+		c := clientFor(t, sim)
+		a := &collidingAtlas{Atlas: engine.FromClient(c), client: c}
+		h := startConfig(t, sim, engine.Config{Atlas: a}, p)
+		defer h.stop()
+		for i := range 3 {
+			a.collide = true
+			chain(t, h, p, slot.Add(time.Duration(i)*time.Hour), atlassim.DefaultTimings)
+		}
+		c3 := chain(t, h, p, slot.Add(3*time.Hour), atlassim.DefaultTimings)
+		if c3.snapshotDelay < 0 || c3.snapshotDelay > pollplan.DefaultTight {
+			t.Fatalf("the run after three that waited: %v, want its snapshot seen within %v of its end", c3, pollplan.DefaultTight)
 		}
 	})
 }

@@ -41,6 +41,7 @@ func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobP
 	if !p.estimated && !e.cfg.FixedPolling {
 		p.est, p.estimated = e.estimate(r.Target, r.Stage), true
 	}
+	p.since = jobStart(tk, r)
 	if err := firstPollAfterCreate(p, r, jp.known, jp.terminal); err != nil {
 		return e.stageErr(r, err, jp.what)
 	}
@@ -54,7 +55,7 @@ func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobP
 				r = e.progress(r, "read "+jp.what+" again")
 			}
 			if jp.succeeded(job) {
-				if ran := ranUntil(tk, p, r); ran > 0 {
+				if ran := ranUntil(p); ran > 0 {
 					*ranFor(&r, r.Stage) = ran
 				}
 			}
@@ -77,18 +78,29 @@ func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobP
 	}
 }
 
-// ranUntil is how long after r's stage began its job was last known to be
-// running (zero: not known in this process): the later of this process's
-// create request and the last read that found the job unfinished.
-func ranUntil(tk *task, p *poller, r run.Run) time.Duration {
-	last := p.seenRunning
-	if tk.jobCreated.After(last) && !tk.jobCreated.Before(r.StageStartedAt) {
-		last = tk.jobCreated
+// jobStart is when r's job started, as far as this process knows: when it
+// sent the create request Atlas accepted, or, for a job it did not create
+// (re-attached from the journal, adopted by its marker), when the stage
+// began. Durations are measured from the request, not the stage: what came
+// before it (the pre-checks, a wait behind UNFINISHED_ON_DEMAND_SNAPSHOT or
+// an active export, the journal's fsync of the intent) is not the job's, and
+// counted in it made the next job of the cluster sleep past its end (issue
+// 15). For a job not created here the stage start is earlier than the
+// request, so its elapsed time is overstated: it is read sooner, not later.
+func jobStart(tk *task, r run.Run) time.Time {
+	if !tk.jobCreated.IsZero() && !tk.jobCreated.Before(r.StageStartedAt) {
+		return tk.jobCreated
 	}
-	if last.IsZero() {
+	return r.StageStartedAt
+}
+
+// ranUntil is how long after its start (jobStart) the job was last seen
+// running (zero: no read in this process saw it unfinished).
+func ranUntil(p *poller) time.Duration {
+	if p.seenRunning.IsZero() || p.seenRunning.Before(p.since) {
 		return 0
 	}
-	return last.Sub(r.StageStartedAt)
+	return p.seenRunning.Sub(p.since)
 }
 
 // pollFailedDetail starts the detail of a run whose last poll failed.

@@ -130,7 +130,8 @@ type Run struct {
 	RestoreBaseline RestoreBaseline `json:"restoreBaseline,omitzero"`
 
 	// SnapshotRanFor, ExportRanFor and RestoreRanFor are how long after
-	// its stage began the stage's Atlas job was last seen still running,
+	// its create request (or, for a job this process did not create, after
+	// its stage began) the stage's Atlas job was last seen still running,
 	// set when the job succeeded (zero: failed, or not seen running). They
 	// are the history from which the engine learns when the cluster's next
 	// job of that kind is likely to end (internal/pollplan): a lower bound,

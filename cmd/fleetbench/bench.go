@@ -37,6 +37,7 @@ type Options struct {
 	GoMemLimit         string        // the daemon's GOMEMLIMIT ("": inherit fleetbench's environment)
 	Lead               time.Duration // real time from starting the processes to the first slot
 	Scrape             time.Duration // simulated interval of /metrics scrapes (0: none)
+	Monitor            bool          // watch every cluster's native backups too
 	Command            string        // the command line, for the report
 	Progress           io.Writer     // progress lines (nil: none)
 	Clock              clock.Clock   // real time (default clock.Real())
@@ -133,7 +134,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 
-	fleet := Fleet{Projects: o.Projects, Clusters: o.Clusters}
+	fleet := Fleet{Projects: o.Projects, Clusters: o.Clusters, Monitor: o.Monitor}
 	simAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -308,13 +309,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		TimeScale: o.Scale, Jitter: o.Jitter.String(), JournalRuns: o.JournalRuns,
 		RateLimit:         fmt.Sprintf("%d per project, refilling %d/min", o.RateCapacity, o.RatePerMinute),
 		RequestsPerMinute: o.RequestsPerMinute, StatePath: paths.state, LogLevel: o.LogLevel,
-		GoMemLimit: o.GoMemLimit,
+		GoMemLimit: o.GoMemLimit, Monitor: o.Monitor,
 	}
 	rep.PeakRSSBytes, rep.EndRSSAnonBytes, rep.EndRSSFileBytes = mem.HWM, mem.RssAnon, mem.RssFile
 	rep.PeakRSSAnonBytes, rep.PeakRSSFileBytes = max(peaks.RssAnon, mem.RssAnon), max(peaks.RssFile, mem.RssFile)
 	rep.CPUSecondsPerSimHour = (cpu1 - cpu0).Seconds() / float64(o.Hours)
 	rep.SimulatorCPUPerSimHour = (simCPU1 - simCPU0).Seconds() / float64(o.Hours)
-	analyse(rep, fleet, runs, state, diffCalls(calls0, calls1), h0, end)
+	calls := diffCalls(calls0, calls1)
+	if o.Monitor {
+		var mon MonitorFigures
+		mon, calls = splitMonitorCalls(calls, o.Hours, o.Projects)
+		mon.Watched, mon.Read, mon.ReadFailures = m1.MonitorWatched, m1.MonitorRead, int(m1.MonitorFailures)
+		rep.Monitor = &mon
+	}
+	analyse(rep, fleet, runs, state, calls, h0, end)
 	rep.API.Status429 = int(m1.RequestsByCode["429"] - m0.RequestsByCode["429"])
 	rep.API.Status429Startup = int(m0.RequestsByCode["429"])
 	rep.Elapsed = rclk.Now().Sub(began).Seconds()

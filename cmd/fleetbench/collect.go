@@ -104,6 +104,12 @@ type daemonMetrics struct {
 	Inflight       float64            // sum of backupd_inflight_runs over stages
 	RequestsByCode map[string]float64 // backupd_atlas_requests_total summed per code
 	RateLimited    float64            // sum of backupd_atlas_rate_limited_total
+	// MonitorRead counts the clusters the monitor has read successfully
+	// (backupd_monitor_last_success_timestamp_seconds series);
+	// MonitorWatched those it watches (..._watch_start_...), and
+	// MonitorFailures sums backupd_monitor_read_failures_total.
+	MonitorRead, MonitorWatched int
+	MonitorFailures             float64
 }
 
 // scrape reads the daemon's /metrics.
@@ -145,6 +151,12 @@ func parseMetrics(text string) (daemonMetrics, error) {
 			m.RequestsByCode[labels["code"]] += value
 		case "backupd_atlas_rate_limited_total":
 			m.RateLimited += value
+		case "backupd_monitor_last_success_timestamp_seconds":
+			m.MonitorRead++
+		case "backupd_monitor_watch_start_timestamp_seconds":
+			m.MonitorWatched++
+		case "backupd_monitor_read_failures_total":
+			m.MonitorFailures += value
 		}
 	}
 	if err := sc.Err(); err != nil {

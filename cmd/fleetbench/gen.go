@@ -17,7 +17,20 @@ import (
 type Fleet struct {
 	Projects int
 	Clusters int
+	// Monitor gives every cluster Atlas's default native backup schedule
+	// (two days of it already run) and every project a Backup Compliance
+	// Policy, and the config a monitor: section watching every cluster.
+	Monitor bool
 }
+
+// monitorSchedule is every cluster's native schedule in the fixture:
+// Atlas's default policy, started two days before load time so each
+// cluster has native snapshots to list at once.
+const monitorSchedule = "schedule: {default: true, backfill: 48h}"
+
+// monitorCompliance is every project's compliance policy in the fixture:
+// daily snapshots kept a week, which the default schedule meets.
+const monitorCompliance = "    compliancePolicy: {scheduledPolicyItems: [{frequencyType: daily, frequencyInterval: 1, retentionUnit: days, retentionValue: 7}]}\n"
 
 // Targets is the number of (project, cluster) pairs.
 func (f Fleet) Targets() int { return f.Projects * f.Clusters }
@@ -47,7 +60,14 @@ func (f Fleet) WriteFixture(path string, rateCapacity, ratePerMinute int) error 
 	for i := range f.Projects {
 		fmt.Fprintf(&b, "  - id: %s\n    name: fleet-%d\n    clusters:\n", f.ProjectID(i), i)
 		for j := range f.Clusters {
-			fmt.Fprintf(&b, "      - {name: %s, type: REPLICASET, tier: M10}\n", f.ClusterName(j))
+			if f.Monitor {
+				fmt.Fprintf(&b, "      - {name: %s, type: REPLICASET, tier: M10, %s}\n", f.ClusterName(j), monitorSchedule)
+			} else {
+				fmt.Fprintf(&b, "      - {name: %s, type: REPLICASET, tier: M10}\n", f.ClusterName(j))
+			}
+		}
+		if f.Monitor {
+			b.WriteString(monitorCompliance)
 		}
 		fmt.Fprintf(&b, "    buckets:\n      - {id: %s, bucketName: fleet-exports-%d, cloudProvider: AWS, iamRoleId: %s, region: us-east-1}\n", bucketID, i, iamRoleID)
 	}
@@ -86,6 +106,14 @@ func (f Fleet) WriteConfig(path string, p ConfigParams) error {
 	fmt.Fprintf(&b, "    export: {bucketID: %s}\n    targets:\n", bucketID)
 	for i := range f.Projects {
 		fmt.Fprintf(&b, "      - {projectID: %s}\n", f.ProjectID(i))
+	}
+	if f.Monitor {
+		// The default interval (1h): every cluster is read once per
+		// simulated hour, spread over it.
+		b.WriteString("monitor:\n  targets:\n")
+		for i := range f.Projects {
+			fmt.Fprintf(&b, "    - {projectID: %s}\n", f.ProjectID(i))
+		}
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("writing the daemon configuration: %w", err)

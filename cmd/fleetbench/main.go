@@ -59,6 +59,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&o.GoMemLimit, "gomemlimit", defaultGoMemLimit, "the daemon's GOMEMLIMIT (default: the value deploy/systemd/backupd.service sets; \"\" inherits fleetbench's environment)")
 	fs.DurationVar(&o.Lead, "lead", 20*time.Second, "real time between starting the processes and the first measured slot")
 	fs.DurationVar(&o.Scrape, "scrape", 30*time.Second, "simulated interval between /metrics scrapes (as Prometheus would), 0 for none beyond progress")
+	fs.BoolVar(&o.Monitor, "monitor", true, "also run the monitor of native backups on every cluster (default schedules and compliance policies in the fixture)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fleetbench [flags]\n\nRuns backupd against the simulator at fleet size and reports resources, Atlas calls, delays and start-up against their targets.")

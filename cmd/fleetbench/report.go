@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/backupd/backupd/internal/policy"
 )
 
 // Targets the benchmark compares against (issue 6). Each is one PASS/FAIL line.
@@ -66,6 +68,61 @@ type Params struct {
 	StatePath         string  `json:"statePath"`
 	LogLevel          string  `json:"logLevel"`
 	GoMemLimit        string  `json:"goMemLimit"` // "": inherited
+	Monitor           bool    `json:"monitor"`
+}
+
+// MonitorFigures are the monitor's share of the window: its Atlas calls
+// and how many clusters it watched and read.
+type MonitorFigures struct {
+	// Calls per operation attributed to the monitor (see
+	// splitMonitorCalls), and their total per simulated hour.
+	Calls        map[string]int `json:"calls"`
+	CallsPerHour float64        `json:"callsPerSimHour"`
+	// Watched and Read count the clusters watched and read successfully at
+	// the window's end; ReadFailures the failed reads since start.
+	Watched      int `json:"watched"`
+	Read         int `json:"read"`
+	ReadFailures int `json:"readFailures"`
+}
+
+// monitorOnlyOps are the operations only the monitor makes.
+var monitorOnlyOps = []string{"get_backup_schedule", "get_compliance_policy", "list_flex_snapshots"}
+
+// splitMonitorCalls separates the monitor's calls from the engine's. The
+// simulator counts per operation, not per caller, so the shared ones are
+// attributed by what the engine is known to make: one list_snapshots per
+// chain, beside its one get_cluster (a pre-check the monitor never makes),
+// and one listing of each project (list_clusters, list_flex_clusters) per
+// discovery interval (10 minutes), the rest being the monitor's own (every
+// monitor interval, 1 h).
+func splitMonitorCalls(calls map[string]int, hours, projects int) (MonitorFigures, map[string]int) {
+	engine := map[string]int{}
+	for op, n := range calls {
+		engine[op] = n
+	}
+	mon := MonitorFigures{Calls: map[string]int{}}
+	take := func(op string, n int) {
+		if n = min(n, engine[op]); n > 0 {
+			mon.Calls[op] = n
+			engine[op] -= n
+			if engine[op] == 0 {
+				delete(engine, op)
+			}
+		}
+	}
+	for _, op := range monitorOnlyOps {
+		take(op, calls[op])
+	}
+	take("list_snapshots", calls["list_snapshots"]-calls["get_cluster"])
+	engineListings := projects * hours * int(time.Hour/policy.DefaultDiscoveryInterval)
+	take("list_clusters", calls["list_clusters"]-engineListings)
+	take("list_flex_clusters", calls["list_flex_clusters"]-engineListings)
+	total := 0
+	for _, n := range mon.Calls {
+		total += n
+	}
+	mon.CallsPerHour = float64(total) / float64(max(hours, 1))
+	return mon, engine
 }
 
 // Runs counts the runs of the measured slots by outcome.
@@ -120,6 +177,9 @@ type Report struct {
 	SnapshotDetection Dist `json:"snapshotDetectionDelay"`
 	ExportDetection   Dist `json:"exportDetectionDelay"`
 
+	// Monitor is the monitor's share, when it ran (-monitor).
+	Monitor *MonitorFigures `json:"monitor,omitempty"`
+
 	Checks []Check   `json:"checks"`
 	Notes  []string  `json:"notes,omitempty"`
 	Start  time.Time `json:"simWindowStart"`
@@ -144,6 +204,7 @@ const (
 	CheckCalls     = "API calls per chain"
 	Check429       = "429s in steady state"
 	CheckCompleted = "chains completed"
+	CheckMonitor   = "monitor reads every cluster"
 )
 
 // evaluate fills r.Checks from the measurements.
@@ -160,6 +221,12 @@ func (r *Report) evaluate() {
 			fmt.Sprintf("<= %d (design budget: 2 checks, 2 POSTs, 10s..1m backoff reads)", r.API.Budget), r.Runs.Succeeded > 0 && r.API.PerChain <= float64(r.API.Budget)},
 		{Check429, fmt.Sprintf("%d (start-up %d)", r.API.Status429, r.API.Status429Startup), "0 at 100 requests/minute per project", r.Runs.Succeeded > 0 && r.API.Status429 == 0},
 		{CheckCompleted, fmt.Sprintf("%d of %d", r.Runs.Succeeded, r.Runs.Expected), "all", r.Runs.Expected > 0 && r.Runs.Succeeded == r.Runs.Expected},
+	}
+	if m := r.Monitor; m != nil {
+		r.Checks = append(r.Checks, Check{CheckMonitor,
+			fmt.Sprintf("%d read of %d watched, %d failed reads", m.Read, m.Watched, m.ReadFailures),
+			fmt.Sprintf("all %d, no failed read", r.Params.Targets),
+			m.Watched == r.Params.Targets && m.Read == r.Params.Targets && m.ReadFailures == 0})
 	}
 }
 
@@ -196,6 +263,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if limit == "" {
 		limit = "inherited"
 	}
+	if p.Monitor {
+		fmt.Fprintf(&b, "monitor: every cluster, read every hour (Atlas's default schedule in every cluster, a compliance policy in every project)\n")
+	}
 	fmt.Fprintf(&b, "journal: %d pre-generated runs at %s; simulator rate limit %s; requestsPerMinute %d; log level %s; GOMEMLIMIT %s\n",
 		p.JournalRuns, p.StatePath, p.RateLimit, p.RequestsPerMinute, p.LogLevel, limit)
 	fmt.Fprintf(&b, "window: %s .. %s simulated; %.0f s real in all\n\n", r.Start.Format(time.RFC3339), r.End.Format(time.RFC3339), r.Elapsed)
@@ -224,6 +294,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 			per = float64(r.API.Calls[op]) / float64(r.Runs.Succeeded)
 		}
 		fmt.Fprintf(tw, "  %s\t%d (%.2f per chain)\n", op, r.API.Calls[op], per)
+	}
+	if m := r.Monitor; m != nil {
+		fmt.Fprintf(tw, "monitor Atlas calls per simulated hour\t%.0f (%.2f per cluster; watched %d, read %d, failed reads %d)\n",
+			m.CallsPerHour, m.CallsPerHour/float64(max(p.Targets, 1)), m.Watched, m.Read, m.ReadFailures)
+		mops := make([]string, 0, len(m.Calls))
+		for op := range m.Calls {
+			mops = append(mops, op)
+		}
+		sort.Strings(mops)
+		for _, op := range mops {
+			fmt.Fprintf(tw, "  monitor %s\t%d\n", op, m.Calls[op])
+		}
 	}
 	fmt.Fprintf(tw, "429 answers (window / start-up)\t%d / %d\n", r.API.Status429, r.API.Status429Startup)
 	if err := tw.Flush(); err != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/monitor"
@@ -19,7 +20,8 @@ type monitorState struct {
 	mu sync.Mutex
 	// life is the daemon's run: a monitor a reload adds lives as long.
 	life      context.Context
-	collector *monitor.Collector // registered on the daemon's registry while running
+	collector *monitor.Collector // a source of the daemon's metrics while running
+	unexpose  func()             // removes collector from the metrics
 	runner    *monitor.Runner
 	reader    *atlasread.Reader
 	stop      context.CancelFunc
@@ -39,22 +41,35 @@ func (d *Daemon) startMonitor(ctx context.Context, cfg *policy.Config) {
 	}
 	plan := monitor.NewPlan(*cfg.Monitor)
 	m.collector = monitor.NewCollector(plan.Interval())
-	if err := d.metrics.Registry().Register(m.collector); err != nil {
+	// A source, not a registry collector: /metrics streams its 30-odd
+	// series per cluster a chunk at a time (docs/benchmarks.md).
+	unexpose, err := d.metrics.AddSource(m.collector)
+	if err != nil {
 		d.log.Sugar().Errorf("monitor: cannot register its metrics, it does not start: %v", err)
 		m.collector = nil
 		return
 	}
+	m.unexpose = unexpose
 	reader := atlasread.New(currentClusters{d}, currentNative{d}, d.clk, plan.Interval())
 	m.reader = reader
 	m.runner = monitor.NewRunner(monitor.RunnerConfig{
 		Plan: plan, Reader: reader, Lister: reader, Collector: m.collector, Clock: d.clk,
 		Logger: d.log.Named("monitor"), ReadTimeout: 4 * policy.ProjectTimeout(cfg.Atlas),
-		ListTimeout: policy.ProjectTimeout(cfg.Atlas), ListEvery: cfg.Atlas.DiscoveryInterval, Forget: reader.Forget,
+		ListTimeout: policy.ProjectTimeout(cfg.Atlas), ListEvery: monitorListEvery(cfg.Atlas, plan), Forget: reader.Forget,
 	})
 	rctx, stop := context.WithCancel(ctx)
 	m.stop, m.done = stop, make(chan struct{})
 	go func(r *monitor.Runner, done chan struct{}) { defer close(done); r.Run(rctx) }(m.runner, m.done)
 	d.log.Sugar().Infof("monitor started: %d projects, read every %s", len(plan.Projects()), plan.Interval())
+}
+
+// monitorListEvery is how often the monitor lists its projects: every
+// atlas.discoveryInterval, but not more often than it reads each cluster.
+// A cluster that appears is read within an interval of being listed
+// anyway, and listing is two calls per project (dedicated, flex): at the
+// defaults (10m, 1h) every 10 minutes would cost more calls than the reads.
+func monitorListEvery(a policy.Atlas, p monitor.Plan) time.Duration {
+	return max(a.DiscoveryInterval, p.Interval())
 }
 
 // stopMonitor stops the monitor and waits for its reads in flight; its
@@ -68,8 +83,8 @@ func (d *Daemon) stopMonitor() {
 	}
 	m.stop()
 	<-m.done
-	d.metrics.Registry().Unregister(m.collector)
-	m.runner, m.reader, m.collector = nil, nil, nil
+	m.unexpose()
+	m.runner, m.reader, m.collector, m.unexpose = nil, nil, nil, nil
 }
 
 // reloadMonitor follows a reloaded configuration: a new plan for a

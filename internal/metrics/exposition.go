@@ -269,9 +269,11 @@ func (c *dtoChunk) fill(f *targetFamily, samples []sample) *dto.MetricFamily {
 // scrapeState is what one scrape needs beyond the response: reused across
 // scrapes through a pool so a scrape allocates little.
 type scrapeState struct {
-	buf   []sample
-	chunk *dtoChunk
-	gz    *gzip.Writer
+	buf      []sample
+	chunk    *dtoChunk
+	srcBuf   []SourceSample
+	srcChunk *sourceChunk
+	gz       *gzip.Writer
 }
 
 // handler serves the exposition: the registry's families, and between them
@@ -319,7 +321,8 @@ const gzipLevel = gzip.BestSpeed
 func (m *Metrics) Handler() http.Handler {
 	h := &handler{m: m, inFlight: make(chan struct{}, maxScrapesInFlight)}
 	h.pool.New = func() any {
-		return &scrapeState{buf: make([]sample, 0, chunkSamples), chunk: newDTOChunk()}
+		return &scrapeState{buf: make([]sample, 0, chunkSamples), chunk: newDTOChunk(),
+			srcBuf: make([]SourceSample, 0, chunkSamples), srcChunk: newSourceChunk()}
 	}
 	return h
 }
@@ -387,15 +390,30 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // encode writes the registry's families mfs merged in name order with the
-// per-target families, as a registry would expose them all, in format.
-// only, if not nil, restricts it to the named families.
+// per-target families and the sources' streamed families, as a registry
+// would expose them all, in format. only, if not nil, restricts it to the
+// named families.
 func (m *Metrics) encode(w io.Writer, format expfmt.Format, mfs []*dto.MetricFamily, only map[string]bool, st *scrapeState) error {
 	hs := &headerStripper{w: w}
 	enc := expfmt.NewEncoder(hs, format)
 	wanted := func(name string) bool { return only == nil || only[name] }
 	fams := targetFamilies
-	for len(mfs) > 0 || len(fams) > 0 {
-		if len(fams) == 0 || (len(mfs) > 0 && mfs[0].GetName() < fams[0].name) {
+	srcs := m.sourceFamilies()
+	for len(mfs) > 0 || len(fams) > 0 || len(srcs) > 0 {
+		// The next family in name order: the registry's, a per-target
+		// one, or a streamed one.
+		next, which := "", -1
+		if len(mfs) > 0 {
+			next, which = mfs[0].GetName(), 0
+		}
+		if len(fams) > 0 && (which < 0 || fams[0].name < next) {
+			next, which = fams[0].name, 1
+		}
+		if len(srcs) > 0 && (which < 0 || srcs[0].Name < next) {
+			next, which = srcs[0].Name, 2
+		}
+		switch which {
+		case 0:
 			mf := mfs[0]
 			mfs = mfs[1:]
 			if !wanted(mf.GetName()) {
@@ -405,23 +423,38 @@ func (m *Metrics) encode(w io.Writer, format expfmt.Format, mfs []*dto.MetricFam
 			if err := enc.Encode(mf); err != nil {
 				return fmt.Errorf("encoding %s: %w", mf.GetName(), err)
 			}
-			continue
-		}
-		f := fams[0]
-		fams = fams[1:]
-		if !wanted(f.name) {
-			continue
-		}
-		first := true
-		err := m.walk(f, st.buf, func(ss []sample) error {
-			// Every chunk after the first continues the family: its
-			// HELP and TYPE lines are dropped.
-			hs.strip, hs.atLineStart = !first, true
-			first = false
-			return encodeChunk(hs, format, st.chunk.fill(f, ss))
-		})
-		if err != nil {
-			return fmt.Errorf("encoding %s: %w", f.name, err)
+		case 1:
+			f := fams[0]
+			fams = fams[1:]
+			if !wanted(f.name) {
+				continue
+			}
+			first := true
+			err := m.walk(f, st.buf, func(ss []sample) error {
+				// Every chunk after the first continues the family: its
+				// HELP and TYPE lines are dropped.
+				hs.strip, hs.atLineStart = !first, true
+				first = false
+				return encodeChunk(hs, format, st.chunk.fill(f, ss))
+			})
+			if err != nil {
+				return fmt.Errorf("encoding %s: %w", f.name, err)
+			}
+		case 2:
+			f := srcs[0]
+			srcs = srcs[1:]
+			if !wanted(f.Name) {
+				continue
+			}
+			first := true
+			err := walkSource(&f, st.srcBuf, func(ss []SourceSample) error {
+				hs.strip, hs.atLineStart = !first, true
+				first = false
+				return encodeChunk(hs, format, st.srcChunk.fill(&f, ss))
+			})
+			if err != nil {
+				return fmt.Errorf("encoding %s: %w", f.Name, err)
+			}
 		}
 	}
 	hs.strip = false

@@ -65,9 +65,12 @@ const recentTerminalCap = 4096
 // (targets.go) and encoded a chunk at a time by Handler (exposition.go).
 type Metrics struct {
 	reg *prometheus.Registry
-	// all is reg plus a collector of the per-target families: the whole
-	// exposition as dto, for Gatherer.
+	// all is reg plus a collector of the per-target families and the
+	// streamed families of the sources: the whole exposition as dto, for
+	// Gatherer.
 	all prometheus.Gatherers
+	// src are the Sources of streamed families (stream.go).
+	src sources
 
 	policyInfo       *prometheus.GaugeVec
 	stageDuration    *prometheus.HistogramVec
@@ -180,7 +183,7 @@ func New(version string) *Metrics {
 	)
 	targets := prometheus.NewPedanticRegistry()
 	targets.MustRegister(newTargetCollector(m))
-	m.all = prometheus.Gatherers{m.reg, targets}
+	m.all = prometheus.Gatherers{m.reg, targets, prometheus.GathererFunc(m.gatherSources)}
 	// Series that exist from the start, so rate() and absence alerts work
 	// before the first event.
 	for _, s := range inflightStages {

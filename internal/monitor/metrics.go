@@ -7,45 +7,154 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/backupd/backupd/internal/metrics"
 	"github.com/backupd/backupd/internal/run"
 )
 
-// metric is one family of the monitor: its name, help and labels. The
-// names are a contract (docs/metrics.md, the alert rules); label values are
-// closed sets or configured names, never a snapshot id.
+// metric is one family of the monitor: its name, help and labels (in byte
+// order), and how its series are derived, per watched cluster or per
+// project. The names are a contract (docs/metrics.md, the alert rules);
+// label values are closed sets or configured names, never a snapshot id.
 type metric struct {
 	name, help string
 	labels     []string
+	counter    bool
+	// cluster adds the family's series of one watched cluster (label
+	// values in labels' order); project those of one project.
+	cluster func(o *observed, add emitFunc)
+	project func(p string, cs *ComplianceState, add emitFunc)
 }
 
 var (
-	pc  = []string{"project", "cluster"}
-	pck = []string{"project", "cluster", "kind"}
-	pcf = []string{"project", "cluster", "frequency"}
-	pf  = []string{"project", "frequency"}
+	lc   = []string{"cluster", "project"}
+	lck  = []string{"cluster", "kind", "project"}
+	lcf  = []string{"cluster", "frequency", "project"}
+	lfp  = []string{"frequency", "project"}
+	lacf = []string{"aspect", "cluster", "frequency", "project"}
 )
 
+// kindOrder is every kind in byte order, the order of a cluster's series.
+var kindOrder = func() []string { ks := sortedKeys(knownKinds); return ks }()
+
+// read is f applied to a cluster read at least once: a watched cluster
+// never read has nothing known but its watch start and failures.
+func read(f func(o *observed, a *Assessment, add emitFunc, cl, p string)) func(*observed, emitFunc) {
+	return func(o *observed, add emitFunc) {
+		if !o.at.IsZero() {
+			f(o, &o.a, add, o.t.Cluster, o.t.ProjectID)
+		}
+	}
+}
+
+// dedicated is read for dedicated clusters only.
+func dedicated(f func(o *observed, a *Assessment, add emitFunc, cl, p string)) func(*observed, emitFunc) {
+	return read(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
+		if !a.Flex {
+			f(o, a, add, cl, p)
+		}
+	})
+}
+
+// perKind adds one series per kind the cluster has snapshots of.
+func perKind(v func(k KindState) (float64, bool)) func(*observed, emitFunc) {
+	return read(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
+		for _, kind := range kindOrder {
+			k, ok := a.Kinds[kind]
+			if !ok {
+				continue
+			}
+			if x, ok := v(k); ok {
+				add(x, cl, kind, p)
+			}
+		}
+	})
+}
+
+// perPromise adds one series per scheduled frequency of the schedule.
+func perPromise(v func(p Promise) float64) func(*observed, emitFunc) {
+	return dedicated(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
+		for _, pr := range a.Promises {
+			add(v(pr), cl, pr.Frequency, p)
+		}
+	})
+}
+
 var (
-	mNewest          = metric{"backupd_native_snapshot_newest_timestamp_seconds", "Unix time of the newest completed native snapshot of the cluster, per kind (hourly…yearly, onDemand, fallback, flex).", pck}
-	mNewestFailed    = metric{"backupd_native_snapshot_newest_failed_timestamp_seconds", "Unix time of the newest failed native snapshot Atlas lists for the cluster, per kind.", pck}
-	mRetained        = metric{"backupd_native_snapshots_retained", "Completed native snapshots Atlas lists (retains) for the cluster, per kind.", pck}
-	mFailed          = metric{"backupd_native_snapshots_failed", "Failed native snapshots Atlas lists for the cluster, per kind.", pck}
-	mSize            = metric{"backupd_native_snapshot_newest_size_bytes", "Size Atlas reports for the cluster's newest completed native snapshot (0 when it does not say).", pc}
-	mDue             = metric{"backupd_native_snapshot_due_timestamp_seconds", "Unix time after which the cluster's next snapshot of this kind is overdue: the first schedule slot after the newest snapshot keeping it, plus the margin (flex: 36 h after the newest). 0: overdue since ever.", pck}
-	mInterval        = metric{"backupd_native_schedule_interval_seconds", "Longest time the cluster's backup schedule lets pass between two snapshots of the frequency.", pcf}
-	mRetention       = metric{"backupd_native_schedule_retention_seconds", "How long the cluster's backup schedule keeps snapshots of the frequency (months of 30 days, years of 365).", pcf}
-	mNext            = metric{"backupd_native_schedule_next_snapshot_timestamp_seconds", "Unix time of the cluster's next scheduled snapshot, as Atlas says.", pc}
-	mEnabled         = metric{"backupd_native_backup_enabled", "1 if the dedicated cluster has Cloud Backup enabled, 0 if not.", pc}
-	mInForce         = metric{"backupd_native_compliance_policy_in_force", "1 if the project has a Backup Compliance Policy, 0 if not.", []string{"project"}}
-	mReqInterval     = metric{"backupd_native_compliance_required_interval_seconds", "Longest gap between two snapshots of the frequency the project's compliance policy allows.", pf}
-	mReqRetention    = metric{"backupd_native_compliance_required_retention_seconds", "Shortest retention of the frequency the project's compliance policy allows (months of 30 days, years of 365).", pf}
-	mShortfall       = metric{"backupd_native_schedule_compliance_shortfall", "1 if the cluster's schedule is weaker than the project's compliance policy in this frequency and aspect (frequency, retention), 0 if it meets it.", []string{"project", "cluster", "frequency", "aspect"}}
-	mLastSuccess     = metric{"backupd_monitor_last_success_timestamp_seconds", "Unix time the monitor last read the cluster completely.", pc}
-	mWatchStart      = metric{"backupd_monitor_watch_start_timestamp_seconds", "Unix time the monitor started watching the cluster (the daemon's start, or when the cluster became selected): with no successful read since, the age of its blindness.", pc}
-	mReadFailures    = metric{"backupd_monitor_read_failures_total", "Reads of the cluster that failed since the monitor started watching it (its last success time stays).", pc}
-	mMonitorInterval = metric{"backupd_monitor_interval_seconds", "How often the monitor reads each watched cluster.", nil}
+	mNewest = metric{name: "backupd_native_snapshot_newest_timestamp_seconds", help: "Unix time of the newest completed native snapshot of the cluster, per kind (hourly…yearly, onDemand, fallback, flex).", labels: lck,
+		cluster: perKind(func(k KindState) (float64, bool) { return unix(k.Newest), !k.Newest.IsZero() })}
+	mNewestFailed = metric{name: "backupd_native_snapshot_newest_failed_timestamp_seconds", help: "Unix time of the newest failed native snapshot Atlas lists for the cluster, per kind.", labels: lck,
+		cluster: perKind(func(k KindState) (float64, bool) { return unix(k.NewestFailed), !k.NewestFailed.IsZero() })}
+	mRetained = metric{name: "backupd_native_snapshots_retained", help: "Completed native snapshots Atlas lists (retains) for the cluster, per kind.", labels: lck,
+		cluster: perKind(func(k KindState) (float64, bool) { return float64(k.Retained), true })}
+	mFailed = metric{name: "backupd_native_snapshots_failed", help: "Failed native snapshots Atlas lists for the cluster, per kind.", labels: lck,
+		cluster: perKind(func(k KindState) (float64, bool) { return float64(k.Failed), true })}
+	mSize = metric{name: "backupd_native_snapshot_newest_size_bytes", help: "Size Atlas reports for the cluster's newest completed native snapshot (0 when it does not say).", labels: lc,
+		cluster: read(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
+			if !a.Newest.IsZero() {
+				add(float64(a.NewestSize), cl, p)
+			}
+		})}
+	mDue = metric{name: "backupd_native_snapshot_due_timestamp_seconds", help: "Unix time after which the cluster's next snapshot of this kind is overdue: the first schedule slot after the newest snapshot keeping it, plus the margin (flex: 36 h after the newest). 0: overdue since ever.", labels: lck,
+		cluster: read(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
+			if a.Flex {
+				add(unix(a.FlexDue), cl, KindFlex, p)
+				return
+			}
+			for _, pr := range a.Promises {
+				add(unix(pr.Due), cl, pr.Frequency, p)
+			}
+		})}
+	mInterval = metric{name: "backupd_native_schedule_interval_seconds", help: "Longest time the cluster's backup schedule lets pass between two snapshots of the frequency.", labels: lcf,
+		cluster: perPromise(func(p Promise) float64 { return p.MaxGap.Seconds() })}
+	mRetention = metric{name: "backupd_native_schedule_retention_seconds", help: "How long the cluster's backup schedule keeps snapshots of the frequency (months of 30 days, years of 365).", labels: lcf,
+		cluster: perPromise(func(p Promise) float64 { return p.Retention.Seconds() })}
+	mNext = metric{name: "backupd_native_schedule_next_snapshot_timestamp_seconds", help: "Unix time of the cluster's next scheduled snapshot, as Atlas says.", labels: lc,
+		cluster: dedicated(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
+			if !a.NextSnapshot.IsZero() {
+				add(unix(a.NextSnapshot), cl, p)
+			}
+		})}
+	mEnabled = metric{name: "backupd_native_backup_enabled", help: "1 if the dedicated cluster has Cloud Backup enabled, 0 if not.", labels: lc,
+		cluster: dedicated(func(o *observed, a *Assessment, add emitFunc, cl, p string) { add(bool01(a.BackupEnabled), cl, p) })}
+	mInForce = metric{name: "backupd_native_compliance_policy_in_force", help: "1 if the project has a Backup Compliance Policy, 0 if not.", labels: []string{"project"},
+		project: func(p string, cs *ComplianceState, add emitFunc) { add(bool01(cs != nil), p) }}
+	mReqInterval = metric{name: "backupd_native_compliance_required_interval_seconds", help: "Longest gap between two snapshots of the frequency the project's compliance policy allows.", labels: lfp,
+		project: func(p string, cs *ComplianceState, add emitFunc) {
+			if cs != nil {
+				for _, r := range cs.Required {
+					add(r.MaxGap.Seconds(), r.Frequency, p)
+				}
+			}
+		}}
+	mReqRetention = metric{name: "backupd_native_compliance_required_retention_seconds", help: "Shortest retention of the frequency the project's compliance policy allows (months of 30 days, years of 365).", labels: lfp,
+		project: func(p string, cs *ComplianceState, add emitFunc) {
+			if cs != nil {
+				for _, r := range cs.Required {
+					add(r.Retention.Seconds(), r.Frequency, p)
+				}
+			}
+		}}
+	mShortfall = metric{name: "backupd_native_schedule_compliance_shortfall", help: "1 if the cluster's schedule is weaker than the project's compliance policy in this frequency and aspect (frequency, retention), 0 if it meets it.", labels: lacf,
+		cluster: dedicated(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
+			if a.Compliance == nil {
+				return
+			}
+			for _, r := range a.Compliance.Required {
+				for _, aspect := range []string{AspectFrequency, AspectRetention} {
+					short := slices.ContainsFunc(a.Compliance.Shortfalls, func(s Shortfall) bool {
+						return s.Frequency == r.Frequency && s.Aspect == aspect
+					})
+					add(bool01(short), aspect, cl, r.Frequency, p)
+				}
+			}
+		})}
+	mLastSuccess = metric{name: "backupd_monitor_last_success_timestamp_seconds", help: "Unix time the monitor last read the cluster completely.", labels: lc,
+		cluster: read(func(o *observed, a *Assessment, add emitFunc, cl, p string) { add(unix(o.at), cl, p) })}
+	mWatchStart = metric{name: "backupd_monitor_watch_start_timestamp_seconds", help: "Unix time the monitor started watching the cluster (the daemon's start, or when the cluster became selected): with no successful read since, the age of its blindness.", labels: lc,
+		cluster: func(o *observed, add emitFunc) { add(unix(o.since), o.t.Cluster, o.t.ProjectID) }}
+	mReadFailures = metric{name: "backupd_monitor_read_failures_total", help: "Reads of the cluster that failed since the monitor started watching it (its last success time stays).", labels: lc, counter: true,
+		cluster: func(o *observed, add emitFunc) { add(float64(o.failures), o.t.Cluster, o.t.ProjectID) }}
+	mMonitorInterval = metric{name: "backupd_monitor_interval_seconds", help: "How often the monitor reads each watched cluster."}
 )
 
 // Metrics lists every family the Collector exposes, for docs and rule checks.
@@ -61,33 +170,36 @@ var allMetrics = []metric{mNewest, mNewestFailed, mRetained, mFailed, mSize, mDu
 	mEnabled, mInForce, mReqInterval, mReqRetention, mShortfall, mLastSuccess, mWatchStart, mReadFailures, mMonitorInterval}
 
 // Collector exposes the monitor's latest assessment of each watched cluster
-// as Prometheus gauges. It is safe for concurrent use: reads report to it
-// while scrapes collect.
+// as Prometheus gauges, through metrics.Source: about 30 series per
+// cluster, 300,000 at 10,000 clusters, so the daemon's /metrics streams
+// them a chunk of clusters at a time instead of gathering them whole at
+// every scrape (which would allocate tens of MB per scrape). It is safe for
+// concurrent use: reads report to it while scrapes walk it.
 //
-// Every series is rebuilt from the assessments at each scrape, so a
+// Every series is derived from the assessments at each scrape, so a
 // cluster that stops being watched (Forget) loses all its series at once.
 type Collector struct {
-	descs map[string]*prometheus.Desc
-
 	mu       sync.Mutex
 	interval time.Duration
-	clusters map[run.Target]observed
+	clusters map[run.Target]*observed
+	// order is the watched clusters sorted, rebuilt after a change; a
+	// walk in progress keeps the slice it started with.
+	order []*observed
+	dirty bool
 }
 
 type observed struct {
+	t        run.Target
 	a        Assessment
 	at       time.Time // when the read succeeded; zero before the first
 	since    time.Time // when watching started
 	failures int       // reads that failed
+	gone     bool      // forgotten: a walk holding an old order skips it
 }
 
 // NewCollector returns a Collector for a monitor reading every interval.
 func NewCollector(interval time.Duration) *Collector {
-	c := &Collector{descs: map[string]*prometheus.Desc{}, interval: interval, clusters: map[run.Target]observed{}}
-	for _, m := range allMetrics {
-		c.descs[m.name] = prometheus.NewDesc(m.name, m.help, m.labels, nil)
-	}
-	return c
+	return &Collector{interval: interval, clusters: map[run.Target]*observed{}}
 }
 
 // Watch starts watching t at since, before its first read: from then on
@@ -99,7 +211,8 @@ func (c *Collector) Watch(t run.Target, since time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.clusters[t]; !ok {
-		c.clusters[t] = observed{a: Assessment{Target: t}, since: since}
+		c.clusters[t] = &observed{t: t, a: Assessment{Target: t}, since: since}
+		c.dirty = true
 	}
 }
 
@@ -110,10 +223,11 @@ func (c *Collector) Observe(a Assessment, at time.Time) {
 	defer c.mu.Unlock()
 	o, ok := c.clusters[a.Target]
 	if !ok {
-		o.since = at
+		o = &observed{t: a.Target, since: at}
+		c.clusters[a.Target] = o
+		c.dirty = true
 	}
 	o.a, o.at = a, at
-	c.clusters[a.Target] = o
 }
 
 // ReadFailed counts a failed read of t; everything the last successful
@@ -123,7 +237,6 @@ func (c *Collector) ReadFailed(t run.Target) {
 	defer c.mu.Unlock()
 	if o, ok := c.clusters[t]; ok {
 		o.failures++
-		c.clusters[t] = o
 	}
 }
 
@@ -131,7 +244,11 @@ func (c *Collector) ReadFailed(t run.Target) {
 func (c *Collector) Forget(t run.Target) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.clusters, t)
+	if o, ok := c.clusters[t]; ok {
+		o.gone = true
+		delete(c.clusters, t)
+		c.dirty = true
+	}
 }
 
 // SetInterval changes backupd_monitor_interval_seconds (on reload).
@@ -141,104 +258,127 @@ func (c *Collector) SetInterval(d time.Duration) {
 	c.interval = d
 }
 
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		ch <- d
+// sorted is the watched clusters in target order; c.mu must be held.
+func (c *Collector) sorted() []*observed {
+	if c.dirty || c.order == nil {
+		order := make([]*observed, 0, len(c.clusters))
+		for _, o := range c.clusters {
+			order = append(order, o)
+		}
+		slices.SortFunc(order, func(a, b *observed) int { return compareTargets(a.t, b.t) })
+		c.order, c.dirty = order, false
+	}
+	return c.order
+}
+
+// maxPerCluster is the most series one cluster has in one family (the
+// shortfall: five frequencies, two aspects); a chunk takes another cluster
+// only while it has room for that many.
+const maxPerCluster = 16
+
+// emitFunc appends one series: its label values in the family's label
+// order, and its value.
+type emitFunc func(v float64, labels ...string)
+
+// Families implements metrics.Source.
+func (c *Collector) Families() []metrics.SourceFamily {
+	var out []metrics.SourceFamily
+	for _, m := range allMetrics {
+		f := metrics.SourceFamily{Name: m.name, Help: m.help, Counter: m.counter, Labels: m.labels}
+		switch {
+		case m.cluster != nil:
+			f.Walk = c.walkClusters(m)
+		case m.project != nil:
+			f.Walk = c.walkProjects(m)
+		default:
+			f.Walk = func(buf []metrics.SourceSample, emit func([]metrics.SourceSample) error) error {
+				c.mu.Lock()
+				v := c.interval.Seconds()
+				c.mu.Unlock()
+				return emit(append(buf, metrics.SourceSample{Value: v}))
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// walkClusters walks a per-cluster family, copying a chunk of clusters'
+// values under the lock at a time.
+func (c *Collector) walkClusters(m metric) func([]metrics.SourceSample, func([]metrics.SourceSample) error) error {
+	return func(buf []metrics.SourceSample, emit func([]metrics.SourceSample) error) error {
+		c.mu.Lock()
+		order := c.sorted()
+		c.mu.Unlock()
+		add := func(v float64, labels ...string) {
+			var s metrics.SourceSample
+			for i, l := range labels {
+				s.Values[i] = validUTF8(l)
+			}
+			s.Value = v
+			buf = append(buf, s)
+		}
+		for i := 0; i < len(order); {
+			buf = buf[:0]
+			c.mu.Lock()
+			for ; i < len(order) && len(buf) <= cap(buf)-maxPerCluster; i++ {
+				if o := order[i]; !o.gone {
+					m.cluster(o, add)
+				}
+			}
+			c.mu.Unlock()
+			if len(buf) == 0 {
+				continue
+			}
+			if err := emit(buf); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }
 
-// Collect implements prometheus.Collector.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	interval := c.interval
-	list := make([]observed, 0, len(c.clusters))
-	for _, o := range c.clusters {
-		list = append(list, o)
-	}
-	c.mu.Unlock()
-	slices.SortFunc(list, func(a, b observed) int {
-		return strings.Compare(a.a.Target.String(), b.a.Target.String())
-	})
-
-	emitType := func(typ prometheus.ValueType, m metric, v float64, labels ...string) {
-		for i, l := range labels {
-			labels[i] = validUTF8(l)
-		}
-		ch <- prometheus.MustNewConstMetric(c.descs[m.name], typ, v, labels...)
-	}
-	emit := func(m metric, v float64, labels ...string) { emitType(prometheus.GaugeValue, m, v, labels...) }
-	emit(mMonitorInterval, interval.Seconds())
-
-	// The project's compliance policy comes from its most recently read
-	// cluster: every cluster of a project reads the same policy.
-	projects := map[string]observed{}
-	for _, o := range list {
-		p := o.a.Target.ProjectID
-		if q, ok := projects[p]; o.at.IsZero() || (ok && !o.at.After(q.at)) {
-			continue
-		}
-		projects[p] = o
-	}
-	for _, p := range sortedKeys(projects) {
-		cs := projects[p].a.Compliance
-		if cs == nil {
-			emit(mInForce, 0, p)
-			continue
-		}
-		emit(mInForce, 1, p)
-		for _, r := range cs.Required {
-			emit(mReqInterval, r.MaxGap.Seconds(), p, r.Frequency)
-			emit(mReqRetention, r.Retention.Seconds(), p, r.Frequency)
-		}
-	}
-
-	for _, o := range list {
-		a := o.a
-		p, cl := a.Target.ProjectID, a.Target.Cluster
-		emit(mWatchStart, unix(o.since), p, cl)
-		emitType(prometheus.CounterValue, mReadFailures, float64(o.failures), p, cl)
-		if o.at.IsZero() {
-			continue // watched, never read: nothing is known yet
-		}
-		emit(mLastSuccess, unix(o.at), p, cl)
-		for _, kind := range sortedKeys(a.Kinds) {
-			k := a.Kinds[kind]
-			emit(mRetained, float64(k.Retained), p, cl, kind)
-			emit(mFailed, float64(k.Failed), p, cl, kind)
-			if !k.Newest.IsZero() {
-				emit(mNewest, unix(k.Newest), p, cl, kind)
+// walkProjects walks a per-project family: the project's compliance
+// policy comes from its most recently read cluster (every cluster of a
+// project reads the same policy). Projects are few; their series are
+// built whole, then emitted a chunk at a time.
+func (c *Collector) walkProjects(m metric) func([]metrics.SourceSample, func([]metrics.SourceSample) error) error {
+	return func(buf []metrics.SourceSample, emit func([]metrics.SourceSample) error) error {
+		var all []metrics.SourceSample
+		add := func(v float64, labels ...string) {
+			var s metrics.SourceSample
+			for i, l := range labels {
+				s.Values[i] = validUTF8(l)
 			}
-			if !k.NewestFailed.IsZero() {
-				emit(mNewestFailed, unix(k.NewestFailed), p, cl, kind)
+			s.Value = v
+			all = append(all, s)
+		}
+		c.mu.Lock()
+		var latest []*observed // per project, in project order
+		for _, o := range c.sorted() {
+			if o.at.IsZero() {
+				continue
 			}
-		}
-		if !a.Newest.IsZero() {
-			emit(mSize, float64(a.NewestSize), p, cl)
-		}
-		if a.Flex {
-			emit(mDue, unix(a.FlexDue), p, cl, KindFlex)
-			continue
-		}
-		emit(mEnabled, bool01(a.BackupEnabled), p, cl)
-		if !a.NextSnapshot.IsZero() {
-			emit(mNext, unix(a.NextSnapshot), p, cl)
-		}
-		for _, pr := range a.Promises {
-			emit(mDue, unix(pr.Due), p, cl, pr.Frequency)
-			emit(mInterval, pr.MaxGap.Seconds(), p, cl, pr.Frequency)
-			emit(mRetention, pr.Retention.Seconds(), p, cl, pr.Frequency)
-		}
-		if a.Compliance != nil {
-			for _, r := range a.Compliance.Required {
-				for _, aspect := range []string{AspectFrequency, AspectRetention} {
-					short := slices.ContainsFunc(a.Compliance.Shortfalls, func(s Shortfall) bool {
-						return s.Frequency == r.Frequency && s.Aspect == aspect
-					})
-					emit(mShortfall, bool01(short), p, cl, r.Frequency, aspect)
+			if n := len(latest); n > 0 && latest[n-1].t.ProjectID == o.t.ProjectID {
+				if o.at.After(latest[n-1].at) {
+					latest[n-1] = o
 				}
+				continue
 			}
+			latest = append(latest, o)
 		}
+		for _, o := range latest {
+			m.project(o.t.ProjectID, o.a.Compliance, add)
+		}
+		c.mu.Unlock()
+		for len(all) > 0 {
+			n := min(len(all), cap(buf))
+			if err := emit(append(buf[:0], all[:n]...)); err != nil {
+				return err
+			}
+			all = all[n:]
+		}
+		return nil
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/backupd/backupd/internal/metrics"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -15,13 +16,14 @@ import (
 // compliance policy its schedule falls short of, a flex one in the same
 // project, and a dedicated one with backup disabled in a project without a
 // policy.
-func fleet(t *testing.T) (*Collector, *prometheus.Registry) {
+func fleet(t *testing.T) (*Collector, prometheus.Gatherer) {
 	t.Helper()
 	c := NewCollector(time.Hour)
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
+	m := metrics.New("test")
+	if _, err := m.AddSource(c); err != nil {
 		t.Fatal(err)
 	}
+	reg := m.Gatherer()
 	compliance := &Compliance{ScheduledItems: []PolicyItem{{FrequencyDaily, 1, RetentionDays, 14}}}
 	now := utc("2026-03-02T10:00:00Z")
 	c.Observe(Assess(Reading{

@@ -14,7 +14,8 @@
 #   - the Prometheus rules with `promtool check rules` and `promtool test rules`;
 #   - the Grafana dashboard: valid JSON, and every panel query is valid PromQL
 #     (promtool checks them as recording rules, with the dashboard variables
-#     replaced by sample values);
+#     replaced by sample values); the monitor panels' queries give the
+#     expected rows on a sample fleet (promtool test rules);
 #   - the Dockerfile and Kubernetes manifests, statically, with
 #     `go test ./deploy/` (no Docker engine or cluster is needed).
 #
@@ -191,7 +192,7 @@ dashboard_promql() {
 	      | {record: "dashboard:query:\(.key)",
 	         expr: (.value
 	                | gsub("\\$__rate_interval"; "5m") | gsub("\\$__interval"; "1m") | gsub("\\$__range"; "1d")
-	                | gsub("\\$job"; "backupd") | gsub("\\$(instance|policy|stage)"; ".*"))}
+	                | gsub("\\$job"; "backupd") | gsub("\\$(instance|policy|stage|project|cluster)"; ".*"))}
 	    ]}]}' deploy/grafana/backupd.json >"$tmp/dashboard.rules.json"
 	if grep -q '\$' "$tmp/dashboard.rules.json"; then
 		echo "unreplaced dashboard variable:"
@@ -201,6 +202,10 @@ dashboard_promql() {
 	promtool check rules "$tmp/dashboard.rules.json"
 }
 check "dashboard queries are valid PromQL (promtool)" dashboard_promql
+# The monitor panels' queries evaluated on a small fleet (a stale and a
+# never-read cluster); go test ./deploy/ checks these are the dashboard's
+# current queries.
+check "promtool test rules deploy/grafana/backupd.dashboard.test.yaml" promtool test rules deploy/grafana/backupd.dashboard.test.yaml
 
 # ---- Dockerfile, Kubernetes, cross-file contract ------------------------------------------
 

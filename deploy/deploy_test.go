@@ -59,6 +59,7 @@ const (
 	rulesPath      = "prometheus/backupd.rules.yaml"
 	rulesTestPath  = "prometheus/backupd.rules.test.yaml"
 	dashboardPath  = "grafana/backupd.json"
+	dashTestPath   = "grafana/backupd.dashboard.test.yaml"
 	kubernetesDir  = "kubernetes"
 )
 
@@ -823,8 +824,8 @@ var metricRef = regexp.MustCompile(`\bbackupd_[a-z0-9_]+`)
 // checkMetricNames reports every backupd_ name in expr that is not in the
 // DESIGN.md metrics table (histogram _bucket/_count/_sum included) nor one
 // of the monitor's families (DESIGN.md "Beyond orchestration" leaves their
-// names to the monitor; no dashboard panel shows them yet). It returns the
-// table's names it found.
+// names to the monitor; monitor.Metrics lists them). It returns the table's
+// names it found.
 func checkMetricNames(t *testing.T, where, expr string) []string {
 	t.Helper()
 	var names []string
@@ -925,9 +926,10 @@ type dashboard struct {
 	Title      string `json:"title"`
 	Templating struct {
 		List []struct {
-			Name  string `json:"name"`
-			Type  string `json:"type"`
-			Query any    `json:"query"`
+			Name       string `json:"name"`
+			Type       string `json:"type"`
+			Query      any    `json:"query"`
+			Definition string `json:"definition"`
 		} `json:"list"`
 	} `json:"templating"`
 	Panels []panel `json:"panels"`
@@ -945,11 +947,45 @@ type panel struct {
 		X, Y, W, H int
 	} `json:"gridPos"`
 	Targets []struct {
+		RefID      string `json:"refId"`
 		Expr       string `json:"expr"`
+		Instant    bool   `json:"instant"`
 		Datasource *struct {
 			UID string `json:"uid"`
 		} `json:"datasource"`
 	} `json:"targets"`
+	Transformations []struct {
+		ID      string `json:"id"`
+		Options struct {
+			Sort []struct {
+				Field string `json:"field"`
+				Desc  bool   `json:"desc"`
+			} `json:"sort"`
+		} `json:"options"`
+	} `json:"transformations"`
+}
+
+// dashVar is a dashboard variable in a query.
+var dashVar = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`)
+
+// promtoolValues replaces the dashboard variables in a query as
+// deploy/check.sh does before promtool parses it, and as the dashboard's
+// promtool tests (dashTestPath) write the queries.
+func promtoolValues(expr string) string {
+	return dashVar.ReplaceAllStringFunc(expr, func(v string) string {
+		switch name := strings.TrimPrefix(strings.TrimPrefix(v, "$"), "{"); name {
+		case "__rate_interval":
+			return "5m"
+		case "__interval":
+			return "1m"
+		case "__range":
+			return "1d"
+		case "job":
+			return "backupd"
+		default:
+			return ".*"
+		}
+	})
 }
 
 func TestGrafanaDashboard(t *testing.T) {
@@ -1006,5 +1042,114 @@ func TestGrafanaDashboard(t *testing.T) {
 		if !used[m] {
 			t.Errorf("%s: no panel shows %s", dashboardPath, m)
 		}
+	}
+
+	// Every variable a query uses is the dashboard's own (or Grafana's),
+	// and deploy/check.sh replaces it before promtool parses the query.
+	vars := map[string]bool{"__rate_interval": true, "__interval": true, "__range": true}
+	for _, v := range d.Templating.List {
+		vars[v.Name] = true
+	}
+	script := string(readFile(t, "check.sh"))
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range dashVar.FindAllStringSubmatch(tg.Expr, -1) {
+				if !vars[m[1]] {
+					t.Errorf("%s: panel %q uses $%s, which is no variable of the dashboard", dashboardPath, p.Title, m[1])
+				}
+				if !strings.Contains(script, m[1]) {
+					t.Errorf("deploy/check.sh does not replace $%s (panel %q) before promtool", m[1], p.Title)
+				}
+			}
+		}
+	}
+}
+
+// The monitor's panels (issue 12): fleet freshness at a glance, worst
+// first, and per-cluster history with a cluster variable. Their queries
+// are evaluated by promtool on a fleet with a stale and a never-read
+// cluster in dashTestPath; this checks those tests are of the dashboard's
+// current queries, so the two cannot drift apart.
+func TestGrafanaMonitorPanels(t *testing.T) {
+	var d dashboard
+	if err := json.Unmarshal(readFile(t, dashboardPath), &d); err != nil {
+		t.Fatalf("parsing %s: %v", dashboardPath, err)
+	}
+	var dt ruleTests
+	if err := yaml.Unmarshal(readFile(t, dashTestPath), &dt); err != nil {
+		t.Fatalf("parsing %s: %v", dashTestPath, err)
+	}
+	tested := map[string]bool{}
+	for _, tc := range dt.Tests {
+		for _, e := range tc.PromQLExprTest {
+			tested[e.Expr] = true
+		}
+	}
+	queries := map[string]bool{}
+	byTitle := map[string]panel{}
+	for _, p := range d.Panels {
+		byTitle[p.Title] = p
+		for _, tg := range p.Targets {
+			queries[promtoolValues(tg.Expr)] = true
+		}
+	}
+	for e := range tested {
+		if !queries[e] {
+			t.Errorf("%s tests %q, which is no query of %s (any more)", dashTestPath, e, dashboardPath)
+		}
+	}
+	usesMonitor := func(expr string) bool {
+		for _, n := range metricRef.FindAllString(expr, -1) {
+			if slices.Contains(monitor.Metrics(), n) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			if usesMonitor(tg.Expr) && !tested[promtoolValues(tg.Expr)] {
+				t.Errorf("panel %q query %s: a monitor query without a promtool test in %s", p.Title, tg.RefID, dashTestPath)
+			}
+		}
+	}
+
+	fleet, ok := byTitle["Fleet freshness, worst first"]
+	if !ok {
+		t.Fatalf("%s: no panel \"Fleet freshness, worst first\"", dashboardPath)
+	}
+	if fleet.Type != "table" || len(fleet.Targets) == 0 || !fleet.Targets[0].Instant ||
+		!strings.Contains(fleet.Targets[0].Expr, "time() - backupd_native_snapshot_due_timestamp_seconds") {
+		t.Errorf("fleet freshness: want an instant table whose first query is the time past due, got %+v", fleet)
+	}
+	sortedDesc := false
+	for _, tr := range fleet.Transformations {
+		if tr.ID == "sortBy" && len(tr.Options.Sort) == 1 && tr.Options.Sort[0].Field == "past due" && tr.Options.Sort[0].Desc {
+			sortedDesc = true
+		}
+	}
+	if !sortedDesc {
+		t.Error("fleet freshness: not sorted by \"past due\", descending (worst first)")
+	}
+
+	var history *panel
+	for _, p := range d.Panels {
+		if strings.HasPrefix(p.Title, "Age of the newest native snapshot") {
+			history = &p
+		}
+	}
+	if history == nil || history.Type != "timeseries" || len(history.Targets) == 0 ||
+		!strings.Contains(history.Targets[0].Expr, `cluster=~"$cluster"`) ||
+		!strings.Contains(history.Targets[0].Expr, "backupd_native_snapshot_newest_timestamp_seconds") {
+		t.Errorf("%s: want a timeseries of the newest native snapshot's age filtered by $cluster, got %+v", dashboardPath, history)
+	}
+	hasCluster := false
+	for _, v := range d.Templating.List {
+		if v.Name == "cluster" && strings.Contains(v.Definition, "backupd_monitor_watch_start_timestamp_seconds") {
+			hasCluster = true
+		}
+	}
+	if !hasCluster {
+		t.Errorf("%s: no cluster variable listing the monitor's watched clusters", dashboardPath)
 	}
 }

@@ -22,7 +22,7 @@ type metric struct {
 	// cluster adds the family's series of one watched cluster (label
 	// values in labels' order); project those of one project.
 	cluster func(o *observed, add emitFunc)
-	project func(p string, cs *ComplianceState, add emitFunc)
+	project func(p string, s *summary, add emitFunc)
 }
 
 var (
@@ -38,118 +38,103 @@ var kindOrder = func() []string { ks := sortedKeys(knownKinds); return ks }()
 
 // read is f applied to a cluster read at least once: a watched cluster
 // never read has nothing known but its watch start and failures.
-func read(f func(o *observed, a *Assessment, add emitFunc, cl, p string)) func(*observed, emitFunc) {
+func read(f func(o *observed, s *summary, add emitFunc, cl, p string)) func(*observed, emitFunc) {
 	return func(o *observed, add emitFunc) {
-		if !o.at.IsZero() {
-			f(o, &o.a, add, o.t.Cluster, o.t.ProjectID)
+		if o.s != nil {
+			f(o, o.s, add, o.t.Cluster, o.t.ProjectID)
 		}
 	}
 }
 
 // dedicated is read for dedicated clusters only.
-func dedicated(f func(o *observed, a *Assessment, add emitFunc, cl, p string)) func(*observed, emitFunc) {
-	return read(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
-		if !a.Flex {
-			f(o, a, add, cl, p)
+func dedicated(f func(o *observed, s *summary, add emitFunc, cl, p string)) func(*observed, emitFunc) {
+	return read(func(o *observed, s *summary, add emitFunc, cl, p string) {
+		if !s.flex {
+			f(o, s, add, cl, p)
 		}
 	})
 }
 
 // perKind adds one series per kind the cluster has snapshots of.
-func perKind(v func(k KindState) (float64, bool)) func(*observed, emitFunc) {
-	return read(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
-		for _, kind := range kindOrder {
-			k, ok := a.Kinds[kind]
-			if !ok {
-				continue
-			}
+func perKind(v func(k kindSummary) (float64, bool)) func(*observed, emitFunc) {
+	return read(func(o *observed, s *summary, add emitFunc, cl, p string) {
+		for _, k := range s.kinds {
 			if x, ok := v(k); ok {
-				add(x, cl, kind, p)
+				add(x, cl, k.kind, p)
 			}
 		}
 	})
 }
 
 // perPromise adds one series per scheduled frequency of the schedule.
-func perPromise(v func(p Promise) float64) func(*observed, emitFunc) {
-	return dedicated(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
-		for _, pr := range a.Promises {
-			add(v(pr), cl, pr.Frequency, p)
+func perPromise(v func(p promiseSummary) float64) func(*observed, emitFunc) {
+	return dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) {
+		for _, pr := range s.promises {
+			add(v(pr), cl, pr.frequency, p)
 		}
 	})
 }
 
 var (
 	mNewest = metric{name: "backupd_native_snapshot_newest_timestamp_seconds", help: "Unix time of the newest completed native snapshot of the cluster, per kind (hourly…yearly, onDemand, fallback, flex).", labels: lck,
-		cluster: perKind(func(k KindState) (float64, bool) { return unix(k.Newest), !k.Newest.IsZero() })}
+		cluster: perKind(func(k kindSummary) (float64, bool) { return unixN(k.newest), k.newest != 0 })}
 	mNewestFailed = metric{name: "backupd_native_snapshot_newest_failed_timestamp_seconds", help: "Unix time of the newest failed native snapshot Atlas lists for the cluster, per kind.", labels: lck,
-		cluster: perKind(func(k KindState) (float64, bool) { return unix(k.NewestFailed), !k.NewestFailed.IsZero() })}
+		cluster: perKind(func(k kindSummary) (float64, bool) { return unixN(k.failedAt), k.failedAt != 0 })}
 	mRetained = metric{name: "backupd_native_snapshots_retained", help: "Completed native snapshots Atlas lists (retains) for the cluster, per kind.", labels: lck,
-		cluster: perKind(func(k KindState) (float64, bool) { return float64(k.Retained), true })}
+		cluster: perKind(func(k kindSummary) (float64, bool) { return float64(k.retained), true })}
 	mFailed = metric{name: "backupd_native_snapshots_failed", help: "Failed native snapshots Atlas lists for the cluster, per kind.", labels: lck,
-		cluster: perKind(func(k KindState) (float64, bool) { return float64(k.Failed), true })}
+		cluster: perKind(func(k kindSummary) (float64, bool) { return float64(k.failed), true })}
 	mSize = metric{name: "backupd_native_snapshot_newest_size_bytes", help: "Size Atlas reports for the cluster's newest completed native snapshot (0 when it does not say).", labels: lc,
-		cluster: read(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
-			if !a.Newest.IsZero() {
-				add(float64(a.NewestSize), cl, p)
+		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) {
+			if s.newest != 0 {
+				add(float64(s.newestSize), cl, p)
 			}
 		})}
 	mDue = metric{name: "backupd_native_snapshot_due_timestamp_seconds", help: "Unix time after which the cluster's next snapshot of this kind is overdue: the first schedule slot after the newest snapshot keeping it, plus the margin (flex: 36 h after the newest). 0: overdue since ever.", labels: lck,
-		cluster: read(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
-			if a.Flex {
-				add(unix(a.FlexDue), cl, KindFlex, p)
+		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) {
+			if s.flex {
+				add(unixN(s.flexDue), cl, KindFlex, p)
 				return
 			}
-			for _, pr := range a.Promises {
-				add(unix(pr.Due), cl, pr.Frequency, p)
+			for _, pr := range s.promises {
+				add(unixN(pr.due), cl, pr.frequency, p)
 			}
 		})}
 	mInterval = metric{name: "backupd_native_schedule_interval_seconds", help: "Longest time the cluster's backup schedule lets pass between two snapshots of the frequency.", labels: lcf,
-		cluster: perPromise(func(p Promise) float64 { return p.MaxGap.Seconds() })}
+		cluster: perPromise(func(p promiseSummary) float64 { return time.Duration(p.maxGap).Seconds() })}
 	mRetention = metric{name: "backupd_native_schedule_retention_seconds", help: "How long the cluster's backup schedule keeps snapshots of the frequency (months of 30 days, years of 365).", labels: lcf,
-		cluster: perPromise(func(p Promise) float64 { return p.Retention.Seconds() })}
+		cluster: perPromise(func(p promiseSummary) float64 { return time.Duration(p.retention).Seconds() })}
 	mNext = metric{name: "backupd_native_schedule_next_snapshot_timestamp_seconds", help: "Unix time of the cluster's next scheduled snapshot, as Atlas says.", labels: lc,
-		cluster: dedicated(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
-			if !a.NextSnapshot.IsZero() {
-				add(unix(a.NextSnapshot), cl, p)
+		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) {
+			if s.next != 0 {
+				add(unixN(s.next), cl, p)
 			}
 		})}
 	mEnabled = metric{name: "backupd_native_backup_enabled", help: "1 if the dedicated cluster has Cloud Backup enabled, 0 if not.", labels: lc,
-		cluster: dedicated(func(o *observed, a *Assessment, add emitFunc, cl, p string) { add(bool01(a.BackupEnabled), cl, p) })}
+		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) { add(bool01(s.enabled), cl, p) })}
 	mInForce = metric{name: "backupd_native_compliance_policy_in_force", help: "1 if the project has a Backup Compliance Policy, 0 if not.", labels: []string{"project"},
-		project: func(p string, cs *ComplianceState, add emitFunc) { add(bool01(cs != nil), p) }}
+		project: func(p string, s *summary, add emitFunc) { add(bool01(s.hasCompliance), p) }}
 	mReqInterval = metric{name: "backupd_native_compliance_required_interval_seconds", help: "Longest gap between two snapshots of the frequency the project's compliance policy allows.", labels: lfp,
-		project: func(p string, cs *ComplianceState, add emitFunc) {
-			if cs != nil {
-				for _, r := range cs.Required {
-					add(r.MaxGap.Seconds(), r.Frequency, p)
-				}
+		project: func(p string, s *summary, add emitFunc) {
+			for _, r := range s.required {
+				add(r.MaxGap.Seconds(), r.Frequency, p)
 			}
 		}}
 	mReqRetention = metric{name: "backupd_native_compliance_required_retention_seconds", help: "Shortest retention of the frequency the project's compliance policy allows (months of 30 days, years of 365).", labels: lfp,
-		project: func(p string, cs *ComplianceState, add emitFunc) {
-			if cs != nil {
-				for _, r := range cs.Required {
-					add(r.Retention.Seconds(), r.Frequency, p)
-				}
+		project: func(p string, s *summary, add emitFunc) {
+			for _, r := range s.required {
+				add(r.Retention.Seconds(), r.Frequency, p)
 			}
 		}}
 	mShortfall = metric{name: "backupd_native_schedule_compliance_shortfall", help: "1 if the cluster's schedule is weaker than the project's compliance policy in this frequency and aspect (frequency, retention), 0 if it meets it.", labels: lacf,
-		cluster: dedicated(func(o *observed, a *Assessment, add emitFunc, cl, p string) {
-			if a.Compliance == nil {
-				return
-			}
-			for _, r := range a.Compliance.Required {
-				for _, aspect := range []string{AspectFrequency, AspectRetention} {
-					short := slices.ContainsFunc(a.Compliance.Shortfalls, func(s Shortfall) bool {
-						return s.Frequency == r.Frequency && s.Aspect == aspect
-					})
-					add(bool01(short), aspect, cl, r.Frequency, p)
-				}
+		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) {
+			for i, r := range s.required {
+				add(bool01(s.short(i, 0)), AspectFrequency, cl, r.Frequency, p)
+				add(bool01(s.short(i, 1)), AspectRetention, cl, r.Frequency, p)
 			}
 		})}
 	mLastSuccess = metric{name: "backupd_monitor_last_success_timestamp_seconds", help: "Unix time the monitor last read the cluster completely.", labels: lc,
-		cluster: read(func(o *observed, a *Assessment, add emitFunc, cl, p string) { add(unix(o.at), cl, p) })}
+		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) { add(unix(o.at), cl, p) })}
 	mWatchStart = metric{name: "backupd_monitor_watch_start_timestamp_seconds", help: "Unix time the monitor started watching the cluster (the daemon's start, or when the cluster became selected): with no successful read since, the age of its blindness.", labels: lc,
 		cluster: func(o *observed, add emitFunc) { add(unix(o.since), o.t.Cluster, o.t.ProjectID) }}
 	mReadFailures = metric{name: "backupd_monitor_read_failures_total", help: "Reads of the cluster that failed since the monitor started watching it (its last success time stays).", labels: lc, counter: true,
@@ -182,6 +167,8 @@ type Collector struct {
 	mu       sync.Mutex
 	interval time.Duration
 	clusters map[run.Target]*observed
+	// required interns each project's latest compliance requirements.
+	required map[string][]Requirement
 	// order is the watched clusters sorted, rebuilt after a change; a
 	// walk in progress keeps the slice it started with.
 	order []*observed
@@ -190,7 +177,7 @@ type Collector struct {
 
 type observed struct {
 	t        run.Target
-	a        Assessment
+	s        *summary  // of the last successful read; nil before the first
 	at       time.Time // when the read succeeded; zero before the first
 	since    time.Time // when watching started
 	failures int       // reads that failed
@@ -199,7 +186,7 @@ type observed struct {
 
 // NewCollector returns a Collector for a monitor reading every interval.
 func NewCollector(interval time.Duration) *Collector {
-	return &Collector{interval: interval, clusters: map[run.Target]*observed{}}
+	return &Collector{interval: interval, clusters: map[run.Target]*observed{}, required: map[string][]Requirement{}}
 }
 
 // Watch starts watching t at since, before its first read: from then on
@@ -211,7 +198,7 @@ func (c *Collector) Watch(t run.Target, since time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.clusters[t]; !ok {
-		c.clusters[t] = &observed{t: t, a: Assessment{Target: t}, since: since}
+		c.clusters[t] = &observed{t: t, since: since}
 		c.dirty = true
 	}
 }
@@ -219,15 +206,28 @@ func (c *Collector) Watch(t run.Target, since time.Time) {
 // Observe records a successful read of a.Target, finished at `at`. A
 // target not watched yet is watched from at.
 func (c *Collector) Observe(a Assessment, at time.Time) {
+	c.observe(a.Target, summarize(a), at)
+}
+
+// observe records s, the summary of a successful read of t at `at`. The
+// project's compliance requirements are interned: its clusters share them.
+func (c *Collector) observe(t run.Target, s *summary, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	o, ok := c.clusters[a.Target]
+	o, ok := c.clusters[t]
 	if !ok {
-		o = &observed{t: a.Target, since: at}
-		c.clusters[a.Target] = o
+		o = &observed{t: t, since: at}
+		c.clusters[t] = o
 		c.dirty = true
 	}
-	o.a, o.at = a, at
+	if s.required != nil {
+		if cur, ok := c.required[t.ProjectID]; ok && slices.Equal(cur, s.required) {
+			s.required = cur
+		} else {
+			c.required[t.ProjectID] = s.required
+		}
+	}
+	o.s, o.at = s, at
 }
 
 // ReadFailed counts a failed read of t; everything the last successful
@@ -248,6 +248,12 @@ func (c *Collector) Forget(t run.Target) {
 		o.gone = true
 		delete(c.clusters, t)
 		c.dirty = true
+		for u := range c.clusters {
+			if u.ProjectID == t.ProjectID {
+				return
+			}
+		}
+		delete(c.required, t.ProjectID)
 	}
 }
 
@@ -356,7 +362,7 @@ func (c *Collector) walkProjects(m metric) func([]metrics.SourceSample, func([]m
 		c.mu.Lock()
 		var latest []*observed // per project, in project order
 		for _, o := range c.sorted() {
-			if o.at.IsZero() {
+			if o.s == nil {
 				continue
 			}
 			if n := len(latest); n > 0 && latest[n-1].t.ProjectID == o.t.ProjectID {
@@ -368,7 +374,7 @@ func (c *Collector) walkProjects(m metric) func([]metrics.SourceSample, func([]m
 			latest = append(latest, o)
 		}
 		for _, o := range latest {
-			m.project(o.t.ProjectID, o.a.Compliance, add)
+			m.project(o.t.ProjectID, o.s, add)
 		}
 		c.mu.Unlock()
 		for len(all) > 0 {

@@ -59,7 +59,7 @@ type watch struct {
 	inflight                           bool
 	failures                           int
 	lastErr                            string
-	a                                  *Assessment // nil before the first success
+	s                                  *summary // of the last success; nil before the first (shared with the Collector)
 }
 
 // NewRunner returns a Runner; Run starts it.
@@ -257,9 +257,9 @@ func (r *Runner) read(ctx context.Context, t run.Target) {
 		return
 	}
 	rd.Target = t
-	a := Assess(rd, now, r.plan.Margin())
-	w.a, w.lastRead, w.lastErr = &a, now, ""
-	r.cfg.Collector.Observe(a, now)
+	sum := summarize(Assess(rd, now, r.plan.Margin()))
+	w.s, w.lastRead, w.lastErr = sum, now, ""
+	r.cfg.Collector.observe(t, sum, now)
 }
 
 // Status is every watched cluster, sorted, as of now.
@@ -271,18 +271,22 @@ func (r *Runner) Status() *run.MonitorStatus {
 	for t, w := range r.watched {
 		c := run.MonitorCluster{Target: t, WatchedSince: w.since, LastRead: w.lastRead, LastAttempt: w.lastAttempt,
 			LastError: w.lastErr, ReadFailures: w.failures, NextRead: w.next}
-		if a := w.a; a != nil {
-			c.Flex, c.Problems = a.Flex, a.Problems
-			for kind, k := range a.Kinds {
-				if !k.Newest.IsZero() {
+		if s := w.s; s != nil {
+			c.Flex, c.Problems = s.flex, s.problems
+			for _, k := range s.kinds {
+				if k.newest != 0 {
 					if c.Newest == nil {
 						c.Newest = map[string]time.Time{}
 					}
-					c.Newest[kind] = k.Newest
+					c.Newest[k.kind] = time.Unix(0, k.newest).UTC()
 				}
 			}
 			dueSet := false
-			due := func(kind string, at time.Time) {
+			due := func(kind string, n int64) {
+				var at time.Time
+				if n != 0 {
+					at = time.Unix(0, n).UTC()
+				}
 				// A zero due (overdue since ever) is before every other
 				// and stays.
 				if !dueSet || at.Before(c.Due) {
@@ -292,12 +296,12 @@ func (r *Runner) Status() *run.MonitorStatus {
 					c.Overdue = append(c.Overdue, kind)
 				}
 			}
-			if a.Flex {
-				due(KindFlex, a.FlexDue)
+			if s.flex {
+				due(KindFlex, s.flexDue)
 			}
-			c.Schedule, c.Compliance = nativeSchedule(a)
-			for _, p := range a.Promises {
-				due(p.Frequency, p.Due)
+			c.Schedule, c.Compliance = nativeSchedule(s)
+			for _, p := range s.promises {
+				due(p.frequency, p.due)
 			}
 		}
 		st.Clusters = append(st.Clusters, c)
@@ -310,23 +314,21 @@ func (r *Runner) Status() *run.MonitorStatus {
 	return st
 }
 
-// nativeSchedule is the schedule and the compliance policy of a, for
+// nativeSchedule is the schedule and the compliance policy of s, for
 // status and the evidence report.
-func nativeSchedule(a *Assessment) ([]run.NativeItem, *run.NativeCompliance) {
+func nativeSchedule(s *summary) ([]run.NativeItem, *run.NativeCompliance) {
 	var items []run.NativeItem
-	for _, p := range a.Promises {
-		items = append(items, run.NativeItem{Frequency: p.Frequency, MaxGapSeconds: p.MaxGap.Seconds(), RetentionSeconds: p.Retention.Seconds()})
+	for _, p := range s.promises {
+		items = append(items, run.NativeItem{Frequency: p.frequency, MaxGapSeconds: time.Duration(p.maxGap).Seconds(), RetentionSeconds: time.Duration(p.retention).Seconds()})
 	}
-	if a.Compliance == nil {
+	if !s.hasCompliance {
 		return items, nil
 	}
 	c := &run.NativeCompliance{Required: []run.NativeItem{}}
-	for _, r := range a.Compliance.Required {
+	for _, r := range s.required {
 		c.Required = append(c.Required, run.NativeItem{Frequency: r.Frequency, MaxGapSeconds: r.MaxGap.Seconds(), RetentionSeconds: r.Retention.Seconds()})
 	}
-	for _, s := range a.Compliance.Shortfalls {
-		c.Shortfalls = append(c.Shortfalls, s.Detail)
-	}
+	c.Shortfalls = slices.Clone(s.shortDetails)
 	return items, c
 }
 

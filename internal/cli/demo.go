@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -66,7 +68,7 @@ policies:
       confirmOverwrite: true
 monitor:
   interval: 5m
-  margin: 10m
+  margin: 10m # demoMargin
   targets:
     - projectID: ` + atlassim.DemoProjectID + `
       clusters: [prod-shards, prod-main, sandbox, flex-prod]
@@ -104,6 +106,49 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 		fmt.Fprintln(stderr, "backupd demo: -speed must be positive")
 		return exitUsage
 	}
+	if *duration < 0 {
+		fmt.Fprintln(stderr, "backupd demo: -duration must not be negative")
+		return exitUsage
+	}
+	stop := "Ctrl-C to stop"
+	if *duration > 0 {
+		stop = fmt.Sprintf("ends by itself after %s, or Ctrl-C", *duration)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	return runDemo(ctx, demoOptions{Clock: clock.Scaled(*speed), Speed: *speed, Listen: *listen, Logs: *logs, StopText: stop,
+		Stdout: stdout, Stderr: stderr, Env: env})
+}
+
+// demoOptions are what runDemo needs; Demo fills them from its flags,
+// tests run it in a testing/synctest bubble with the bubble's clock and no
+// socket.
+type demoOptions struct {
+	Clock          clock.Clock // the demo's fast clock
+	Speed          float64     // for the banner only
+	Listen         string
+	NoListen       bool
+	Logs           bool
+	StopText       string // how the demo ends, for the banner
+	Stdout, Stderr io.Writer
+	Env            Env
+}
+
+// demoStaleAfter is when, after the start, prod-main's stalled native
+// schedule goes overdue: its last hourly slot is set 50 minutes before the
+// start, so the next one (which the stall skips) is 10 minutes after it and
+// the monitor's 10-minute margin ends at 20 minutes, well inside the
+// demo's default 45 simulated minutes; BackupdNativeSnapshotOverdue's 5
+// minutes (for:) end at 25.
+const demoStaleAfter = 20 * time.Minute
+
+// demoMargin is the monitor.margin of demoConfig.
+const demoMargin = 10 * time.Minute
+
+// runDemo runs the demo until ctx ends.
+func runDemo(ctx context.Context, o demoOptions) int {
+	stdout, stderr, env, clk := o.Stdout, o.Stderr, o.Env, o.Clock
 	dir, err := os.MkdirTemp("", "backupd-demo-")
 	if err != nil {
 		fmt.Fprintf(stderr, "backupd demo: %v\n", err)
@@ -119,7 +164,6 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 		}
 	}
 
-	clk := clock.Scaled(*speed)
 	sim := atlassim.New(atlassim.Options{Clock: clk, Seed: 7, Timings: atlassim.Timings{TokenTTL: 24 * 365 * time.Hour}})
 	if err := atlassim.DemoFixture().Apply(sim); err != nil {
 		fmt.Fprintf(stderr, "backupd demo: %v\n", err)
@@ -131,10 +175,12 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 	sim.FailNextExports(1, false)
 	// The monitor watches Atlas's own schedules: prod-shards keeps its hourly
 	// one, prod-main's stalls (it goes overdue at the first slot it misses,
-	// plus the margin), and sandbox has backup disabled.
+	// plus the margin: demoStaleAfter), and sandbox has backup disabled.
+	// The slots are at the minute 50 minutes before the start, each hour.
+	anchor := clk.Now().UTC().Add(-(time.Hour - (demoStaleAfter - demoMargin)))
 	hourly := atlassim.ScheduleSpec{Items: []atlas.PolicyItem{
 		{FrequencyType: atlas.FrequencyHourly, FrequencyInterval: 1, RetentionUnit: atlas.RetentionDays, RetentionValue: 2},
-	}, Backfill: 6 * time.Hour}
+	}, ReferenceHourOfDay: anchor.Hour(), ReferenceMinuteOfHour: anchor.Minute(), Backfill: 6 * time.Hour}
 	for _, err := range []error{
 		sim.SetSchedule(atlassim.DemoProjectID, "prod-shards", hourly),
 		sim.SetSchedule(atlassim.DemoProjectID, "prod-main", hourly),
@@ -146,7 +192,7 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 		}
 	}
 	var logOut zapcore.WriteSyncer = zapcore.AddSync(io.Discard)
-	if *logs {
+	if o.Logs {
 		logOut = zapcore.Lock(zapcore.AddSync(stderr))
 	}
 	live := &liveSummary{w: stdout, clk: clk, counts: map[string]int{}, inflight: map[run.ID]bool{}}
@@ -159,36 +205,31 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 	}
 	d, err := daemon.New(daemon.Options{
 		ConfigPath: filepath.Join(dir, "config.yaml"), Env: penv, Clock: clk, LogOutput: logOut,
-		Transport: sim.Transport(), Listen: *listen, Observers: []run.Observer{live},
+		Transport: sim.Transport(), Listen: o.Listen, NoListen: o.NoListen, Observers: []run.Observer{live},
 	})
 	if err != nil {
 		return printConfigError(stderr, err)
 	}
-	if *duration < 0 {
-		fmt.Fprintln(stderr, "backupd demo: -duration must not be negative")
-		return exitUsage
-	}
-	if *duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
-		defer cancel()
-	}
 	start := clk.Now()
 	bannerDone, runDone := make(chan struct{}), make(chan struct{})
+	var monWG sync.WaitGroup // the monitor's watcher, started by the banner once ready
+	mon := &demoMonitor{live: live, clk: clk, status: d.Status, seen: map[run.Target]*demoSeen{}}
 	go func() {
 		defer close(bannerDone)
 		select {
 		case <-d.Ready():
-			addr := d.Addr().String()
 			live.printf("backupd demo: simulated Atlas with project %s; the clock runs %gx real time (a minute passes every %s)\n",
-				atlassim.DemoProjectID, *speed, (time.Duration(float64(time.Minute) / *speed)).Round(time.Millisecond))
-			stop := "Ctrl-C to stop"
-			if *duration > 0 {
-				stop = fmt.Sprintf("ends by itself after %s, or Ctrl-C", *duration)
+				atlassim.DemoProjectID, o.Speed, (time.Duration(float64(time.Minute) / o.Speed)).Round(time.Millisecond))
+			if o.NoListen {
+				live.printf("  (no socket)   (%s)\n", o.StopText)
+			} else {
+				addr := d.Addr().String()
+				live.printf("  metrics: http://%s/metrics   status: backupd status -addr http://%s   (%s)\n", addr, addr, o.StopText)
 			}
-			live.printf("  metrics: http://%s/metrics   status: backupd status -addr http://%s   (%s)\n", addr, addr, stop)
 			live.printf("  fault injected: Atlas fails the first export job; that run ends failed{export_failed}, the next slot runs again\n")
-			live.printf("  monitor: reads Atlas's native backups of prod-shards, prod-main (schedule stalled), sandbox (backup disabled) and flex-prod every 5m; see backupd status\n\n")
+			live.printf("  monitor: reads Atlas's native backups of prod-shards, prod-main (schedule stalled: stale at +%s), sandbox (backup disabled) and flex-prod every 5m\n\n", demoStaleAfter)
+			monWG.Add(1)
+			go func() { defer monWG.Done(); mon.watch(ctx, runDone) }()
 			select { // targets resolve in the background
 			case <-d.RunsStarted():
 			case <-ctx.Done():
@@ -208,12 +249,115 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 	err = d.Run(ctx)
 	close(runDone)
 	<-bannerDone
+	monWG.Wait()
 	if err != nil {
 		fmt.Fprintf(stderr, "backupd demo: %v\n", err)
 		return exitFailure
 	}
 	live.summary(clk.Now().Sub(start))
+	mon.summary()
 	return exitOK
+}
+
+// demoMonitor follows the monitor's status once a simulated minute and
+// prints what a platform team would be told: each cluster's first read,
+// a cluster going stale with the alert condition that then holds, the
+// alert firing once its for: has passed, and at the end the monitor's view
+// as `backupd status` shows it.
+type demoMonitor struct {
+	live   *liveSummary
+	clk    clock.Clock
+	status func() run.Status
+
+	mu   sync.Mutex
+	last *run.Status // the latest status with a monitor section
+	seen map[run.Target]*demoSeen
+}
+
+// demoSeen is what was already printed of one cluster.
+type demoSeen struct{ read, stale, firing bool }
+
+// overdueFor is BackupdNativeSnapshotOverdue's for: (deploy/prometheus).
+const overdueFor = 5 * time.Minute
+
+// watch checks every simulated minute until ctx ends or the daemon stops.
+func (m *demoMonitor) watch(ctx context.Context, done <-chan struct{}) {
+	for {
+		m.check()
+		t := m.clk.NewTimer(time.Minute)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-done:
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
+}
+
+func (m *demoMonitor) check() {
+	st := m.status()
+	if st.Monitor == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.last = &st
+	at := st.Now.Format("15:04:05")
+	line := func(c run.MonitorCluster, format string, args ...any) {
+		m.live.printf("%s  %-24s %-14s %s\n", at, "monitor", c.Target.Cluster, fmt.Sprintf(format, args...))
+	}
+	for _, c := range st.Monitor.Clusters {
+		s := m.seen[c.Target]
+		if s == nil {
+			s = &demoSeen{}
+			m.seen[c.Target] = s
+		}
+		if c.LastRead.IsZero() {
+			continue
+		}
+		if !s.read {
+			s.read = true
+			var newest []string
+			for _, kind := range slices.Sorted(maps.Keys(c.Newest)) {
+				newest = append(newest, kind+" "+ago(st.Now, c.Newest[kind]))
+			}
+			switch {
+			case slices.ContainsFunc(c.Problems, func(p string) bool { return strings.Contains(p, "backup is disabled") }):
+				line(c, "✘ read: backup is disabled; condition of BackupdNativeBackupDisabled holds (backupd_native_backup_enabled == 0, fires after 15m)")
+			case len(c.Problems) > 0:
+				line(c, "✘ read: %s", strings.Join(c.Problems, "; "))
+			default:
+				line(c, "read: newest %s; next due %s", orDash(strings.Join(newest, ", ")), c.Due.In(st.Now.Location()).Format("15:04:05"))
+			}
+		}
+		switch {
+		case len(c.Overdue) > 0 && !s.stale:
+			s.stale = true
+			line(c, "✘ stale: no %s snapshot since the slot its schedule promised (due %s, margin included); condition of BackupdNativeSnapshotOverdue holds: time() - backupd_native_snapshot_due_timestamp_seconds > 0",
+				strings.Join(c.Overdue, ","), c.Due.In(st.Now.Location()).Format("15:04:05"))
+		case len(c.Overdue) > 0 && !s.firing && !st.Now.Before(c.Due.Add(overdueFor)):
+			s.firing = true
+			line(c, "✘ alert BackupdNativeSnapshotOverdue firing: overdue for %s (its for:)", overdueFor)
+		case len(c.Overdue) == 0 && s.stale:
+			s.stale, s.firing = false, false
+			line(c, "✔ fresh again")
+		}
+	}
+}
+
+// summary prints the monitor's last view, as `backupd status` does.
+func (m *demoMonitor) summary() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last == nil {
+		return
+	}
+	var b strings.Builder
+	writeMonitor(&b, *m.last)
+	m.live.printf("%s", strings.Replace(b.String(), "\nMONITOR (", "\nMONITOR at "+m.last.Now.Format("15:04:05")+" (", 1))
 }
 
 // liveSummary prints one line per run event and counts how runs ended.

@@ -344,3 +344,39 @@ func TestValidateListsWhatTheMonitorWatches(t *testing.T) {
 		t.Fatalf("unknown project: exit %d, stderr:\n%s", code, errOut)
 	}
 }
+
+// The README's "Watch Atlas's own backups only" config is valid as
+// written (its client secret file beside it), and validate says what it
+// watches.
+func TestReadmeMonitorOnlyConfigValidates(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Watch Atlas's own backups only\n")
+	if !ok {
+		t.Fatal("README has no \"Watch Atlas's own backups only\" section")
+	}
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	block, _, ok2 := strings.Cut(block, "```")
+	if !ok || !ok2 {
+		t.Fatal("the section has no yaml block")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "client-secret"), []byte(validateTestSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := validateRun(t, validateTestEnv(map[string]string{"CREDENTIALS_DIRECTORY": dir}), "-config", path)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s\nconfig:\n%s", code, errOut, block)
+	}
+	for _, l := range []string{"each cluster read every 1h", validateTestProject, "32b6e34b3d91647abb20e7b9  prod-*  prod-scratch"} {
+		if !strings.Contains(validateSquash(out), validateSquash(l)) {
+			t.Errorf("stdout lacks %q:\n%s", l, out)
+		}
+	}
+}

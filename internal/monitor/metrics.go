@@ -60,7 +60,7 @@ func perKind(v func(k kindSummary) (float64, bool)) func(*observed, emitFunc) {
 	return read(func(o *observed, s *summary, add emitFunc, cl, p string) {
 		for _, k := range s.kinds {
 			if x, ok := v(k); ok {
-				add(x, cl, k.kind, p)
+				add(x, lv(cl, k.kind, p))
 			}
 		}
 	})
@@ -70,7 +70,7 @@ func perKind(v func(k kindSummary) (float64, bool)) func(*observed, emitFunc) {
 func perPromise(v func(p promiseSummary) float64) func(*observed, emitFunc) {
 	return dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) {
 		for _, pr := range s.promises {
-			add(v(pr), cl, pr.frequency, p)
+			add(v(pr), lv(cl, pr.frequency, p))
 		}
 	})
 }
@@ -87,17 +87,17 @@ var (
 	mSize = metric{name: "backupd_native_snapshot_newest_size_bytes", help: "Size Atlas reports for the cluster's newest completed native snapshot (0 when it does not say).", labels: lc,
 		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) {
 			if s.newest != 0 {
-				add(float64(s.newestSize), cl, p)
+				add(float64(s.newestSize), lv(cl, p))
 			}
 		})}
 	mDue = metric{name: "backupd_native_snapshot_due_timestamp_seconds", help: "Unix time after which the cluster's next snapshot of this kind is overdue: the first schedule slot after the newest snapshot keeping it, plus the margin (flex: 36 h after the newest). 0: overdue since ever.", labels: lck,
 		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) {
 			if s.flex {
-				add(unixN(s.flexDue), cl, KindFlex, p)
+				add(unixN(s.flexDue), lv(cl, KindFlex, p))
 				return
 			}
 			for _, pr := range s.promises {
-				add(unixN(pr.due), cl, pr.frequency, p)
+				add(unixN(pr.due), lv(cl, pr.frequency, p))
 			}
 		})}
 	mInterval = metric{name: "backupd_native_schedule_interval_seconds", help: "Longest time the cluster's backup schedule lets pass between two snapshots of the frequency.", labels: lcf,
@@ -107,38 +107,38 @@ var (
 	mNext = metric{name: "backupd_native_schedule_next_snapshot_timestamp_seconds", help: "Unix time of the cluster's next scheduled snapshot, as Atlas says.", labels: lc,
 		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) {
 			if s.next != 0 {
-				add(unixN(s.next), cl, p)
+				add(unixN(s.next), lv(cl, p))
 			}
 		})}
 	mEnabled = metric{name: "backupd_native_backup_enabled", help: "1 if the dedicated cluster has Cloud Backup enabled, 0 if not.", labels: lc,
-		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) { add(bool01(s.enabled), cl, p) })}
+		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) { add(bool01(s.enabled), lv(cl, p)) })}
 	mInForce = metric{name: "backupd_native_compliance_policy_in_force", help: "1 if the project has a Backup Compliance Policy, 0 if not.", labels: []string{"project"},
-		project: func(p string, s *summary, add emitFunc) { add(bool01(s.hasCompliance), p) }}
+		project: func(p string, s *summary, add emitFunc) { add(bool01(s.hasCompliance), lv(p)) }}
 	mReqInterval = metric{name: "backupd_native_compliance_required_interval_seconds", help: "Longest gap between two snapshots of the frequency the project's compliance policy allows.", labels: lfp,
 		project: func(p string, s *summary, add emitFunc) {
 			for _, r := range s.required {
-				add(r.MaxGap.Seconds(), r.Frequency, p)
+				add(r.MaxGap.Seconds(), lv(r.Frequency, p))
 			}
 		}}
 	mReqRetention = metric{name: "backupd_native_compliance_required_retention_seconds", help: "Shortest retention of the frequency the project's compliance policy allows (months of 30 days, years of 365).", labels: lfp,
 		project: func(p string, s *summary, add emitFunc) {
 			for _, r := range s.required {
-				add(r.Retention.Seconds(), r.Frequency, p)
+				add(r.Retention.Seconds(), lv(r.Frequency, p))
 			}
 		}}
 	mShortfall = metric{name: "backupd_native_schedule_compliance_shortfall", help: "1 if the cluster's schedule is weaker than the project's compliance policy in this frequency and aspect (frequency, retention), 0 if it meets it.", labels: lacf,
 		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) {
 			for i, r := range s.required {
-				add(bool01(s.short(i, 0)), AspectFrequency, cl, r.Frequency, p)
-				add(bool01(s.short(i, 1)), AspectRetention, cl, r.Frequency, p)
+				add(bool01(s.short(i, 0)), lv(AspectFrequency, cl, r.Frequency, p))
+				add(bool01(s.short(i, 1)), lv(AspectRetention, cl, r.Frequency, p))
 			}
 		})}
 	mLastSuccess = metric{name: "backupd_monitor_last_success_timestamp_seconds", help: "Unix time the monitor last read the cluster completely.", labels: lc,
-		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) { add(unix(o.at), cl, p) })}
+		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) { add(unix(o.at), lv(cl, p)) })}
 	mWatchStart = metric{name: "backupd_monitor_watch_start_timestamp_seconds", help: "Unix time the monitor started watching the cluster (the daemon's start, or when the cluster became selected): with no successful read since, the age of its blindness.", labels: lc,
-		cluster: func(o *observed, add emitFunc) { add(unix(o.since), o.t.Cluster, o.t.ProjectID) }}
+		cluster: func(o *observed, add emitFunc) { add(unix(o.since), lv(o.t.Cluster, o.t.ProjectID)) }}
 	mReadFailures = metric{name: "backupd_monitor_read_failures_total", help: "Reads of the cluster that failed since the monitor started watching it (its last success time stays).", labels: lc, counter: true,
-		cluster: func(o *observed, add emitFunc) { add(float64(o.failures), o.t.Cluster, o.t.ProjectID) }}
+		cluster: func(o *observed, add emitFunc) { add(float64(o.failures), lv(o.t.Cluster, o.t.ProjectID)) }}
 	mMonitorInterval = metric{name: "backupd_monitor_interval_seconds", help: "How often the monitor reads each watched cluster."}
 )
 
@@ -282,9 +282,17 @@ func (c *Collector) sorted() []*observed {
 // only while it has room for that many.
 const maxPerCluster = 16
 
-// emitFunc appends one series: its label values in the family's label
-// order, and its value.
-type emitFunc func(v float64, labels ...string)
+// emitFunc appends one series: its value and its label values in the
+// family's label order (lv builds them). An array, not a variadic slice:
+// through a func value a slice would be allocated for each of the 300,000
+// series of a 10,000-cluster scrape.
+type emitFunc func(v float64, labels [metrics.MaxSourceLabels]string)
+
+// lv is the label values of a series.
+func lv(values ...string) (out [metrics.MaxSourceLabels]string) {
+	copy(out[:], values)
+	return out
+}
 
 // Families implements metrics.Source.
 func (c *Collector) Families() []metrics.SourceFamily {
@@ -316,12 +324,11 @@ func (c *Collector) walkClusters(m metric) func([]metrics.SourceSample, func([]m
 		c.mu.Lock()
 		order := c.sorted()
 		c.mu.Unlock()
-		add := func(v float64, labels ...string) {
-			var s metrics.SourceSample
+		add := func(v float64, labels [metrics.MaxSourceLabels]string) {
+			s := metrics.SourceSample{Values: labels, Value: v}
 			for i, l := range labels {
 				s.Values[i] = validUTF8(l)
 			}
-			s.Value = v
 			buf = append(buf, s)
 		}
 		for i := 0; i < len(order); {
@@ -351,12 +358,11 @@ func (c *Collector) walkClusters(m metric) func([]metrics.SourceSample, func([]m
 func (c *Collector) walkProjects(m metric) func([]metrics.SourceSample, func([]metrics.SourceSample) error) error {
 	return func(buf []metrics.SourceSample, emit func([]metrics.SourceSample) error) error {
 		var all []metrics.SourceSample
-		add := func(v float64, labels ...string) {
-			var s metrics.SourceSample
+		add := func(v float64, labels [metrics.MaxSourceLabels]string) {
+			s := metrics.SourceSample{Values: labels, Value: v}
 			for i, l := range labels {
 				s.Values[i] = validUTF8(l)
 			}
-			s.Value = v
 			all = append(all, s)
 		}
 		c.mu.Lock()

@@ -1,6 +1,10 @@
 package monitor
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +175,25 @@ backupd_monitor_interval_seconds 600
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(interval), "backupd_monitor_interval_seconds"); err != nil {
 		t.Error(err)
+	}
+}
+
+// Every family the Collector exposes is documented in docs/metrics.md
+// (its table row starts with the name), and the doc names no other
+// backupd_native_ or backupd_monitor_ family.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range Metrics() {
+		if !strings.Contains(string(doc), "| `"+n+"` |") {
+			t.Errorf("docs/metrics.md has no row for %s", n)
+		}
+	}
+	for _, n := range regexp.MustCompile("`(backupd_(?:native|monitor)_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1) {
+		if !slices.Contains(Metrics(), n[1]) {
+			t.Errorf("docs/metrics.md names %s, which the monitor does not expose", n[1])
+		}
 	}
 }

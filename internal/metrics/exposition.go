@@ -410,7 +410,7 @@ func (m *Metrics) encode(w io.Writer, format expfmt.Format, mfs []*dto.MetricFam
 			next, which = fams[0].name, 1
 		}
 		if len(srcs) > 0 && (which < 0 || srcs[0].Name < next) {
-			next, which = srcs[0].Name, 2
+			which = 2
 		}
 		switch which {
 		case 0:

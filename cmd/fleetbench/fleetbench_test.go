@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,7 +31,7 @@ func TestFleetbenchSmall(t *testing.T) {
 	var progress bytes.Buffer
 	rep, err := Run(ctx, Options{
 		Projects: 20, Clusters: 5, Hours: 1, Scale: 240, Jitter: 15 * time.Minute, JournalRuns: 2000,
-		Lead: 3 * time.Second, Scrape: time.Minute, Workdir: t.TempDir(), Progress: &progress,
+		Lead: 3 * time.Second, Scrape: time.Minute, Workdir: t.TempDir(), Progress: &progress, Monitor: true,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
@@ -66,7 +67,26 @@ func TestFleetbenchSmall(t *testing.T) {
 	if rep.Machine.Cores < 1 || rep.Machine.GoVersion == "" {
 		t.Errorf("machine not described: %+v", rep.Machine)
 	}
-	for _, name := range []string{CheckRSS, CheckStartup, CheckFireLag, CheckSnapshot, CheckExport, CheckCalls, Check429, CheckCompleted} {
+	// The monitor read every cluster once in the simulated hour, beside
+	// the policy: a schedule each, a compliance policy per project, and its
+	// listings apart from the engine's.
+	if m := rep.Monitor; m == nil {
+		t.Error("no monitor figures")
+	} else {
+		if m.Watched != 100 || m.Read != 100 || m.ReadFailures != 0 {
+			t.Errorf("monitor watched %d, read %d, failed %d; want 100, 100, 0", m.Watched, m.Read, m.ReadFailures)
+		}
+		if n := m.Calls["get_backup_schedule"]; n < 95 || n > 105 {
+			t.Errorf("monitor read %d schedules in the hour, want one per cluster (100, give or take a read at the window's edges)", n)
+		}
+		if n := m.Calls["get_compliance_policy"]; n < 1 || n > 25 {
+			t.Errorf("monitor read %d compliance policies, want about one per project (20)", n)
+		}
+		if m.CallsPerHour <= 0 || !strings.Contains(table.String(), "monitor Atlas calls per simulated hour") {
+			t.Errorf("monitor calls per hour %g not reported", m.CallsPerHour)
+		}
+	}
+	for _, name := range []string{CheckRSS, CheckStartup, CheckFireLag, CheckSnapshot, CheckExport, CheckCalls, Check429, CheckCompleted, CheckMonitor} {
 		c, ok := rep.Check(name)
 		if !ok {
 			t.Errorf("report has no %q line", name)
@@ -80,7 +100,7 @@ func TestFleetbenchSmall(t *testing.T) {
 			t.Errorf("table does not print %q as %s", name, verdict)
 		}
 	}
-	for _, name := range []string{CheckCalls, Check429} {
+	for _, name := range []string{CheckCalls, Check429, CheckMonitor} {
 		if c, _ := rep.Check(name); !c.Pass {
 			t.Errorf("%s: %s, want a pass (target %s)", name, c.Value, c.Target)
 		}
@@ -100,7 +120,7 @@ func TestFleetbenchSmall(t *testing.T) {
 
 func TestGeneratedFixtureAndConfigLoad(t *testing.T) {
 	dir := t.TempDir()
-	f := Fleet{Projects: 3, Clusters: 2}
+	f := Fleet{Projects: 3, Clusters: 2, Monitor: true}
 	fx := filepath.Join(dir, "fixture.yaml")
 	if err := f.WriteFixture(fx, 100, 100); err != nil {
 		t.Fatal(err)
@@ -111,6 +131,9 @@ func TestGeneratedFixtureAndConfigLoad(t *testing.T) {
 	}
 	if len(loaded.Projects) != 3 || len(loaded.Projects[2].Clusters) != 2 || loaded.Projects[1].Buckets[0].ID != bucketID {
 		t.Errorf("fixture fleet %+v, want 3 projects of 2 clusters with the bucket", loaded.Projects)
+	}
+	if c := loaded.Projects[2].Clusters[1]; c.Schedule == nil || loaded.Projects[2].CompliancePolicy == nil {
+		t.Errorf("with the monitor, every cluster needs a native schedule and every project a compliance policy: %+v", loaded.Projects[2])
 	}
 	if loaded.RateLimit == nil || loaded.RateLimit.Capacity != 100 || loaded.RateLimit.RefillPerMinute != 100 {
 		t.Errorf("fixture rate limit %+v, want 100/100", loaded.RateLimit)
@@ -140,6 +163,9 @@ func TestGeneratedFixtureAndConfigLoad(t *testing.T) {
 	}
 	if len(p.Targets) != 3 || p.Targets[2].ProjectID != f.ProjectID(2) {
 		t.Errorf("targets %+v, want one entry per project", p.Targets)
+	}
+	if cfg.Monitor == nil || len(cfg.Monitor.Targets) != 3 || cfg.Monitor.Interval != time.Hour {
+		t.Errorf("monitor section %+v, want every project read hourly", cfg.Monitor)
 	}
 	if cfg.Atlas.RequestsPerMinute != 600 || cfg.Atlas.ServiceAccount == nil || cfg.Atlas.ServiceAccount.ClientSecret.Reveal() != clientSecret {
 		t.Errorf("atlas section %+v not as generated", cfg.Atlas)
@@ -368,5 +394,25 @@ func TestAnalyse(t *testing.T) {
 	}
 	if rep.API.ChainCalls != 10 || rep.API.OverheadCalls != 3 || rep.API.PerChain != 10 || rep.API.PerChainAll != 13 || rep.API.Budget != 19 {
 		t.Errorf("API %+v, want 10 chain calls, 3 overhead, budget 19", rep.API)
+	}
+}
+
+// The monitor's calls are split from the engine's by what the engine is
+// known to make: one list_snapshots per get_cluster, six listings per
+// project per hour.
+func TestSplitMonitorCalls(t *testing.T) {
+	calls := map[string]int{"get_cluster": 100, "list_snapshots": 200, "get_backup_schedule": 100, "get_compliance_policy": 20,
+		"list_clusters": 140, "list_flex_clusters": 140, "get_export": 800, "token": 1}
+	mon, engine := splitMonitorCalls(calls, 1, 20)
+	want := map[string]int{"list_snapshots": 100, "get_backup_schedule": 100, "get_compliance_policy": 20, "list_clusters": 20, "list_flex_clusters": 20}
+	if !maps.Equal(mon.Calls, want) {
+		t.Errorf("monitor calls %v, want %v", mon.Calls, want)
+	}
+	if mon.CallsPerHour != 260 {
+		t.Errorf("monitor calls per hour %g, want 260", mon.CallsPerHour)
+	}
+	wantEngine := map[string]int{"get_cluster": 100, "list_snapshots": 100, "list_clusters": 120, "list_flex_clusters": 120, "get_export": 800, "token": 1}
+	if !maps.Equal(engine, wantEngine) {
+		t.Errorf("engine calls %v, want %v", engine, wantEngine)
 	}
 }

@@ -391,6 +391,15 @@ func (e *Engine) ready(ctx context.Context, r run.Run) (run.Run, bool, error) {
 		next, err := e.to(r, run.StageExporting, "")
 		return next, true, err
 	}
+	if !e.mayHaveMarker(r) {
+		// Nothing to adopt, and an on-demand snapshot someone else
+		// queued is answered by the request itself
+		// (UNFINISHED_ON_DEMAND_SNAPSHOT: the run waits and asks again):
+		// the listing would tell nothing the request does not.
+		r.Detail = ""
+		next, err := e.to(r, run.StageSnapshotting, "")
+		return next, true, err
+	}
 	snaps, err := e.atlas.ListSnapshots(ctx, t.ProjectID, t.Cluster, atlas.SnapshotKind(r.SnapshotKind))
 	if k := classify(ctx, err); k == errStopped {
 		return r, false, err
@@ -414,6 +423,25 @@ func (e *Engine) ready(ctx context.Context, r run.Run) (run.Run, bool, error) {
 	r.Detail = ""
 	next, err := e.to(r, run.StageSnapshotting, "")
 	return next, true, err
+}
+
+// markerSkew widens "before this process started" for slots: a process
+// on another host, whose clock ran ahead, may have fired a slot this one
+// sees as just after its start.
+const markerSkew = time.Minute
+
+// mayHaveMarker reports whether Atlas may hold a snapshot or export carrying
+// r's marker that this process did not create: r was recorded before this
+// process started (re-attached from a journal, which may be older than
+// Atlas), or its slot came before the start, so an earlier process may
+// have fired it (a run's id is derived from policy, target and slot; the
+// journal that recorded it may be lost or older). Only then do the
+// pre-checks list snapshots and exports to adopt by marker. A run this
+// process fired for a later slot, or a manual one, is the first to carry
+// its id. After a request whose outcome is unknown the stage lists anyway
+// (createOnce), whatever this says.
+func (e *Engine) mayHaveMarker(r run.Run) bool {
+	return r.CreatedAt.Before(e.startedAt) || (!r.Manual && r.Slot.Before(e.startedAt.Add(markerSkew)))
 }
 
 // unsupported says why Atlas cannot take cloud backups of c, or "".
@@ -660,7 +688,7 @@ func (e *Engine) export(ctx context.Context, tk *task, r run.Run) (run.Run, erro
 			}
 		}
 	}
-	if r.ExportJobID == "" && !r.ExportRequested {
+	if r.ExportJobID == "" && !r.ExportRequested && (r.Action == run.ActionExport || e.mayHaveMarker(r)) {
 		next, ended, err := e.exportPrecheck(ctx, tk, r)
 		if err != nil || ended {
 			return next, err

@@ -251,6 +251,7 @@ const pageHTML = `<!DOCTYPE html>
 <head>
 <meta charset="utf-8" />
 <meta name="viewport" content="width=device-width, initial-scale=1" />
+<link rel="icon" href="data:," />
 <title>backupd evidence report {{ts .From}} to {{ts .To}}</title>
 <style>
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #1b1b1b; }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/journal"
+	"github.com/backupd/backupd/internal/report"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -167,6 +168,18 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("describe %s lacks %q: exit %d\n%s%s", adhocID, want, r.code, r.stdout, r.stderr)
 		}
 	}
+	// report lists the manual run's snapshot as evidence, from the same
+	// journal, as JSON of the documented schema and as Markdown.
+	r = runCLI(t, "report", "-policy", "adhoc", "-since", "1h", "-o", "json", "-addr", d.url)
+	rep, err := report.Decode(strings.NewReader(r.stdout))
+	if r.code != 0 || err != nil {
+		t.Errorf("report -o json: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	} else if !reportHasSnapshot(rep, adhocID) {
+		t.Errorf("report -policy adhoc lists no snapshot of run %s:\n%s", adhocID, r.stdout)
+	}
+	if r = runCLI(t, "report", "-addr", d.url); r.code != 0 || !strings.HasPrefix(r.stdout, "# backupd evidence report") {
+		t.Errorf("report: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	// trigger -wait follows a run to its end and exits 0 on success.
 	r = runCLI(t, "trigger", "-policy", "adhoc", "-config", cfg, "-addr", d.url, "-wait", "-interval", "200ms", "-timeout", "50s")
 	if r.code != 0 || !strings.Contains(r.stdout, ": snapshotting") || !strings.Contains(r.stdout, ": succeeded") {
@@ -313,4 +326,18 @@ func runIDs(rs []run.Run) []run.ID {
 		out = append(out, r.ID)
 	}
 	return out
+}
+
+// reportHasSnapshot reports whether rep lists a snapshot taken by run id.
+func reportHasSnapshot(rep *report.Report, id string) bool {
+	for _, c := range rep.Clusters {
+		for _, p := range c.Policies {
+			for _, s := range p.Snapshots {
+				if string(s.RunID) == id && s.Manual && s.Status == "completed" {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

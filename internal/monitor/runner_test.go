@@ -136,8 +136,9 @@ func TestRunnerStatusDue(t *testing.T) {
 		tg := run.Target{ProjectID: rproj, Cluster: "a"}
 		now := time.Now()
 		rd := Reading{Target: tg, BackupEnabled: true,
-			Schedule:  &Schedule{Items: []PolicyItem{{FrequencyDaily, 1, RetentionDays, 7}, {FrequencyWeekly, 1, RetentionWeeks, 4}}},
-			Snapshots: []Snapshot{{Kind: KindDaily, Status: StatusCompleted, CreatedAt: now}}}
+			Schedule:   &Schedule{Items: []PolicyItem{{FrequencyDaily, 1, RetentionDays, 7}, {FrequencyWeekly, 1, RetentionWeeks, 4}}},
+			Snapshots:  []Snapshot{{Kind: KindDaily, Status: StatusCompleted, CreatedAt: now}},
+			Compliance: &Compliance{ScheduledItems: []PolicyItem{{FrequencyDaily, 1, RetentionDays, 30}}}}
 		plan := NewPlan(policy.Monitor{Interval: time.Hour, Targets: []policy.TargetSelector{{ProjectID: rproj, Clusters: []string{"*"}}}})
 		r := NewRunner(RunnerConfig{Plan: plan, Reader: fixedReader(rd), Lister: fixedLister{tg}, Collector: NewCollector(time.Hour)})
 		ctx, cancel := context.WithCancel(context.Background())
@@ -153,6 +154,16 @@ func TestRunnerStatusDue(t *testing.T) {
 		c := st.Clusters[0]
 		if !c.Due.IsZero() || !slices.Equal(c.Overdue, []string{FrequencyWeekly}) || c.Newest[KindDaily].IsZero() {
 			t.Errorf("due %s overdue %v newest %v, want zero due and weekly overdue", c.Due, c.Overdue, c.Newest)
+		}
+		// The schedule and the compliance policy in force, for the
+		// evidence report: daily kept 7 days falls short of 30.
+		day := (24 * time.Hour).Seconds()
+		wantSched := []run.NativeItem{{Frequency: FrequencyDaily, MaxGapSeconds: day, RetentionSeconds: 7 * day}, {Frequency: FrequencyWeekly, MaxGapSeconds: 7 * day, RetentionSeconds: 28 * day}}
+		if !slices.Equal(c.Schedule, wantSched) {
+			t.Errorf("schedule %+v, want %+v", c.Schedule, wantSched)
+		}
+		if cp := c.Compliance; cp == nil || !slices.Equal(cp.Required, []run.NativeItem{{Frequency: FrequencyDaily, MaxGapSeconds: day, RetentionSeconds: 30 * day}}) || len(cp.Shortfalls) != 1 {
+			t.Errorf("compliance %+v, want daily kept 30 days and one shortfall", cp)
 		}
 	})
 }

@@ -23,6 +23,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -305,6 +306,27 @@ type result struct {
 	cancelled bool // the notifier is stopping: the attempt does not count
 	unknown   bool // no sink of that name is configured any more
 	err       error
+	// retryAfter is the receiver's Retry-After (429, 503): the next
+	// attempt waits at least that long, and at most maxBackoff.
+	retryAfter time.Duration
+}
+
+// retryAfter parses a Retry-After value, seconds or an HTTP date; 0 when
+// absent or unreadable.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(365*24*3600))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // Run persists and delivers until ctx ends, then stops the attempts in
@@ -469,7 +491,7 @@ func (n *Notifier) attempt(ctx context.Context, it *item) result {
 	case c >= 200 && c < 300:
 		return result{it: it, delivered: true}
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
-		return result{it: it, err: fmt.Errorf("the receiver answered %d", c)}
+		return result{it: it, err: fmt.Errorf("the receiver answered %d", c), retryAfter: retryAfter(resp.Header.Get("Retry-After"), n.clk.Now())}
 	default:
 		return result{it: it, permanent: true, err: fmt.Errorf("the receiver answered %d", c)}
 	}
@@ -538,7 +560,7 @@ func (n *Notifier) book(res result) (Delivery, string) {
 			n.log.Error("notify: giving up on the notification", append(fields, zap.Int("attempts", it.d.Attempts), zap.String("error", res.err.Error()))...)
 			return it.d, OutcomeFailed
 		}
-		wait := Backoff(backoff, maxBackoff, it.d.Attempts)
+		wait := min(max(Backoff(backoff, maxBackoff, it.d.Attempts), res.retryAfter), maxBackoff)
 		it.d.NextAt = n.clk.Now().Add(wait)
 		it.stored = false
 		n.met.retries.WithLabelValues(it.d.Kind, it.d.Sink).Inc()

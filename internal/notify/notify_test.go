@@ -43,6 +43,7 @@ type receiver struct {
 	mu     sync.Mutex
 	status int
 	block  chan struct{}
+	header http.Header // added to every answer
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -52,6 +53,9 @@ func newReceiver(t *testing.T) *receiver {
 		rc.reqs <- request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, ContentType: r.Header.Get("Content-Type"), Body: b}
 		rc.mu.Lock()
 		status, block := rc.status, rc.block
+		for k, v := range rc.header {
+			w.Header()[k] = v
+		}
 		rc.mu.Unlock()
 		if block != nil {
 			select {
@@ -287,6 +291,34 @@ func TestReceiverDownRetriesWithBackoffThenGivesUp(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(h.n.met.failed.WithLabelValues(KindWebhook, "ops", ReasonRejected)); v != 1 {
 		t.Errorf("failed{rejected} = %v", v)
+	}
+}
+
+func TestRetryAfterIsHonouredUpToMaxBackoff(t *testing.T) {
+	rc := newReceiver(t)
+	rc.set(http.StatusTooManyRequests, nil)
+	rc.header = http.Header{"Retry-After": {"300"}}
+	h := start(t, notifyCfg([]policy.Webhook{{Name: "ops", URL: policy.NewSecret(rc.URL), Format: policy.FormatJSON, Events: []string{policy.EventFailed}}}, nil), nil, nil)
+	h.n.Observe(ended(testRun("nightly", run.StageFailed)))
+	rc.next(t)
+	h.outcome(t)
+	// 5m asked, more than the 1m backoff, less than the 10m cap.
+	if p := h.n.Pending(); len(p) != 1 || !p[0].NextAt.Equal(t0.Add(5*time.Minute)) {
+		t.Fatalf("pending %+v", p)
+	}
+	rc.mu.Lock()
+	rc.header = http.Header{"Retry-After": {h.clk.Now().Add(48 * time.Hour).UTC().Format(http.TimeFormat)}}
+	rc.mu.Unlock()
+	h.clk.Advance(5 * time.Minute)
+	rc.next(t)
+	h.outcome(t)
+	if p := h.n.Pending(); len(p) != 1 || !p[0].NextAt.Equal(t0.Add(15*time.Minute)) {
+		t.Fatalf("an HTTP-date two days ahead is capped at maxBackoff: %+v", p)
+	}
+	for v, want := range map[string]time.Duration{"": 0, "x": 0, "-5": 0, "0": 0, "7": 7 * time.Second} {
+		if got := retryAfter(v, t0); got != want {
+			t.Errorf("retryAfter(%q) = %s, want %s", v, got, want)
+		}
 	}
 }
 

@@ -175,6 +175,7 @@ type Client struct {
 	Exports   *ExportsService
 	Buckets   *BucketsService
 	Flex      *FlexService
+	Restores  *RestoresService
 	Clusters  *ClustersService
 	// Native reads what Atlas backs up by itself (schedules, compliance
 	// policies, snapshots of either topology), for monitoring.
@@ -320,6 +321,7 @@ func New(cfg Config) (*Client, error) {
 	c.Exports = &ExportsService{c: c}
 	c.Buckets = &BucketsService{c: c}
 	c.Flex = &FlexService{c: c}
+	c.Restores = &RestoresService{c: c}
 	c.Native = &NativeService{c: c}
 	c.Clusters = &ClustersService{c: c}
 	return c, nil

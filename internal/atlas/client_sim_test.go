@@ -46,6 +46,7 @@ func newSimFleet(t *testing.T) *simFleet {
 	must(sim.AddProject(simProject))
 	must(sim.AddCluster(simProject, atlassim.ClusterSpec{Name: "prod", Tier: "M10", BackupEnabled: true}))
 	must(sim.AddCluster(simProject, atlassim.ClusterSpec{Name: "orders", Type: atlas.ClusterSharded, Tier: "M30", BackupEnabled: true, Shards: 2}))
+	must(sim.AddCluster(simProject, atlassim.ClusterSpec{Name: "scratch", Tier: "M10", BackupEnabled: true}))
 	must(sim.AddFlexCluster(simProject, "flex-prod"))
 	must(sim.AddFlexCluster(simProject, "staging"))
 	bucketID, err := sim.AddBucket(simProject, atlas.ExportBucket{BucketName: "backupd-exports", CloudProvider: "AWS", IAMRoleID: simRole})
@@ -215,6 +216,39 @@ func TestSimEveryOperation(t *testing.T) {
 		}
 		if rjs, err := c.Flex.ListRestoreJobs(ctx, simProject, "flex-prod"); err != nil || len(rjs) != 1 || rjs[0].ID != rj.ID {
 			t.Fatalf("ListRestoreJobs = %+v, %v", rjs, err)
+		}
+
+		// Restore of a dedicated cluster's snapshot into a scratch cluster:
+		// no status, the target UPDATING while it runs, a second restore
+		// into it a conflict, the state derived from finishedAt.
+		before := time.Now()
+		dr, err := c.Restores.Create(ctx, simProject, "prod", atlas.RestoreJobRequest{DeliveryType: atlas.DeliveryAutomated,
+			SnapshotID: snap.ID, TargetClusterName: "scratch", TargetGroupID: simProject})
+		if err != nil || dr.State() != atlas.RestoreRunning || dr.TargetClusterName != "scratch" || dr.SnapshotID != snap.ID {
+			t.Fatalf("Restores.Create = %+v, %v", dr, err)
+		}
+		if at, ok := dr.CreatedAt(); !ok || at.Before(before.Truncate(time.Second)) || at.After(time.Now()) {
+			t.Errorf("restore job id %s dates it %v, want about %v", dr.ID, at, before)
+		}
+		if sc, err := c.Clusters.Get(ctx, simProject, "scratch"); err != nil || sc.StateName != atlas.ClusterUpdating {
+			t.Errorf("target while restoring = %+v, %v; want UPDATING", sc, err)
+		}
+		if _, err := c.Restores.Create(ctx, simProject, "orders", atlas.RestoreJobRequest{DeliveryType: atlas.DeliveryAutomated,
+			SnapshotID: sh.ID, TargetClusterName: "scratch", TargetGroupID: simProject}); !atlas.IsCode(err, atlas.CodeRestoreInProgress) {
+			t.Errorf("second restore into the target = %v, want %s", err, atlas.CodeRestoreInProgress)
+		}
+		drDone := pollUntil(t, "cluster restore", func() (*atlas.RestoreJob, error) {
+			return c.Restores.Get(ctx, simProject, "prod", dr.ID)
+		}, func(j *atlas.RestoreJob) bool { return j.State().Terminal() })
+		if drDone.State() != atlas.RestoreSucceeded || drDone.FinishedAt.IsZero() || !drDone.Timestamp.Equal(done.CreatedAt) {
+			t.Errorf("cluster restore ended %+v", drDone)
+		}
+		if drs, err := c.Restores.List(ctx, simProject, "prod"); err != nil || len(drs) != 1 || drs[0].ID != dr.ID {
+			t.Fatalf("Restores.List = %+v, %v", drs, err)
+		}
+		time.Sleep(atlassim.DefaultTimings.ClusterRestoreSettle)
+		if sc, err := c.Clusters.Get(ctx, simProject, "scratch"); err != nil || sc.StateName != atlas.ClusterIdle {
+			t.Errorf("target after the restore settled = %+v, %v; want IDLE", sc, err)
 		}
 
 		// The native side: no compliance policy is an answer, not an error.

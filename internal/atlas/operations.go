@@ -23,6 +23,9 @@ const (
 	OpCreateFlexRestore    = "create_flex_restore"
 	OpGetFlexRestore       = "get_flex_restore"
 	OpListFlexRestores     = "list_flex_restores"
+	OpCreateRestore        = "create_restore"
+	OpGetRestore           = "get_restore"
+	OpListRestores         = "list_restores"
 	OpListClusters         = "list_clusters"
 	OpGetCluster           = "get_cluster"
 	OpListFlexClusters     = "list_flex_clusters"
@@ -41,6 +44,7 @@ func Operations() []string {
 		OpCreateExport, OpGetExport, OpListExports,
 		OpListExportBuckets, OpGetExportBucket,
 		OpListFlexSnapshots, OpGetFlexSnapshot, OpCreateFlexRestore, OpGetFlexRestore, OpListFlexRestores,
+		OpCreateRestore, OpGetRestore, OpListRestores,
 		OpListClusters, OpGetCluster, OpListFlexClusters, OpGetFlexCluster,
 		OpGetBackupSchedule, OpGetCompliancePolicy,
 		OpAuthenticate, OpFetchToken,

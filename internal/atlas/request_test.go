@@ -106,6 +106,16 @@ func allOps() []opCase {
 		{OpListFlexRestores, "GET", fPath + "/backup/restoreJobs", MediaFlex, func(ctx context.Context, c *Client) error {
 			return ign(c.Flex.ListRestoreJobs(ctx, testProject, "flex-1"))
 		}},
+		{OpCreateRestore, "POST", cPath + "/backup/restoreJobs", MediaSnapshots, func(ctx context.Context, c *Client) error {
+			return ign(c.Restores.Create(ctx, testProject, "prod-1", RestoreJobRequest{DeliveryType: DeliveryAutomated, SnapshotID: testSnapshot,
+				TargetClusterName: "drill-scratch", TargetGroupID: testProject}))
+		}},
+		{OpGetRestore, "GET", cPath + "/backup/restoreJobs/" + testSnapshot, MediaSnapshots, func(ctx context.Context, c *Client) error {
+			return ign(c.Restores.Get(ctx, testProject, "prod-1", testSnapshot))
+		}},
+		{OpListRestores, "GET", cPath + "/backup/restoreJobs", MediaSnapshots, func(ctx context.Context, c *Client) error {
+			return ign(c.Restores.List(ctx, testProject, "prod-1"))
+		}},
 		{OpListClusters, "GET", "/api/atlas/v2/groups/" + testProject + "/clusters", MediaClusters, func(ctx context.Context, c *Client) error {
 			return ign(c.Clusters.List(ctx, testProject))
 		}},

@@ -245,6 +245,63 @@ func (s *FlexService) ListRestoreJobs(ctx context.Context, projectID, name strin
 	return collect(s.AllRestoreJobs(ctx, projectID, name))
 }
 
+// RestoresService covers restore jobs of dedicated clusters (media type
+// 2023-01-01), for restore drills. An automated restore deletes all data on
+// its target: callers must make sure the target is a scratch cluster.
+type RestoresService struct{ c *Client }
+
+// Create starts restoring snapshot req.SnapshotID of cluster into
+// req.TargetClusterName of project req.TargetGroupID. Only automated
+// restores are supported. It is not retried once it may have reached
+// Atlas: on OutcomeUnknown(err), list and match snapshot, target and
+// creation time (the job carries no marker).
+func (s *RestoresService) Create(ctx context.Context, projectID, cluster string, req RestoreJobRequest) (*RestoreJob, error) {
+	op := OpCreateRestore
+	if err := firstErr(checkID(op, "projectID", projectID), checkClusterName(op, "cluster", cluster),
+		checkID(op, "req.snapshotId", req.SnapshotID), checkID(op, "req.targetGroupId", req.TargetGroupID),
+		checkClusterName(op, "req.targetClusterName", req.TargetClusterName)); err != nil {
+		return nil, err
+	}
+	if req.DeliveryType != DeliveryAutomated {
+		return nil, &ArgError{Operation: op, Field: "req.deliveryType", Value: string(req.DeliveryType), Rule: `must be "automated" (the only delivery type backupd requests)`}
+	}
+	r := post(op, clusterPath(projectID, cluster)+"/backup/restoreJobs", MediaSnapshots, projectID, req)
+	var out RestoreJob
+	err := s.c.do(ctx, &r, &out)
+	if err := created(r, out.ID, err); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Get reads one restore job of a cluster.
+func (s *RestoresService) Get(ctx context.Context, projectID, cluster, id string) (*RestoreJob, error) {
+	op := OpGetRestore
+	if err := firstErr(checkID(op, "projectID", projectID), checkClusterName(op, "cluster", cluster), checkID(op, "restoreJobID", id)); err != nil {
+		return nil, err
+	}
+	r := get(op, clusterPath(projectID, cluster)+"/backup/restoreJobs/"+id, MediaSnapshots, projectID)
+	var out RestoreJob
+	if err := s.c.do(ctx, &r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// All iterates over every restore job of a cluster (the source's), page by page.
+func (s *RestoresService) All(ctx context.Context, projectID, cluster string) iter.Seq2[RestoreJob, error] {
+	op := OpListRestores
+	if err := firstErr(checkID(op, "projectID", projectID), checkClusterName(op, "cluster", cluster)); err != nil {
+		return failed[RestoreJob](err)
+	}
+	return pages[RestoreJob](ctx, s.c, get(op, clusterPath(projectID, cluster)+"/backup/restoreJobs", MediaSnapshots, projectID), true)
+}
+
+// List returns every restore job of a cluster (all pages).
+func (s *RestoresService) List(ctx context.Context, projectID, cluster string) ([]RestoreJob, error) {
+	return collect(s.All(ctx, projectID, cluster))
+}
+
 // ClustersService covers cluster discovery: dedicated clusters (2024-08-05)
 // and flex clusters (2024-11-13).
 type ClustersService struct{ c *Client }

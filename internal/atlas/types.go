@@ -250,6 +250,111 @@ type FlexRestoreJobRequest struct {
 	TargetProjectID          string `json:"targetProjectId,omitempty"`
 }
 
+// RestoreDelivery is how a dedicated cluster's restore job delivers its
+// snapshot (the spec's deliveryType enum, lower camel case, unlike flex's).
+type RestoreDelivery string
+
+// Restore delivery types.
+const (
+	DeliveryAutomated     RestoreDelivery = "automated"   // restore into a target cluster, replacing its data
+	DeliveryDownloadLinks RestoreDelivery = "download"    // offer download links
+	DeliveryPointInTime   RestoreDelivery = "pointInTime" // continuous backup to a moment
+)
+
+// RestoreJob is DiskBackupSnapshotRestoreJob, a restore job of a dedicated
+// cluster. Atlas gives it no status: State derives one from finishedAt and
+// the cancelled, expired and failed flags (ATLAS_API_NOTES.md 9b). It has
+// no creation time and no free-text field either; CreatedAt reads the
+// creation second from its id.
+type RestoreJob struct {
+	ID                string          `json:"id"`
+	DeliveryType      RestoreDelivery `json:"deliveryType,omitempty"`
+	SnapshotID        string          `json:"snapshotId,omitempty"`
+	TargetClusterName string          `json:"targetClusterName,omitempty"`
+	TargetGroupID     string          `json:"targetGroupId,omitempty"`
+	Cancelled         bool            `json:"cancelled,omitempty"`
+	Expired           bool            `json:"expired,omitempty"`
+	Failed            bool            `json:"failed,omitempty"`
+	FinishedAt        time.Time       `json:"finishedAt,omitzero"`
+	ExpiresAt         time.Time       `json:"expiresAt,omitzero"`
+	// Timestamp is when Atlas took the snapshot being restored.
+	Timestamp  time.Time       `json:"timestamp,omitzero"`
+	Components []RestoreMember `json:"components,omitempty"`
+	Links      []Link          `json:"links,omitempty"`
+}
+
+// RestoreMember is DiskBackupRestoreMember: one replica set of a sharded
+// cluster's restore.
+type RestoreMember struct {
+	ReplicaSetName string `json:"replicaSetName,omitempty"`
+}
+
+// RestoreState is the state backupd derives for a dedicated restore job.
+type RestoreState string
+
+// Derived restore job states.
+const (
+	RestoreRunning   RestoreState = "running"   // no finishedAt, no flag
+	RestoreSucceeded RestoreState = "succeeded" // finishedAt set, no flag
+	RestoreFailed    RestoreState = "failed"
+	RestoreCancelled RestoreState = "cancelled"
+	RestoreExpired   RestoreState = "expired"
+)
+
+// Terminal reports whether Atlas will not move the job any further.
+func (s RestoreState) Terminal() bool {
+	return s == RestoreSucceeded || s == RestoreFailed || s == RestoreCancelled || s == RestoreExpired
+}
+
+// State derives the job's state as the notes prescribe: a flag decides
+// (failed before cancelled before expired, should Atlas set several);
+// without one, finishedAt separates succeeded from running.
+func (j RestoreJob) State() RestoreState {
+	switch {
+	case j.Failed:
+		return RestoreFailed
+	case j.Cancelled:
+		return RestoreCancelled
+	case j.Expired:
+		return RestoreExpired
+	case !j.FinishedAt.IsZero():
+		return RestoreSucceeded
+	}
+	return RestoreRunning
+}
+
+// CreatedAt is the job's creation time on Atlas's clock, read from its id:
+// Atlas ids are MongoDB ObjectIds, whose first four bytes are the seconds
+// since the epoch at which the server made them (derived, not a documented
+// API field: docs/atlas-client.md). ok is false for an id that is not one.
+func (j RestoreJob) CreatedAt() (t time.Time, ok bool) { return ObjectIDTime(j.ID) }
+
+// ObjectIDTime reads the creation second of a 24-hex ObjectId.
+func ObjectIDTime(id string) (time.Time, bool) {
+	if !hexIDPattern.MatchString(id) {
+		return time.Time{}, false
+	}
+	var secs uint32
+	for _, c := range id[:8] {
+		d := uint32(c - '0')
+		if c >= 'a' {
+			d = uint32(c-'a') + 10
+		}
+		secs = secs<<4 | d
+	}
+	return time.Unix(int64(secs), 0).UTC(), true
+}
+
+// RestoreJobRequest is the writable part of DiskBackupSnapshotRestoreJob
+// for an automated restore: the snapshot of the path's cluster, restored
+// into TargetClusterName of TargetGroupID, whose data Atlas deletes first.
+type RestoreJobRequest struct {
+	DeliveryType      RestoreDelivery `json:"deliveryType"`
+	SnapshotID        string          `json:"snapshotId"`
+	TargetClusterName string          `json:"targetClusterName"`
+	TargetGroupID     string          `json:"targetGroupId"`
+}
+
 // ClusterState is a cluster's stateName.
 type ClusterState string
 

@@ -101,6 +101,21 @@ func (j *FlexRestoreJob) checkAnswer() error {
 	return answerIDs([][2]string{{"id", j.ID}}, [2]string{"snapshotId", j.SnapshotID})
 }
 
+func (j *RestoreJob) checkAnswer() error {
+	if err := answerIDs([][2]string{{"id", j.ID}}, [2]string{"snapshotId", j.SnapshotID}, [2]string{"targetGroupId", j.TargetGroupID}); err != nil {
+		return err
+	}
+	if j.TargetClusterName != "" && !clusterNamePattern.MatchString(j.TargetClusterName) {
+		return fmt.Errorf("field targetClusterName %s must match ^[a-zA-Z0-9][a-zA-Z0-9-]*$", strconv.Quote(sanitize(j.TargetClusterName, 80)))
+	}
+	switch j.DeliveryType {
+	case "", DeliveryAutomated, DeliveryDownloadLinks, DeliveryPointInTime:
+	default:
+		return fmt.Errorf("field deliveryType %s must be automated, download or pointInTime", strconv.Quote(sanitize(string(j.DeliveryType), 80)))
+	}
+	return nil
+}
+
 // checkAnswer checks every item of a page that can be checked, naming the
 // first bad one by its index.
 func (p *Page[T]) checkAnswer() error {

@@ -28,7 +28,7 @@ const maxAdminBody = 64 << 10
 //	GET    /_sim/state                    every project's snapshots, exports and restore jobs
 //	POST   /_sim/faults                   {errorRate, errorStatus, latency, latencyRate, dropAfterApplyRate, hugeAnswerRate}
 //	POST   /_sim/burst429                 {n, retryAfter}
-//	POST   /_sim/fail                     {snapshots, exports, exportsCancelled, restores}
+//	POST   /_sim/fail                     {snapshots, exports, exportsCancelled, restores, clusterRestores, clusterRestoreEnd}
 //	POST   /_sim/clusters/{project}/{name} {state, paused, deleted}
 //	DELETE /_sim/buckets/{project}/{id}
 //	POST   /_sim/native/{project}/{cluster} {schedule, stalled, failScheduled, fallback}
@@ -122,6 +122,8 @@ type AdminCluster struct {
 	Paused    bool               `json:"paused"`
 	Snapshots []atlas.Snapshot   `json:"snapshots"`
 	Exports   []atlas.ExportJob  `json:"exports"`
+	// RestoreJobs are the restores of its snapshots (it is their source).
+	RestoreJobs []atlas.RestoreJob `json:"restoreJobs"`
 }
 
 // AdminFlexCluster is one flex cluster of AdminState.
@@ -143,7 +145,7 @@ func (s *Sim) adminState(w http.ResponseWriter, _ *http.Request) {
 			BucketIDs: append([]string{}, p.bucketOrder...)}
 		for _, name := range p.clusterOrder {
 			c := p.clusters[name]
-			ap.Clusters = append(ap.Clusters, AdminCluster{Name: name, StateName: c.spec.State, Paused: c.spec.Paused})
+			ap.Clusters = append(ap.Clusters, AdminCluster{Name: name, StateName: s.clusterState(pid, c, now), Paused: c.spec.Paused})
 		}
 		for _, name := range p.flexOrder {
 			ap.FlexClusters = append(ap.FlexClusters, AdminFlexCluster{Name: name})
@@ -157,6 +159,7 @@ func (s *Sim) adminState(w http.ResponseWriter, _ *http.Request) {
 			c := &p.Clusters[k]
 			c.Snapshots = nonNil(s.Snapshots(p.ID, c.Name))
 			c.Exports = nonNil(s.Exports(p.ID, c.Name))
+			c.RestoreJobs = nonNil(s.ClusterRestoreJobs(p.ID, c.Name))
 		}
 		for k := range p.FlexClusters {
 			f := &p.FlexClusters[k]
@@ -242,6 +245,10 @@ type AdminFail struct {
 	Exports          *int `json:"exports,omitempty"`
 	ExportsCancelled *int `json:"exportsCancelled,omitempty"`
 	Restores         *int `json:"restores,omitempty"`
+	// ClusterRestores of the next restore jobs of dedicated clusters end
+	// ClusterRestoreEnd: failed (default), cancelled or expired.
+	ClusterRestores   *int   `json:"clusterRestores,omitempty"`
+	ClusterRestoreEnd string `json:"clusterRestoreEnd,omitempty"`
 }
 
 func (s *Sim) adminFail(w http.ResponseWriter, r *http.Request) {
@@ -250,7 +257,7 @@ func (s *Sim) adminFail(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusBadRequest, err)
 		return
 	}
-	for name, n := range map[string]*int{"snapshots": f.Snapshots, "exports": f.Exports, "exportsCancelled": f.ExportsCancelled, "restores": f.Restores} {
+	for name, n := range map[string]*int{"snapshots": f.Snapshots, "exports": f.Exports, "exportsCancelled": f.ExportsCancelled, "restores": f.Restores, "clusterRestores": f.ClusterRestores} {
 		if n != nil && *n < 0 {
 			adminError(w, http.StatusBadRequest, fmt.Errorf("%s %d: must not be negative", name, *n))
 			return
@@ -259,6 +266,20 @@ func (s *Sim) adminFail(w http.ResponseWriter, r *http.Request) {
 	if f.Exports != nil && f.ExportsCancelled != nil && *f.Exports > 0 && *f.ExportsCancelled > 0 {
 		adminError(w, http.StatusBadRequest, errors.New("exports and exportsCancelled cannot both be positive: the next exports either fail or are cancelled"))
 		return
+	}
+	if f.ClusterRestores != nil || f.ClusterRestoreEnd != "" {
+		end := atlas.RestoreState(f.ClusterRestoreEnd)
+		if end == "" {
+			end = atlas.RestoreFailed
+		}
+		n := 0
+		if f.ClusterRestores != nil {
+			n = *f.ClusterRestores
+		}
+		if err := s.FailNextClusterRestores(n, end); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
 	}
 	if f.Snapshots != nil {
 		s.FailNextSnapshots(*f.Snapshots)

@@ -213,7 +213,14 @@ func TestAdminFailCounters(t *testing.T) {
 	if exps != 3 || cancel || restores != 2 {
 		t.Errorf("after {exports: 3}: exports %d cancelled %v restores %d, want 3 false 2", exps, cancel, restores)
 	}
-	for _, body := range []string{`{"exports": 1, "exportsCancelled": 1}`, `{"snapshots": -1}`, `{"snapshot": 1}`} {
+	h.must(h.admin("POST", "/_sim/fail", `{"clusterRestores": 1, "clusterRestoreEnd": "cancelled"}`), http.StatusOK)
+	sn := h.completedSnapshot("prod-main")
+	job := decode[atlas.RestoreJob](t, h.must(h.post(base+"/clusters/prod-main/backup/restoreJobs", drillBody(sn.ID, "analytics")), http.StatusOK))
+	h.clk.Advance(DefaultTimings.ClusterRestore)
+	if got := decode[atlas.RestoreJob](t, h.must(h.get(base+"/clusters/prod-main/backup/restoreJobs/"+job.ID), http.StatusOK)); got.State() != atlas.RestoreCancelled {
+		t.Errorf("restore after {clusterRestores: 1, clusterRestoreEnd: cancelled} ended %s", got.State())
+	}
+	for _, body := range []string{`{"exports": 1, "exportsCancelled": 1}`, `{"snapshots": -1}`, `{"snapshot": 1}`, `{"clusterRestores": -1}`, `{"clusterRestores": 1, "clusterRestoreEnd": "running"}`} {
 		if r := h.admin("POST", "/_sim/fail", body); r.code != http.StatusBadRequest {
 			t.Errorf("fail %s: %d, want 400", body, r.code)
 		}

@@ -28,6 +28,8 @@ type Fixture struct {
 	APIKeys         []FixtureAPIKey         `yaml:"apiKeys"`
 	RateLimit       *RateLimit              `yaml:"rateLimit"`
 	Timings         *Timings                `yaml:"timings"`
+	// Failures makes the next jobs end badly, as POST /_sim/fail does.
+	Failures *FixtureFailures `yaml:"failures"`
 
 	file string     // source file, for located errors
 	root *yaml.Node // parsed document, for line numbers
@@ -103,6 +105,14 @@ type FixtureFlexSnapshot struct {
 	Age            time.Duration `yaml:"age"`
 	FinishedAt     time.Time     `yaml:"finishedAt"`
 	MongoDBVersion string        `yaml:"mongoDBVersion"`
+}
+
+// FixtureFailures are failures on demand: ClusterRestores of the next
+// restore jobs of dedicated clusters end ClusterRestoreEnd (failed, the
+// default, cancelled or expired).
+type FixtureFailures struct {
+	ClusterRestores   int    `yaml:"clusterRestores"`
+	ClusterRestoreEnd string `yaml:"clusterRestoreEnd"`
 }
 
 // FixtureServiceAccount is an OAuth2 client. Its String masks the secret.
@@ -257,12 +267,24 @@ func (f *Fixture) Apply(s *Sim) error {
 		s.SetRateLimit(*rl)
 	}
 	if t := f.Timings; t != nil {
-		for _, d := range []time.Duration{t.SnapshotQueued, t.SnapshotInProgress, t.ExportQueued, t.ExportInProgress, t.RestorePending, t.RestoreRunning, t.TokenTTL} {
+		for _, d := range []time.Duration{t.SnapshotQueued, t.SnapshotInProgress, t.ExportQueued, t.ExportInProgress, t.RestorePending, t.RestoreRunning, t.ClusterRestore, t.ClusterRestoreSettle, t.TokenTTL} {
 			if d < 0 {
 				return f.where(fmt.Errorf("durations must not be negative: %w", ErrInvalid), "timings")
 			}
 		}
 		s.SetTimings(*t)
+	}
+	if fl := f.Failures; fl != nil {
+		end := atlas.RestoreState(fl.ClusterRestoreEnd)
+		if end == "" {
+			end = atlas.RestoreFailed
+		}
+		if fl.ClusterRestores < 0 {
+			return f.where(fmt.Errorf("clusterRestores %d must not be negative: %w", fl.ClusterRestores, ErrInvalid), "failures", "clusterRestores")
+		}
+		if err := s.FailNextClusterRestores(fl.ClusterRestores, end); err != nil {
+			return f.where(err, "failures", "clusterRestoreEnd")
+		}
 	}
 	for i, a := range f.ServiceAccounts {
 		if a.ClientID == "" || a.ClientSecret == "" {

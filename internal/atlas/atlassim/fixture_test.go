@@ -89,6 +89,8 @@ func TestLoadFixtureErrors(t *testing.T) {
 		{"service account without secret", "serviceAccounts:\n  - {clientID: x}\n", "FILE:2: serviceAccounts[0]: clientID and clientSecret are required"},
 		{"negative rate limit", "rateLimit: {capacity: -1}\n", "FILE:1: rateLimit"},
 		{"negative timing", "timings: {exportQueued: -5s}\n", "FILE:1: timings"},
+		{"bad restore end", "failures: {clusterRestores: 1, clusterRestoreEnd: lost}\n", "FILE:1: failures.clusterRestoreEnd: fail cluster restores: end \"lost\""},
+		{"negative restore failures", "failures:\n  clusterRestores: -2\n", "FILE:2: failures.clusterRestores: clusterRestores -2 must not be negative"},
 		{"two documents", "projects: []\n---\nprojects: []\n", "FILE:2: only one YAML document"},
 		{"empty file", "", "the file is empty"},
 	}
@@ -120,6 +122,7 @@ func TestFixtureAppliesSettings(t *testing.T) {
     clusters: [{name: c, backupEnabled: false}]
 rateLimit: {capacity: 7}
 timings: {snapshotQueued: 1s, snapshotInProgress: 2s}
+failures: {clusterRestores: 2, clusterRestoreEnd: expired}
 `
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -146,6 +149,12 @@ timings: {snapshotQueued: 1s, snapshotInProgress: 2s}
 	clk.Advance(3 * 1e9)
 	if st := s.Snapshots(DemoProjectID, "c")[0].Status; st != atlas.SnapshotCompleted {
 		t.Errorf("fixture timings not used: %s after 3s", st)
+	}
+	s.mu.Lock()
+	n, end := s.failClusterRestores, s.clusterRestoreEnd
+	s.mu.Unlock()
+	if n != 2 || end != atlas.RestoreExpired {
+		t.Errorf("fixture failures: %d restores end %q, want 2 expired", n, end)
 	}
 	// Applying twice collides on the project id, with a located error.
 	if err := f.Apply(s); err == nil || !strings.Contains(err.Error(), path+":2: projects[0].id") {

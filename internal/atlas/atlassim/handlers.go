@@ -110,7 +110,7 @@ func (s *Sim) listClusters(c *call) (any, *apiError) {
 	}
 	all := make([]atlas.Cluster, 0, len(p.clusterOrder))
 	for _, name := range p.clusterOrder {
-		all = append(all, clusterView(c, p.id, p.clusters[name]))
+		all = append(all, clusterView(c, p.id, p.clusters[name], s.clusterState(p.id, p.clusters[name], c.now)))
 	}
 	return paginate(c, all, pg), nil
 }
@@ -120,7 +120,7 @@ func (s *Sim) getCluster(c *call) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	return clusterView(c, p.id, cl), nil
+	return clusterView(c, p.id, cl, s.clusterState(p.id, cl, c.now)), nil
 }
 
 func (s *Sim) listFlexClusters(c *call) (any, *apiError) {
@@ -484,14 +484,8 @@ func (s *Sim) createRestore(c *call) (any, *apiError) {
 	} else if _, ok := tp.flex[target]; !ok {
 		return nil, errClusterNotFound(target, targetProject)
 	}
-	for _, id := range s.projectOrder {
-		for _, name := range s.projects[id].flexOrder {
-			for _, j := range s.projects[id].flex[name].restores {
-				if j.targetProject == targetProject && j.targetName == target && j.timeline.at(c.now) < 2 {
-					return nil, newErr(http.StatusConflict, atlas.CodeRestoreInProgress, "Cluster restore already in progress.", target)
-				}
-			}
-		}
+	if s.restoreRunningInto(targetProject, target, c.now) {
+		return nil, newErr(http.StatusConflict, atlas.CodeRestoreInProgress, "Cluster restore already in progress.", target)
 	}
 	t := s.timings
 	q := s.scaled(t.RestorePending)

@@ -23,6 +23,7 @@ func TestEveryOperation(t *testing.T) {
 		fmt.Sprintf(`{"exportBucketId":%q,"snapshotId":%q}`, bucketID, sh.ID)), http.StatusOK))
 	rj := decode[atlas.FlexRestoreJob](t, h.must(h.post(base+"/flexClusters/flex-prod/backup/restoreJobs",
 		fmt.Sprintf(`{"snapshotId":"65f1b0000000000000000001","targetDeploymentItemName":"staging","targetProjectId":%q}`, pid)), http.StatusOK))
+	drill := decode[atlas.RestoreJob](t, h.must(h.post(base+"/clusters/prod-main/backup/restoreJobs", drillBody(rs.ID, "analytics")), http.StatusOK))
 	h.clk.Advance(DefaultTimings.ExportQueued + time.Minute) // exports InProgress, restore RUNNING
 
 	gets := map[string]string{
@@ -43,6 +44,8 @@ func TestEveryOperation(t *testing.T) {
 		"get_flex_snapshot":      base + "/flexClusters/flex-prod/backup/snapshots/65f1b0000000000000000002",
 		"list_flex_restores":     base + "/flexClusters/flex-prod/backup/restoreJobs",
 		"get_flex_restore":       base + "/flexClusters/flex-prod/backup/restoreJobs/" + rj.ID,
+		"list_restores":          base + "/clusters/prod-main/backup/restoreJobs",
+		"get_restore":            base + "/clusters/prod-main/backup/restoreJobs/" + drill.ID,
 	}
 	for op, path := range gets {
 		t.Run(op, func(t *testing.T) {
@@ -56,7 +59,7 @@ func TestEveryOperation(t *testing.T) {
 			}
 		})
 	}
-	for _, op := range []string{"take_snapshot", "create_export", "create_flex_restore", "token"} {
+	for _, op := range []string{"take_snapshot", "create_export", "create_flex_restore", "create_restore", "token"} {
 		if h.sim.Calls(op) == 0 {
 			t.Errorf("Calls(%s) = 0", op)
 		}
@@ -232,7 +235,7 @@ func TestPathAndLookupErrors(t *testing.T) {
 		{"unknown flex snapshot", base + "/flexClusters/flex-prod/backup/snapshots/" + unknown, http.StatusNotFound, atlas.CodeSnapshotNotFound},
 		{"malformed restore id", base + "/flexClusters/flex-prod/backup/restoreJobs/1", http.StatusBadRequest, atlas.CodeInvalidPathParameter},
 		{"unknown restore job", base + "/flexClusters/flex-prod/backup/restoreJobs/" + unknown, http.StatusNotFound, atlas.CodeResourceNotFound},
-		{"unknown path", base + "/clusters/prod-main/backup/restoreJobs", http.StatusNotFound, atlas.CodeResourceNotFound},
+		{"unknown path", base + "/clusters/prod-main/backup/nothing", http.StatusNotFound, atlas.CodeResourceNotFound},
 		{"outside the API", "/api/atlas/v1.0/groups", http.StatusNotFound, atlas.CodeResourceNotFound},
 	}
 	for _, tc := range cases {
@@ -241,7 +244,7 @@ func TestPathAndLookupErrors(t *testing.T) {
 		})
 	}
 	t.Run("unauthenticated unknown path", func(t *testing.T) {
-		r := h.do(http.MethodGet, base+"/clusters/prod-main/backup/restoreJobs", "", func(r *http.Request) { r.Header.Del("Authorization") })
+		r := h.do(http.MethodGet, base+"/clusters/prod-main/backup/nothing", "", func(r *http.Request) { r.Header.Del("Authorization") })
 		expectError(t, r, http.StatusUnauthorized, atlas.CodeUnauthorized)
 	})
 	t.Run("wrong method", func(t *testing.T) {

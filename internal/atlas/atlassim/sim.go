@@ -42,6 +42,10 @@ type Timings struct {
 	ExportInProgress   time.Duration `yaml:"exportInProgress"`   // default 5m
 	RestorePending     time.Duration `yaml:"restorePending"`     // default 20s
 	RestoreRunning     time.Duration `yaml:"restoreRunning"`     // default 2m
+	// ClusterRestore is how long a dedicated cluster's restore job runs;
+	// ClusterRestoreSettle how long its target stays UPDATING after.
+	ClusterRestore       time.Duration `yaml:"clusterRestore"`       // default 4m
+	ClusterRestoreSettle time.Duration `yaml:"clusterRestoreSettle"` // default 30s
 	// TokenTTL is how long an OAuth2 access token stays valid. It is not a
 	// lifecycle and Speed does not divide it. Default 1h, as in Atlas.
 	TokenTTL time.Duration `yaml:"tokenTTL"`
@@ -49,13 +53,15 @@ type Timings struct {
 
 // DefaultTimings are the lifecycle durations used for zero Timings fields.
 var DefaultTimings = Timings{
-	SnapshotQueued:     30 * time.Second,
-	SnapshotInProgress: 2 * time.Minute,
-	ExportQueued:       30 * time.Second,
-	ExportInProgress:   5 * time.Minute,
-	RestorePending:     20 * time.Second,
-	RestoreRunning:     2 * time.Minute,
-	TokenTTL:           time.Hour,
+	SnapshotQueued:       30 * time.Second,
+	SnapshotInProgress:   2 * time.Minute,
+	ExportQueued:         30 * time.Second,
+	ExportInProgress:     5 * time.Minute,
+	RestorePending:       20 * time.Second,
+	RestoreRunning:       2 * time.Minute,
+	ClusterRestore:       4 * time.Minute,
+	ClusterRestoreSettle: 30 * time.Second,
+	TokenTTL:             time.Hour,
 }
 
 func (t Timings) withDefaults() Timings {
@@ -67,13 +73,15 @@ func (t Timings) withDefaults() Timings {
 		return def
 	}
 	return Timings{
-		SnapshotQueued:     pick(t.SnapshotQueued, d.SnapshotQueued),
-		SnapshotInProgress: pick(t.SnapshotInProgress, d.SnapshotInProgress),
-		ExportQueued:       pick(t.ExportQueued, d.ExportQueued),
-		ExportInProgress:   pick(t.ExportInProgress, d.ExportInProgress),
-		RestorePending:     pick(t.RestorePending, d.RestorePending),
-		RestoreRunning:     pick(t.RestoreRunning, d.RestoreRunning),
-		TokenTTL:           pick(t.TokenTTL, d.TokenTTL),
+		SnapshotQueued:       pick(t.SnapshotQueued, d.SnapshotQueued),
+		SnapshotInProgress:   pick(t.SnapshotInProgress, d.SnapshotInProgress),
+		ExportQueued:         pick(t.ExportQueued, d.ExportQueued),
+		ExportInProgress:     pick(t.ExportInProgress, d.ExportInProgress),
+		RestorePending:       pick(t.RestorePending, d.RestorePending),
+		RestoreRunning:       pick(t.RestoreRunning, d.RestoreRunning),
+		ClusterRestore:       pick(t.ClusterRestore, d.ClusterRestore),
+		ClusterRestoreSettle: pick(t.ClusterRestoreSettle, d.ClusterRestoreSettle),
+		TokenTTL:             pick(t.TokenTTL, d.TokenTTL),
 	}
 }
 
@@ -129,6 +137,12 @@ type Sim struct {
 	failExports     int
 	cancelExports   bool
 	failRestores    int
+	// failClusterRestores of the next dedicated restores end with clusterRestoreEnd.
+	failClusterRestores int
+	clusterRestoreEnd   atlas.RestoreState
+	// restoresInto indexes dedicated restores by target (restoreKey), for
+	// the target's state and the conflict check.
+	restoresInto map[string][]*clusterRestore
 
 	calls   map[string]int
 	callLog []Call
@@ -154,7 +168,8 @@ type cluster struct {
 	specIDs   []string // one replicationSpec id per shard
 	snapshots []*snapshot
 	exports   []*exportJob
-	schedule  *schedule // nil: no native policy items
+	restores  []*clusterRestore // restore jobs of its snapshots (it is their source)
+	schedule  *schedule         // nil: no native policy items
 }
 
 type flexCluster struct {
@@ -263,6 +278,7 @@ func New(opts Options) *Sim {
 		projectBuckets:  map[string]*tokenBucket{},
 		clientBuckets:   map[string]*tokenBucket{},
 		calls:           map[string]int{},
+		restoresInto:    map[string][]*clusterRestore{},
 	}
 	s.orgID = s.newID()
 	return s

@@ -144,7 +144,8 @@ func flexSnapshotView(c *call, projectID string, f *flexCluster, fs *flexSnapsho
 	}
 }
 
-func clusterView(c *call, projectID string, cl *cluster) atlas.Cluster {
+// clusterView renders cl with the state Atlas shows now (Sim.clusterState).
+func clusterView(c *call, projectID string, cl *cluster, state atlas.ClusterState) atlas.Cluster {
 	spec := cl.spec
 	provider := spec.Provider
 	nodes := 3
@@ -158,7 +159,7 @@ func clusterView(c *call, projectID string, cl *cluster) atlas.Cluster {
 		ClusterType:    spec.Type,
 		BackupEnabled:  spec.BackupEnabled,
 		Paused:         spec.Paused,
-		StateName:      spec.State,
+		StateName:      state,
 		MongoDBVersion: spec.MongoDBVersion,
 		Links:          selfLink(c, "/groups/"+projectID+"/clusters/"+spec.Name),
 	}

@@ -43,6 +43,7 @@ import (
 	"github.com/backupd/backupd/internal/policy"
 	"github.com/backupd/backupd/internal/run"
 	"github.com/backupd/backupd/internal/scheduler"
+	"github.com/backupd/backupd/internal/webui"
 )
 
 // Notifier is systemd's notify protocol (READY=1, RELOADING=1, STOPPING=1,
@@ -265,8 +266,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.opts.Listen != "" {
 		listen = d.opts.Listen
 	}
+	page, err := webui.New(backend{d}, webui.Options{Clock: d.clk, Logger: log.Named("webui")})
+	if err != nil {
+		close(d.startupDone)
+		close(schedDone)
+		return fmt.Errorf("building the status page: %w", err)
+	}
 	d.http = httpapi.New(httpapi.Config{
-		Listen: listen, AdminToken: d.adminToken, Metrics: d.metrics.Handler(), Backend: backend{d}, Reporter: d,
+		Listen: listen, AdminToken: d.adminToken, Metrics: d.metrics.Handler(), Backend: backend{d}, Reporter: d, Page: page,
 		Healthy: d.healthy, Ready: d.readyErr, Logger: log, Clock: d.clk,
 	})
 	if !d.opts.NoListen {
@@ -1027,7 +1034,7 @@ func (d *Daemon) Status() run.Status {
 		Monitor: d.monitorStatus()}
 	for _, p := range cfg.Policies {
 		res := d.resolution(p.Name)
-		ps := run.PolicyStatus{Name: p.Name, Action: p.Action(), Schedule: p.Schedule, Timezone: p.Timezone, Unresolved: res.Skipped, ResolutionErrors: d.resolutionErrors(p.Name)}
+		ps := run.PolicyStatus{Name: p.Name, Action: p.Action(), Schedule: p.Schedule, Timezone: p.Timezone, Interval: run.Duration(p.Interval()), Unresolved: res.Skipped, ResolutionErrors: d.resolutionErrors(p.Name)}
 		for _, t := range res.Targets {
 			k := engine.Key(p.Name, t)
 			ts := run.TargetStatus{Target: t, NextRun: next[k]}

@@ -316,9 +316,26 @@ func TestScriptedRunMetricsStatusAndSecrets(t *testing.T) {
 			t.Fatalf("runs = %s", runs)
 		}
 
-		// No secret reaches logs, metrics, status or the API.
+		if !strings.Contains(sbody, `"interval":"1h0m0s"`) {
+			t.Errorf("status does not give the hourly policy's interval as a string: %s", sbody)
+		}
+
+		// The status page, on the same server, shows the same fleet and
+		// a page per run.
+		code, pageBody := e.get(t, "/")
+		if code != 200 || !strings.Contains(pageBody, "/ui/runs/"+string(hourly.Targets[0].LastRun.ID)) ||
+			!strings.Contains(pageBody, `<span class="badge ok">succeeded</span>`) || !strings.Contains(pageBody, "(every 1h)") ||
+			!strings.Contains(pageBody, "not_supported: cluster is paused") {
+			t.Fatalf("status page = %d\n%s", code, pageBody)
+		}
+		code, runPage := e.get(t, "/ui/runs/"+string(hourly.Targets[0].LastRun.ID))
+		if code != 200 || !strings.Contains(runPage, hourly.Targets[0].LastRun.SnapshotID) {
+			t.Fatalf("run page = %d\n%s", code, runPage)
+		}
+
+		// No secret reaches logs, metrics, status, the API or the page.
 		_, metricsText := e.get(t, "/metrics")
-		for where, text := range map[string]string{"logs": e.logs.String(), "metrics": metricsText, "status": sbody, "runs": runs} {
+		for where, text := range map[string]string{"logs": e.logs.String(), "metrics": metricsText, "status": sbody, "runs": runs, "page": pageBody, "run page": runPage} {
 			for _, s := range []string{secret, adminToken, "Bearer "} {
 				if strings.Contains(text, s) {
 					t.Errorf("%s contain secret %q", where, s)

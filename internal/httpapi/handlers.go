@@ -71,6 +71,10 @@ func (s *Server) routes() http.Handler {
 	handle(http.MethodGet, "/api/v1/runs/{id}", s.runByID)
 	handle(http.MethodGet, "/api/v1/report", s.report)
 	handle(http.MethodPost, "/api/v1/policies/{name}/trigger", s.trigger)
+	if s.cfg.Page != nil {
+		mux.Handle("/{$}", s.cfg.Page)
+		mux.Handle("/ui/", s.cfg.Page)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint", "")
 	})

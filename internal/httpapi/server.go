@@ -75,6 +75,10 @@ type Config struct {
 	Backend Backend
 	// Reporter serves GET /api/v1/report; nil makes it answer 503.
 	Reporter Reporter
+	// Page serves the read-only status page: "/" exactly and everything
+	// under "/ui/" (every method: it answers 405 and 404 itself). Nil
+	// leaves those paths to the API's JSON 404.
+	Page http.Handler
 	// Healthy reports liveness (the scheduler loop is alive); nil error or
 	// a nil func means healthy.
 	Healthy func() error

@@ -16,10 +16,14 @@ type Status struct {
 
 // PolicyStatus is one policy and everything it currently resolves to.
 type PolicyStatus struct {
-	Name     string         `json:"name"`
-	Action   Action         `json:"action"`
-	Schedule string         `json:"schedule"`
-	Timezone string         `json:"timezone"`
+	Name     string `json:"name"`
+	Action   Action `json:"action"`
+	Schedule string `json:"schedule"`
+	Timezone string `json:"timezone"`
+	// Interval is the nominal time between two slots of the schedule
+	// (policy.Policy.Interval), what the age of a last success is judged
+	// against; left out when unknown.
+	Interval Duration       `json:"interval,omitzero"`
 	Targets  []TargetStatus `json:"targets"`
 	// Unresolved lists clusters a selector matched but the policy cannot act
 	// on (paused, backup disabled, below M10, flex for snapshots), with why.

@@ -1,0 +1,51 @@
+package run
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Duration is a time.Duration that is a string in JSON ("1h30m0s", as
+// time.Duration.String writes it), so every duration the API and the CLI's
+// JSON output show reads like the config's and no client has to know that
+// a bare number would be nanoseconds. Decoding also accepts a number of
+// nanoseconds: journals written before durations became strings hold them
+// that way.
+type Duration time.Duration
+
+// D is the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String is time.Duration's form, "0s" for zero.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string ("90m", "1h30m0s") or, for old
+// journals, an integer number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("decode duration: %w", err)
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("decode duration %q: want a Go duration such as \"1h30m0s\": %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("decode duration %s: want a string such as \"1h30m0s\" (or integer nanoseconds): %w", b, err)
+	}
+	*d = Duration(n)
+	return nil
+}

@@ -19,7 +19,7 @@ func writeMonitor(w io.Writer, st run.Status) {
 	if m == nil {
 		return
 	}
-	interval := time.Duration(m.IntervalSeconds * float64(time.Second))
+	interval := m.Interval.D()
 	fmt.Fprintf(w, "\nMONITOR (Atlas native backups, read every %s)\n", interval)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLUSTER\tNEWEST\tDUE\tLAST READ\tPROBLEMS")

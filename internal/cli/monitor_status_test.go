@@ -15,7 +15,7 @@ import (
 func TestStatusMonitorTable(t *testing.T) {
 	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	st := run.Status{Version: "v1", StartedAt: now.Add(-time.Hour), Now: now, Ready: true,
-		Monitor: &run.MonitorStatus{IntervalSeconds: 3600, Clusters: []run.MonitorCluster{
+		Monitor: &run.MonitorStatus{Interval: run.Duration(time.Hour), Clusters: []run.MonitorCluster{
 			{Target: run.Target{ProjectID: "32b6e34b3d91647abb20e7b8", Cluster: "prod-a"}, LastRead: now.Add(-10 * time.Minute),
 				Newest: map[string]time.Time{"hourly": now.Add(-5 * time.Hour), "daily": now.Add(-12 * time.Hour)},
 				Due:    now.Add(-2 * time.Hour), Overdue: []string{"hourly"},

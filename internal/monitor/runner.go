@@ -267,7 +267,7 @@ func (r *Runner) Status() *run.MonitorStatus {
 	now := r.cfg.Clock.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := &run.MonitorStatus{IntervalSeconds: r.plan.Interval().Seconds(), Clusters: []run.MonitorCluster{}}
+	st := &run.MonitorStatus{Interval: run.Duration(r.plan.Interval()), Clusters: []run.MonitorCluster{}}
 	for t, w := range r.watched {
 		c := run.MonitorCluster{Target: t, WatchedSince: w.since, LastRead: w.lastRead, LastAttempt: w.lastAttempt,
 			LastError: w.lastErr, ReadFailures: w.failures, NextRead: w.next}

@@ -92,7 +92,7 @@ func TestRunnerReadsAtPlanTimes(t *testing.T) {
 			t.Errorf("%d reads at once, want at most 2", f.peak)
 		}
 		st := r.Status()
-		if len(st.Clusters) != len(names) || st.Clusters[0].LastRead.IsZero() || st.IntervalSeconds != 3600 {
+		if len(st.Clusters) != len(names) || st.Clusters[0].LastRead.IsZero() || st.Interval.D() != time.Hour {
 			t.Fatalf("status %+v", st)
 		}
 

@@ -49,3 +49,50 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(n)
 	return nil
 }
+
+// timeoutsJSON is Timeouts as JSON: durations as strings.
+type timeoutsJSON struct {
+	Wait     Duration `json:"wait"`
+	Snapshot Duration `json:"snapshot"`
+	Export   Duration `json:"export"`
+	Restore  Duration `json:"restore"`
+}
+
+// MarshalJSON writes each timeout as a duration string ("4h0m0s").
+func (t Timeouts) MarshalJSON() ([]byte, error) {
+	return json.Marshal(timeoutsJSON{Duration(t.Wait), Duration(t.Snapshot), Duration(t.Export), Duration(t.Restore)})
+}
+
+// UnmarshalJSON reads strings, or the nanoseconds older journals hold.
+func (t *Timeouts) UnmarshalJSON(b []byte) error {
+	var v timeoutsJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("decode timeouts: %w", err)
+	}
+	*t = Timeouts{Wait: v.Wait.D(), Snapshot: v.Snapshot.D(), Export: v.Export.D(), Restore: v.Restore.D()}
+	return nil
+}
+
+// eventJSON is Event as JSON: its stage duration as a string.
+type eventJSON struct {
+	Run           Run       `json:"run"`
+	From          Stage     `json:"from"`
+	At            time.Time `json:"at"`
+	StageDuration Duration  `json:"stageDuration"`
+	Note          string    `json:"note,omitempty"`
+}
+
+// MarshalJSON writes the stage duration as a string ("1m30s").
+func (e Event) MarshalJSON() ([]byte, error) {
+	return json.Marshal(eventJSON{e.Run, e.From, e.At, Duration(e.StageDuration), e.Note})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (or nanoseconds).
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var v eventJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("decode run event: %w", err)
+	}
+	*e = Event{Run: v.Run, From: v.From, At: v.At, StageDuration: v.StageDuration.D(), Note: v.Note}
+	return nil
+}

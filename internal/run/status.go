@@ -67,8 +67,9 @@ type SkippedTarget struct {
 // MonitorStatus is the monitor of Atlas's native backups: every watched
 // cluster and what its last successful read said.
 type MonitorStatus struct {
-	IntervalSeconds float64          `json:"intervalSeconds"`
-	Clusters        []MonitorCluster `json:"clusters"`
+	// Interval is the time between two reads of a cluster.
+	Interval Duration         `json:"interval"`
+	Clusters []MonitorCluster `json:"clusters"`
 	// ListErrors are the projects whose clusters could not be listed at
 	// the last discovery: their watched clusters are the last known ones.
 	ListErrors []ResolutionError `json:"listErrors,omitempty"`

@@ -117,7 +117,7 @@ func newFixture() *fixture {
 				Unresolved: []run.SkippedTarget{{Target: run.Target{ProjectID: projProd, Cluster: "prod-paused"}, Reason: run.ReasonNotSupported, Detail: "cluster is paused"}},
 			},
 		},
-		Monitor: &run.MonitorStatus{IntervalSeconds: 3600, Clusters: []run.MonitorCluster{
+		Monitor: &run.MonitorStatus{Interval: run.Duration(time.Hour), Clusters: []run.MonitorCluster{
 			{Target: prodA, WatchedSince: ago(26 * time.Hour), LastRead: ago(18 * time.Minute), LastAttempt: ago(18 * time.Minute), NextRead: fixtureNow.Add(42 * time.Minute),
 				Newest: map[string]time.Time{"hourly": ago(time.Hour), "daily": ago(10 * time.Hour), "weekly": ago(4 * 24 * time.Hour)}, Due: fixtureNow.Add(time.Hour)},
 			{Target: run.Target{ProjectID: projProd, Cluster: "legacy"}, WatchedSince: ago(26 * time.Hour), LastRead: ago(70 * time.Minute), LastAttempt: ago(10 * time.Minute),

@@ -147,7 +147,7 @@ func buildFleet(st run.Status, failed []run.Run, readErr string) fleetView {
 		}
 	}
 	if m := st.Monitor; m != nil {
-		mv := &monitorView{Interval: time.Duration(m.IntervalSeconds * float64(time.Second)), ListErrors: m.ListErrors}
+		mv := &monitorView{Interval: m.Interval.D(), ListErrors: m.ListErrors}
 		for _, c := range m.Clusters {
 			mv.Rows = append(mv.Rows, buildMonitorRow(now, c))
 		}

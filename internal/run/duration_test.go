@@ -1,0 +1,65 @@
+package run
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every duration in the JSON of a run, an event and a status is a string,
+// and runs an older journal wrote with nanoseconds still decode.
+func TestDurationsAreStringsInJSON(t *testing.T) {
+	r := Run{ID: "0123456789abcdef0123", Spec: Spec{Timeouts: Timeouts{Wait: 30 * time.Minute, Snapshot: 4 * time.Hour, Export: 90 * time.Second}}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"timeouts":{"wait":"30m0s","snapshot":"4h0m0s","export":"1m30s","restore":"0s"}`; !strings.Contains(string(b), want) {
+		t.Errorf("run JSON %s lacks %s", b, want)
+	}
+	var back Run
+	if err := json.Unmarshal(b, &back); err != nil || back.Spec.Timeouts != r.Spec.Timeouts {
+		t.Errorf("round trip: %+v, %v", back.Spec.Timeouts, err)
+	}
+
+	old := `{"id":"0123456789abcdef0123","spec":{"timeouts":{"wait":1800000000000,"snapshot":14400000000000,"export":0,"restore":0}}}`
+	var legacy Run
+	if err := json.Unmarshal([]byte(old), &legacy); err != nil || legacy.Spec.Timeouts.Wait != 30*time.Minute || legacy.Spec.Timeouts.Snapshot != 4*time.Hour {
+		t.Errorf("a journal's nanoseconds: %+v, %v", legacy.Spec.Timeouts, err)
+	}
+
+	e := Event{Run: r, From: StageSnapshotting, StageDuration: 90 * time.Second}
+	b, _ = json.Marshal(e)
+	if !strings.Contains(string(b), `"stageDuration":"1m30s"`) {
+		t.Errorf("event JSON %s", b)
+	}
+	var eb Event
+	if err := json.Unmarshal(b, &eb); err != nil || eb.StageDuration != 90*time.Second || eb.From != StageSnapshotting {
+		t.Errorf("event round trip: %+v, %v", eb, err)
+	}
+
+	st := Status{Policies: []PolicyStatus{{Name: "p", Interval: Duration(time.Hour)}}, Monitor: &MonitorStatus{Interval: Duration(24 * time.Hour)}}
+	b, _ = json.Marshal(st)
+	for _, want := range []string{`"interval":"1h0m0s"`, `"interval":"24h0m0s"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("status JSON %s lacks %s", b, want)
+		}
+	}
+}
+
+func TestDurationRejectsOtherValues(t *testing.T) {
+	for _, in := range []string{`"soon"`, `true`, `1.5`, `{}`, `"1h" `} {
+		var d Duration
+		err := json.Unmarshal([]byte(in), &d)
+		if in == `"1h" ` {
+			if err != nil || d.D() != time.Hour {
+				t.Errorf("%s: %v %v", in, d, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s decoded to %v", in, d)
+		}
+	}
+}

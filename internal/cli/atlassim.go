@@ -20,13 +20,14 @@ func AtlasSim(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9470", "address to serve the simulated Atlas Admin API on")
 	fixture := fs.String("fixture", "", "YAML fixture describing the fleet and credentials (default: the built-in demo fleet)")
-	speed := fs.Float64("speed", 1, "lifecycle speed-up: snapshot, export and restore durations are divided by it")
+	speed := fs.Float64("lifecycle-scale", 1, "lifecycle speed-up: snapshot, export and restore durations are divided by it (the clock itself is -time-scale)")
+	deprecatedFlag(fs, stderr, "speed", "lifecycle-scale")
 	seed := fs.Int64("seed", 1, "seed for generated ids and injected faults")
 	admin := fs.Bool("admin", false, "also serve the unauthenticated test-control API under /_sim/ (faults, fleet changes, call log); tests and dry runs only")
 	var tf timeFlags
 	tf.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: backupd atlas-sim [-listen ADDR] [-fixture FILE] [-speed N] [-admin]\n\nServes a simulated Atlas Admin API v2 (cloud backups, exports, flex restores, clusters).")
+		fmt.Fprintln(stderr, "usage: backupd atlas-sim [-listen ADDR] [-fixture FILE] [-lifecycle-scale N] [-time-scale N -time-anchor UNIX] [-admin] [-seed N]\n\nServes a simulated Atlas Admin API v2 (cloud backups, exports, flex restores, clusters).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -37,7 +38,7 @@ func AtlasSim(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return exitUsage
 	}
 	if *speed <= 0 {
-		fmt.Fprintf(stderr, "backupd atlas-sim: -speed must be positive, got %g\n", *speed)
+		fmt.Fprintf(stderr, "backupd atlas-sim: -lifecycle-scale must be positive, got %g\n", *speed)
 		return exitUsage
 	}
 	fx := atlassim.DemoFixture()

@@ -79,7 +79,7 @@ func TestStatusTableAndJSON(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if code := Status(context.Background(), []string{"-addr", srv.URL, "-json"}, &out, &errOut, OSEnv()); code != 0 {
+	if code := Status(context.Background(), []string{"-addr", srv.URL, "-o", "json"}, &out, &errOut, OSEnv()); code != 0 {
 		t.Fatalf("status -json exit %d", code)
 	}
 	var st run.Status

@@ -86,11 +86,12 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", demoDuration, "stop after this much real time; 0 runs until interrupted")
-	speed := fs.Float64("speed", 60, "how much faster than real time the demo's clock runs")
+	speed := fs.Float64("time-scale", 60, "how much faster than real time the demo's clock runs (as -time-scale of run and atlas-sim)")
+	deprecatedFlag(fs, stderr, "speed", "time-scale")
 	listen := fs.String("listen", "127.0.0.1:0", "address for /metrics and the API")
 	logs := fs.Bool("logs", false, "also print the daemon's JSON logs to stderr")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: backupd demo [-duration D] [-speed N] [-listen ADDR] [-logs]\n\n"+
+		fmt.Fprintln(stderr, "usage: backupd demo [-duration D] [-time-scale N] [-listen ADDR] [-logs]\n\n"+
 			"Runs the daemon against an embedded simulated Atlas with a small fleet and fast clocks,\n"+
 			"makes Atlas fail the first export job, and ends with a summary of the runs.")
 		fs.PrintDefaults()
@@ -103,7 +104,7 @@ func Demo(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 		return exitUsage
 	}
 	if *speed <= 0 {
-		fmt.Fprintln(stderr, "backupd demo: -speed must be positive")
+		fmt.Fprintln(stderr, "backupd demo: -time-scale must be positive")
 		return exitUsage
 	}
 	if *duration < 0 {

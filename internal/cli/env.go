@@ -6,6 +6,7 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -38,6 +39,21 @@ type timeFlags struct {
 func (t *timeFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&t.scale, "time-scale", 1, "dry runs only: run the clock this many times faster than real time")
 	fs.Int64Var(&t.anchor, "time-anchor", 0, "dry runs only: Unix time (seconds) at which the scaled clock equals real time; give the daemon and atlas-sim the same value")
+}
+
+// deprecatedPrefix starts the usage of every deprecated flag; completion
+// leaves such flags out.
+const deprecatedPrefix = "deprecated: "
+
+// deprecatedFlag keeps old working as another name of the flag now: each
+// use sets now and warns on stderr, naming the flag to use instead. One
+// meaning has one name across verbs; the old names stay so scripts do not
+// break, and the warning tells them to move.
+func deprecatedFlag(fs *flag.FlagSet, stderr io.Writer, old, now string) {
+	fs.Func(old, deprecatedPrefix+"use -"+now+" (the same meaning)", func(s string) error {
+		fmt.Fprintf(stderr, "backupd %s: warning: -%s is deprecated and will be removed; use -%s (the same meaning)\n", fs.Name(), old, now)
+		return fs.Set(now, s)
+	})
 }
 
 // clock returns the verb's clock: env's, or a scaled one.

@@ -18,7 +18,14 @@ import (
 // env.Clock so a test drives it without waiting.
 func Status(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) int {
 	fs, df, out := readVerb("status", stderr, env)
-	asJSON := fs.Bool("json", false, "print the raw JSON status (same as -o json)")
+	// -json was this verb's own name for -o json, which every read verb has.
+	fs.BoolFunc("json", deprecatedPrefix+"use -o json (the same meaning)", func(s string) error {
+		fmt.Fprintln(stderr, "backupd status: warning: -json is deprecated and will be removed; use -o json (the same meaning)")
+		if s == "false" {
+			return nil
+		}
+		return fs.Set("o", "json")
+	})
 	watch := fs.Bool("watch", false, "redraw every -interval until interrupted")
 	interval := fs.Duration("interval", 5*time.Second, "with -watch: time between redraws")
 	if code, ok := parseFlags(fs, args, stderr, "usage: backupd status [-addr URL | -config PATH] [-o table|json] [-watch [-interval 5s]]\n\nShows policies × targets: last run, result, next run, in-flight stage and Atlas ids.", false); !ok {
@@ -32,9 +39,6 @@ func Status(ctx context.Context, args []string, stdout, stderr io.Writer, env En
 	if err != nil {
 		fmt.Fprintf(stderr, "backupd status: %v\n", err)
 		return exitUsage
-	}
-	if *asJSON {
-		*out = "json"
 	}
 	// A terminal is redrawn in place; a pipe or file gets frames one
 	// after the other.

@@ -121,7 +121,7 @@ func TestEndToEnd(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "frequent") || !strings.Contains(r.stdout, "refresh") || !strings.Contains(r.stdout, "succeeded") {
 		t.Errorf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	r = runCLI(t, "status", "-addr", d.url, "-json")
+	r = runCLI(t, "status", "-addr", d.url, "-o", "json")
 	var st run.Status
 	if err := json.Unmarshal([]byte(r.stdout), &st); r.code != 0 || err != nil {
 		t.Fatalf("status -json: exit %d, %v\n%s", r.code, err, r.stdout)

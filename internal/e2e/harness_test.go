@@ -343,7 +343,7 @@ var listeningRE = regexp.MustCompile(`listening on (http://\S+)`)
 func startSim(t *testing.T, fixture string, ta timeArgs, speed float64) *simProc {
 	t.Helper()
 	args := append([]string{"atlas-sim", "-listen", "127.0.0.1:0", "-admin", "-fixture", fixture,
-		"-speed", strconv.FormatFloat(speed, 'f', -1, 64)}, ta.flags()...)
+		"-lifecycle-scale", strconv.FormatFloat(speed, 'f', -1, 64)}, ta.flags()...)
 	p := startProc(t, "atlas-sim", args...)
 	_, line, ok := p.waitLine(30*time.Second, 0, listeningRE.MatchString)
 	if !ok {

@@ -74,17 +74,25 @@ func TestCompletionScriptsParse(t *testing.T) {
 	}
 }
 
+// shellAndScript finds the shell (skipping without it) and writes its
+// completion script to a file.
+func shellAndScript(t *testing.T, shell string) (path, file string) {
+	t.Helper()
+	path, err := exec.LookPath(shell)
+	if err != nil {
+		t.Skipf("%s is not installed", shell)
+	}
+	file = filepath.Join(t.TempDir(), "backupd."+shell)
+	if err := os.WriteFile(file, []byte(completionScript(t, shell)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, file
+}
+
 // TestBashCompletes: the bash script, sourced, completes verbs, flags and
 // flag values the way a user sees them at TAB.
 func TestBashCompletes(t *testing.T) {
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("bash is not installed")
-	}
-	file := filepath.Join(t.TempDir(), "backupd.bash")
-	if err := os.WriteFile(file, []byte(completionScript(t, "bash")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bash, file := shellAndScript(t, "bash")
 	for _, c := range []struct {
 		words string // the command line; the last word is being completed
 		want  []string
@@ -127,14 +135,7 @@ func TestBashCompletes(t *testing.T) {
 
 // TestFishCompletes: fish, when installed, completes from the script.
 func TestFishCompletes(t *testing.T) {
-	fish, err := exec.LookPath("fish")
-	if err != nil {
-		t.Skip("fish is not installed")
-	}
-	file := filepath.Join(t.TempDir(), "backupd.fish")
-	if err := os.WriteFile(file, []byte(completionScript(t, "fish")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	fish, file := shellAndScript(t, "fish")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, fish, "--no-config", "-c", "source "+file+"; complete -C 'backupd runs -o '; complete -C 'backupd demo -t'").CombinedOutput()

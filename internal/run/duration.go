@@ -96,3 +96,30 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	*e = Event{Run: v.Run, From: v.From, At: v.At, StageDuration: v.StageDuration.D(), Note: v.Note}
 	return nil
 }
+
+// runJSON overlays Run's durations with strings; the embedded plain Run
+// carries every other field (the outer fields win by depth).
+type plainRun Run
+
+type runJSON struct {
+	*plainRun
+	SnapshotRanFor Duration `json:"snapshotRanFor,omitempty"`
+	ExportRanFor   Duration `json:"exportRanFor,omitempty"`
+	RestoreRanFor  Duration `json:"restoreRanFor,omitempty"`
+}
+
+// MarshalJSON writes the run with its *RanFor durations as strings.
+func (r Run) MarshalJSON() ([]byte, error) {
+	return json.Marshal(runJSON{plainRun: (*plainRun)(&r),
+		SnapshotRanFor: Duration(r.SnapshotRanFor), ExportRanFor: Duration(r.ExportRanFor), RestoreRanFor: Duration(r.RestoreRanFor)})
+}
+
+// UnmarshalJSON reads strings, or the nanoseconds older journals hold.
+func (r *Run) UnmarshalJSON(b []byte) error {
+	v := runJSON{plainRun: (*plainRun)(r)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	r.SnapshotRanFor, r.ExportRanFor, r.RestoreRanFor = v.SnapshotRanFor.D(), v.ExportRanFor.D(), v.RestoreRanFor.D()
+	return nil
+}

@@ -10,7 +10,7 @@ import (
 // Every duration in the JSON of a run, an event and a status is a string,
 // and runs an older journal wrote with nanoseconds still decode.
 func TestDurationsAreStringsInJSON(t *testing.T) {
-	r := Run{ID: "0123456789abcdef0123", Spec: Spec{Timeouts: Timeouts{Wait: 30 * time.Minute, Snapshot: 4 * time.Hour, Export: 90 * time.Second}}}
+	r := Run{ID: "0123456789abcdef0123", SnapshotRanFor: 150 * time.Second, Spec: Spec{Timeouts: Timeouts{Wait: 30 * time.Minute, Snapshot: 4 * time.Hour, Export: 90 * time.Second}}}
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -18,15 +18,19 @@ func TestDurationsAreStringsInJSON(t *testing.T) {
 	if want := `"timeouts":{"wait":"30m0s","snapshot":"4h0m0s","export":"1m30s","restore":"0s"}`; !strings.Contains(string(b), want) {
 		t.Errorf("run JSON %s lacks %s", b, want)
 	}
+	if !strings.Contains(string(b), `"snapshotRanFor":"2m30s"`) || strings.Contains(string(b), "exportRanFor") || !strings.Contains(string(b), `"id":"0123456789abcdef0123"`) {
+		t.Errorf("run JSON %s: want snapshotRanFor as a string, the zero exportRanFor left out, the other fields kept", b)
+	}
 	var back Run
-	if err := json.Unmarshal(b, &back); err != nil || back.Spec.Timeouts != r.Spec.Timeouts {
-		t.Errorf("round trip: %+v, %v", back.Spec.Timeouts, err)
+	if err := json.Unmarshal(b, &back); err != nil || back.Spec.Timeouts != r.Spec.Timeouts || back.SnapshotRanFor != r.SnapshotRanFor || back.ID != r.ID {
+		t.Errorf("round trip: %+v, %v", back, err)
 	}
 
-	old := `{"id":"0123456789abcdef0123","spec":{"timeouts":{"wait":1800000000000,"snapshot":14400000000000,"export":0,"restore":0}}}`
+	old := `{"id":"0123456789abcdef0123","snapshotRanFor":150000000000,"spec":{"timeouts":{"wait":1800000000000,"snapshot":14400000000000,"export":0,"restore":0}}}`
 	var legacy Run
-	if err := json.Unmarshal([]byte(old), &legacy); err != nil || legacy.Spec.Timeouts.Wait != 30*time.Minute || legacy.Spec.Timeouts.Snapshot != 4*time.Hour {
-		t.Errorf("a journal's nanoseconds: %+v, %v", legacy.Spec.Timeouts, err)
+	if err := json.Unmarshal([]byte(old), &legacy); err != nil || legacy.Spec.Timeouts.Wait != 30*time.Minute || legacy.Spec.Timeouts.Snapshot != 4*time.Hour ||
+		legacy.SnapshotRanFor != 150*time.Second || legacy.ID != "0123456789abcdef0123" {
+		t.Errorf("a journal's nanoseconds: %+v, %v", legacy, err)
 	}
 
 	e := Event{Run: r, From: StageSnapshotting, StageDuration: 90 * time.Second}

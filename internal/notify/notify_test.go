@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -581,4 +582,39 @@ func TestRemovedSinkDropsItsDeliveries(t *testing.T) {
 	if n, err := testutil.GatherAndCount(h.reg, "backupd_notify_delivered_total"); err != nil || n != 0 {
 		t.Errorf("series of the removed sink: %d %v", n, err)
 	}
+}
+
+func TestUnreadableStoredRecordsAreSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db.notify")
+	s, _, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := Delivery{Seq: 2, Kind: KindWebhook, Sink: "ops", Signal: "failed", Run: "r", Body: []byte(`{}`), NextAt: t0}
+	if err := s.Save([]Delivery{good}, nil); err != nil {
+		t.Fatal(err)
+	}
+	bs := s.(*boltStore)
+	if err := bs.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDeliveries)
+		if err := b.Put(seqKey(1), []byte("not json")); err != nil {
+			return err
+		}
+		return b.Put([]byte("short"), []byte(`{"seq":9}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := s.Load()
+	if err == nil || !strings.Contains(err.Error(), "2 records") {
+		t.Errorf("Load error %v, want the 2 unreadable records counted", err)
+	}
+	if len(ds) != 1 || ds[0].Seq != 2 || ds[0].Sink != "ops" {
+		t.Errorf("Load kept %+v, want the readable record", ds)
+	}
+	// The notifier starts with what could be read.
+	n := New(Config{Clock: clock.NewFake(t0), Store: s}, nil)
+	if p := n.Pending(); len(p) != 1 || p[0].Seq != 2 {
+		t.Errorf("pending %+v", p)
+	}
+	_ = s.Close()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -222,7 +223,7 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 			t.Fatalf("%d restores for %+v", len(refresh.Restores), refresh.Counts)
 		}
 		for _, x := range refresh.Restores {
-			if x.Target.Cluster != "staging" || x.RestoreSeconds <= 0 || x.Verification != "atlas" || x.JobID == "" {
+			if x.Target.Cluster != "staging" || x.RestoreSeconds <= 0 || x.Verification != report.VerificationAtlasOnly || x.JobID == "" {
 				t.Fatalf("restore %+v", x)
 			}
 		}
@@ -259,9 +260,18 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 			}
 		}
 		// Filters: one policy; a cluster glob.
-		code, body = e.get(t, "/api/v1/report?since=30d&policy=night*")
-		if rep, err = report.Decode(strings.NewReader(body)); err != nil || code != 200 || len(rep.Clusters) != 1 || rep.Clusters[0].Target != prodA {
-			t.Fatalf("policy filter: %d %v %s", code, err, body)
+		// A glob walks the whole history, a name the policy's index: the
+		// same report.
+		var byName []report.Cluster
+		for _, pol := range []string{"night*", "nightly"} {
+			code, body = e.get(t, "/api/v1/report?since=30d&policy="+pol)
+			if rep, err = report.Decode(strings.NewReader(body)); err != nil || code != 200 || len(rep.Clusters) != 1 || rep.Clusters[0].Target != prodA {
+				t.Fatalf("policy filter %s: %d %v %s", pol, code, err, body)
+			}
+			if byName != nil && !reflect.DeepEqual(byName, rep.Clusters) {
+				t.Fatalf("policy=nightly and policy=night* differ:\n%+v\n%+v", byName, rep.Clusters)
+			}
+			byName = rep.Clusters
 		}
 		code, body = e.get(t, "/api/v1/report?since=30d&cluster="+project+"/flex-*")
 		if rep, err = report.Decode(strings.NewReader(body)); err != nil || code != 200 || len(rep.Clusters) != 1 || rep.Clusters[0].Target != flex {

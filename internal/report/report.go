@@ -309,10 +309,14 @@ type Restore struct {
 	// SnapshotAgeSeconds is the snapshot's age when the restore began;
 	// nil when the run did not record the snapshot's time.
 	SnapshotAgeSeconds *float64 `json:"snapshotAgeSeconds,omitempty"`
-	// Verification is how the restore was verified: "atlas" (Atlas
-	// reported it complete; no check of the data ran).
+	// Verification is how the restore was verified: VerificationAtlasOnly
+	// for flex restores.
 	Verification string `json:"verification"`
 }
+
+// VerificationAtlasOnly: the restore was verified by Atlas reporting it
+// complete; no check of the data ran.
+const VerificationAtlasOnly = "atlas_only"
 
 // Native is the monitor's last read of a cluster.
 type Native struct {
@@ -637,7 +641,7 @@ func restoreOf(r run.Run) (Restore, bool) {
 	x := Restore{RunID: r.ID, Kind: r.Action, Slot: r.Slot, Manual: r.Manual, SnapshotID: r.FlexSnapshotID,
 		Target: run.Target{ProjectID: r.Spec.TargetProjectID, Cluster: r.Spec.TargetCluster},
 		JobID:  r.RestoreJobID, Status: r.RestoreStatus, Result: string(r.Stage),
-		RequestedAt: stageAt(r, run.StageRestoring), FinishedAt: r.FinishedAt, Verification: "atlas"}
+		RequestedAt: stageAt(r, run.StageRestoring), FinishedAt: r.FinishedAt, Verification: VerificationAtlasOnly}
 	if !x.RequestedAt.IsZero() && !x.FinishedAt.IsZero() {
 		x.RestoreSeconds = x.FinishedAt.Sub(x.RequestedAt).Seconds()
 	}

@@ -226,6 +226,7 @@ func runDemo(ctx context.Context, o demoOptions) int {
 			} else {
 				addr := d.Addr().String()
 				live.printf("  metrics: http://%s/metrics   status: backupd status -addr http://%s   (%s)\n", addr, addr, o.StopText)
+				live.printf("  evidence: backupd report -addr http://%s -since 1h   (-o html for a page)\n", addr)
 			}
 			live.printf("  fault injected: Atlas fails the first export job; that run ends failed{export_failed}, the next slot runs again\n")
 			live.printf("  monitor: reads Atlas's native backups of prod-shards, prod-main (schedule stalled: stale at +%s), sandbox (backup disabled) and flex-prod every 5m\n\n", demoStaleAfter)

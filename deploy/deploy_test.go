@@ -395,7 +395,15 @@ func TestDockerfile(t *testing.T) {
 			build = in.args
 		}
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X ` + buildinfoVar + "=${VERSION}\"", "./cmd/backupd"} {
+	// The image carries leader election (issue 16): the ha tag by default.
+	haTag := false
+	for _, in := range ins[:final] {
+		haTag = haTag || (in.cmd == "ARG" && in.args == "TAGS=ha")
+	}
+	if !haTag {
+		t.Errorf("%s: no ARG TAGS=ha: the image must build with leader election", dockerfilePath)
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-tags "${TAGS}"`, `-ldflags "-s -w -X ` + buildinfoVar + "=${VERSION}\"", "./cmd/backupd"} {
 		if !strings.Contains(build, want) {
 			t.Errorf("%s: the go build step lacks %s: %q", dockerfilePath, want, build)
 		}

@@ -27,6 +27,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := cli.OSEnv()
+	env.Elect = electorFactory()
 	switch verb {
 	case "-version", "--version":
 		verb = "version"

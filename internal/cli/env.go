@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/leader"
 	"github.com/backupd/backupd/internal/policy"
 )
 
@@ -20,6 +21,9 @@ type Env struct {
 	Getenv func(string) string
 	Now    func() time.Time
 	Clock  clock.Clock
+	// Elect is the leader-election factory, nil in a build without the
+	// `ha` tag (cmd/backupd/ha.go sets it).
+	Elect leader.Factory
 }
 
 // OSEnv is the real process environment.

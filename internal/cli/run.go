@@ -49,7 +49,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) 
 		fmt.Fprintf(stderr, "backupd run: %v\n", err)
 		return exitUsage
 	}
-	d, err := daemon.New(daemon.Options{ConfigPath: *configPath, Env: env.Policy, Clock: clk, Notifier: daemon.Systemd{}})
+	d, err := daemon.New(daemon.Options{ConfigPath: *configPath, Env: env.Policy, Clock: clk, Notifier: daemon.Systemd{}, Elect: env.Elect})
 	if err != nil {
 		return printConfigError(stderr, err)
 	}

@@ -91,7 +91,11 @@ func writeStatus(w io.Writer, st run.Status) {
 	if !st.Ready {
 		ready = "NOT READY"
 	}
-	fmt.Fprintf(w, "backupd %s, up since %s, %s\n\n", st.Version, st.StartedAt.UTC().Format(time.RFC3339), ready)
+	fmt.Fprintf(w, "backupd %s, up since %s, %s\n", st.Version, st.StartedAt.UTC().Format(time.RFC3339), ready)
+	if st.HA != nil {
+		fmt.Fprintf(w, "leader election on lease %s: %s\n", st.HA.Lease, st.HA)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POLICY\tACTION\tTARGET\tLAST RUN\tRESULT\tNEXT RUN\tIN FLIGHT")
 	for _, p := range st.Policies {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/leader"
 	"github.com/backupd/backupd/internal/policy"
 	"github.com/backupd/backupd/internal/run"
 )
@@ -33,7 +34,11 @@ const validateAttempts = 3
 // exits 2. With -online it also asks Atlas whether the clusters exist and
 // fit the action and whether the export buckets exist; any such failure
 // exits 2 too.
-func Validate(ctx context.Context, args []string, stdout, stderr io.Writer, env policy.Env, now func() time.Time) int {
+//
+// elect is the binary's leader-election factory: nil in a build without
+// the `ha` tag, which makes a configuration with ha: invalid here, as it
+// is at start.
+func Validate(ctx context.Context, args []string, stdout, stderr io.Writer, env policy.Env, now func() time.Time, elect leader.Factory) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	defPath := DefaultConfigPath
@@ -58,6 +63,9 @@ func Validate(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 
 	env.MissingSecretOK = !*online // offline, the credentials are never used
 	cfg, err := policy.Load(*configPath, env)
+	if err == nil && cfg.HA != nil && elect == nil {
+		err = leader.Unsupported(cfg.HA)
+	}
 	if err != nil {
 		validatePrintErrors(stderr, err)
 		return exitUsage

@@ -46,7 +46,7 @@ func validateWriteConfig(t *testing.T, text string) string {
 func validateRun(t *testing.T, env policy.Env, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = Validate(context.Background(), args, &out, &errb, env, func() time.Time { return validateNow })
+	code = Validate(context.Background(), args, &out, &errb, env, func() time.Time { return validateNow }, nil)
 	return code, out.String(), errb.String()
 }
 

@@ -24,7 +24,7 @@ func Verbs() []Verb {
 		{Name: "run", Summary: "run the daemon (-config PATH, default /etc/backupd/config.yaml or $BACKUPD_CONFIG)", Main: Run},
 		{Name: "validate", Summary: "check a config and print each policy's targets and next fire times (-online asks Atlas)",
 			Main: func(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) int {
-				return Validate(ctx, args, stdout, stderr, env.Policy, env.Now)
+				return Validate(ctx, args, stdout, stderr, env.Policy, env.Now, env.Elect)
 			}},
 		{Name: "status", Summary: "show policies × targets: last run, result, next run, in-flight stage and Atlas ids (-watch redraws)", Main: Status},
 		{Name: "runs", Summary: "list past and current runs, newest first (-policy, -cluster, -result, -since, ...)", Main: Runs},

@@ -37,6 +37,7 @@ import (
 	"github.com/backupd/backupd/internal/engine"
 	"github.com/backupd/backupd/internal/httpapi"
 	"github.com/backupd/backupd/internal/journal"
+	"github.com/backupd/backupd/internal/leader"
 	"github.com/backupd/backupd/internal/logging"
 	"github.com/backupd/backupd/internal/metrics"
 	"github.com/backupd/backupd/internal/notify"
@@ -82,6 +83,9 @@ type Options struct {
 	// WrapJournal, when set, wraps the opened journal (tests make its
 	// writes fail as a full disk would).
 	WrapJournal func(journal.Journal) journal.Journal
+	// Elect builds the leader elector of an ha: section; nil in a binary
+	// built without the `ha` tag, which then refuses such a configuration.
+	Elect leader.Factory
 }
 
 // Daemon is one backupd process's worth of components.
@@ -105,8 +109,13 @@ type Daemon struct {
 	watched *journal.Watched // d.journal, for readiness
 	metrics *metrics.Metrics
 	atlas   *swapAtlas
-	engine  *engine.Engine
-	sched   *scheduler.Scheduler
+	runLog  run.Observer
+	// engine and sched are replaced at each leadership term (ha:); read
+	// them through eng() and schd().
+	actMu  sync.Mutex
+	engine *engine.Engine
+	sched  *scheduler.Scheduler
+	lead   *leadership // nil without ha:
 	// notifier sends webhooks and pings on run events (internal/notify).
 	notifier *notify.Notifier
 	http     *httpapi.Server
@@ -139,6 +148,9 @@ func New(opts Options) (*Daemon, error) {
 	cfg, err := policy.Load(opts.ConfigPath, opts.Env)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.HA != nil && opts.Elect == nil {
+		return nil, leader.Unsupported(cfg.HA)
 	}
 	return &Daemon{
 		opts: opts, clk: opts.Clock, cfg: cfg, resolved: map[string]policy.Resolution{}, answered: map[string]bool{},
@@ -241,20 +253,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	// 5. The engine and the scheduler exist from here on, but start only
 	// once targets are resolved (step 8): serving must not wait for Atlas.
-	observers := run.Observers{d.metrics, logging.RunObserver(log), d.notifier}
-	for _, o := range d.opts.Observers {
-		observers = append(observers, o)
+	// With ha:, they are stand-ins until this replica leads: each term
+	// of leadership gets its own (leadership.go).
+	d.runLog = logging.RunObserver(log)
+	if cfg.HA != nil {
+		if d.lead, err = d.newLeadership(cfg); err != nil {
+			return err
+		}
+		log.Info("leader election on", zap.String("lease", cfg.HA.Namespace+"/"+cfg.HA.LeaseName), zap.String("identity", d.lead.el.Identity()),
+			zap.Duration("leaseDuration", cfg.HA.LeaseDuration), zap.String("atlasPOSTs", "bounded by the fence deadline, not atlas.timeout"))
 	}
-	d.engine = engine.New(engine.Config{
-		Clock: d.clk, Journal: d.journal, Atlas: d.atlas, Observer: observers, Logger: log,
-		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: true, MarkCurrent: d.markCurrent(),
-	})
+	d.engine = d.newEngine(d.lead != nil)
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
-	defer d.engine.Wait()
+	defer func() { d.eng().Wait() }()
 	defer stopRuns()
-	d.sched = scheduler.New(d.clk, markStore{d.journal}, d.fire, scheduler.Options{
-		Logf: func(f string, a ...any) { log.Sugar().Infof(f, a...) },
-	})
+	d.sched = d.newScheduler(d.engine)
 	d.metrics.SetPolicies(policyInfos(cfg))
 	schedCtx, stopSched := context.WithCancel(ctx)
 	schedDone := make(chan struct{})
@@ -301,6 +314,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// upkeep: target discovery, next-run gauges, pruning.
 	var bg sync.WaitGroup
 	bg.Add(2)
+	electionDone := make(chan struct{})
 	go func() {
 		defer bg.Done()
 		defer close(d.startupDone)
@@ -310,9 +324,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 				d.setStartErr(err)
 			}
 			close(schedDone)
+			close(electionDone)
 			return
 		}
-		go func() { defer close(schedDone); _ = d.sched.Run(schedCtx) }()
+		if d.lead != nil {
+			// Standing for election only once targets are resolved: a
+			// replica that cannot act must not hold the lease.
+			go func() { defer close(electionDone); d.runElection(ctx) }()
+			go func() { defer close(schedDone); d.followLeadership(schedCtx, runCtx) }()
+		} else {
+			close(electionDone)
+			go func() { defer close(schedDone); _ = d.schd().Run(schedCtx) }()
+		}
 		d.upkeep(schedCtx)
 	}()
 	go func() { defer bg.Done(); d.watchdog(schedCtx) }()
@@ -323,6 +346,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopSched()
 	bg.Wait()
 	<-schedDone
+	<-electionDone // with ha:, the lease is released by now, after the runs were parked
 	d.stopMonitor()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -330,7 +354,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		log.Warn("HTTP server did not stop cleanly", zap.Error(err))
 	}
 	stopRuns()
-	d.engine.Wait()
+	d.eng().Wait()
 	log.Info("stopped")
 	return nil
 }
@@ -345,12 +369,18 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	_ = d.opts.Notifier.Notify("RELOADING=1")
 	defer func() { _ = d.opts.Notifier.Notify("READY=1") }()
 	cfg, err := policy.Load(d.opts.ConfigPath, d.opts.Env)
+	if err == nil && cfg.HA != nil && d.opts.Elect == nil {
+		err = leader.Unsupported(cfg.HA)
+	}
 	if err != nil {
 		d.metrics.ConfigReload(false)
 		d.log.Error("config reload rejected; the running configuration stays", zap.Error(err))
 		return err
 	}
 	old := d.Config()
+	if !sameHA(old.HA, cfg.HA) {
+		d.log.Warn("ha settings change at the next restart: leader election goes on as started")
+	}
 	if atlasChanged(old.Atlas, cfg.Atlas) {
 		client, err := d.newClient(cfg)
 		if err != nil {
@@ -392,8 +422,8 @@ func (d *Daemon) Reload(ctx context.Context) error {
 // apply pushes the configuration and resolved targets to the engine,
 // scheduler and metrics.
 func (d *Daemon) apply(cfg *policy.Config) {
-	d.engine.SetPolicies(d.enginePolicies(cfg))
-	d.sched.Set(d.entries(cfg))
+	d.eng().SetPolicies(d.enginePolicies(cfg))
+	d.schd().Set(d.entries(cfg))
 	d.metrics.SetPolicies(policyInfos(cfg))
 }
 
@@ -457,12 +487,14 @@ func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
 	defer d.reloadMu.Unlock()
 	cfg := d.Config()
 	d.pruneRebuiltSeries(cfg)
-	d.engine.SetPolicies(d.enginePolicies(cfg))
-	if err := d.engine.Start(runCtx); err != nil {
-		return err
+	d.eng().SetPolicies(d.enginePolicies(cfg))
+	if d.lead == nil {
+		if err := d.eng().Start(runCtx); err != nil {
+			return err
+		}
+		d.seedMarksFromAtlas(cfg)
+		d.schd().Set(d.entries(cfg))
 	}
-	d.seedMarksFromAtlas(cfg)
-	d.sched.Set(d.entries(cfg))
 	d.metrics.SetPolicies(policyInfos(cfg))
 	d.stateMu.Lock()
 	d.runsStarted, d.runsAt = true, d.clk.Now()
@@ -800,14 +832,14 @@ func policyInfos(cfg *policy.Config) []metrics.PolicyInfo {
 
 // fire hands a scheduler firing to the engine; a slot of a target the
 // policy cannot act on now is recorded as skipped{not_supported}.
-func (d *Daemon) fire(ctx context.Context, f scheduler.Firing) error {
+func (d *Daemon) fire(ctx context.Context, eng *engine.Engine, f scheduler.Firing) error {
 	skip, detail := f.Skip, ""
 	if skip == "" {
 		if s, ok := d.notSupported(f.Entry.Policy, f.Entry.Target); ok {
 			skip, detail = run.ReasonNotSupported, s.Detail
 		}
 	}
-	return d.engine.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, skip, detail)
+	return eng.Fire(ctx, f.Entry.Policy, f.Entry.Target, f.Slot, f.At, f.CatchUp, skip, detail)
 }
 
 // markCurrent tells the engine's start-up reconciliation which journal
@@ -841,7 +873,7 @@ func (d *Daemon) markCurrent() func(string, journal.Mark, time.Time) bool {
 // has no mark, the newest slot Atlas's markers show, so slots after it are
 // caught up per the policy's missed setting instead of being forgotten.
 func (d *Daemon) seedMarksFromAtlas(cfg *policy.Config) {
-	slots := d.engine.RecoveredSlots()
+	slots := d.eng().RecoveredSlots()
 	for _, p := range cfg.Policies {
 		for _, t := range d.resolution(p.Name).Targets {
 			e := entryFor(p, t)
@@ -928,7 +960,7 @@ func (d *Daemon) upkeep(ctx context.Context) {
 
 func (d *Daemon) publishNextRuns() {
 	cfg := d.Config()
-	next := d.sched.Next()
+	next := d.schd().Next()
 	for _, p := range cfg.Policies {
 		for _, t := range scheduled(d.resolution(p.Name)) {
 			if at, ok := next[engine.Key(p.Name, t)]; ok {
@@ -948,7 +980,10 @@ func (d *Daemon) healthy() error {
 	if !started {
 		return nil
 	}
-	hb := d.sched.Heartbeat()
+	if d.lead != nil && d.acting() != nil {
+		return nil // a standby runs no scheduler loop
+	}
+	hb := d.schd().Heartbeat()
 	if hb.IsZero() {
 		hb = runsAt // the loop is starting
 	}
@@ -966,7 +1001,7 @@ func (d *Daemon) readyErr() error {
 	if err := d.healthy(); err != nil {
 		return err
 	}
-	if err := d.engine.JournalHealth(); err != nil {
+	if err := d.eng().JournalHealth(); err != nil {
 		return fmt.Errorf("the journal cannot be written: %w", err)
 	}
 	if err := d.watched.Health(); err != nil {
@@ -1029,9 +1064,10 @@ func (d *Daemon) Status() run.Status {
 	for _, s := range sums {
 		byKey[engine.Key(s.Policy, s.Target)] = s
 	}
-	next := d.sched.Next()
+	eng := d.eng()
+	next := d.schd().Next()
 	st := run.Status{Version: buildinfo.String(), StartedAt: d.started, Now: d.clk.Now(), Ready: d.readyErr() == nil,
-		Monitor: d.monitorStatus()}
+		Monitor: d.monitorStatus(), HA: d.haStatus()}
 	for _, p := range cfg.Policies {
 		res := d.resolution(p.Name)
 		ps := run.PolicyStatus{Name: p.Name, Action: p.Action(), Schedule: p.Schedule, Timezone: p.Timezone, Interval: run.Duration(p.Interval()), Unresolved: res.Skipped, ResolutionErrors: d.resolutionErrors(p.Name)}
@@ -1046,7 +1082,7 @@ func (d *Daemon) Status() run.Status {
 					}
 				}
 			}
-			if r, ok := d.engine.InFlight(p.Name, t); ok {
+			if r, ok := eng.InFlight(p.Name, t); ok {
 				ts.InFlight = &r
 			}
 			ps.Targets = append(ps.Targets, ts)
@@ -1078,7 +1114,10 @@ func (b backend) Run(_ context.Context, id run.ID) (run.Run, bool, error) {
 }
 
 func (b backend) Trigger(ctx context.Context, policyName string, t *run.Target) ([]run.Run, error) {
-	rs, err := b.d.engine.Trigger(context.WithoutCancel(ctx), policyName, t)
+	if why := b.d.acting(); why != nil {
+		return nil, why
+	}
+	rs, err := b.d.eng().Trigger(context.WithoutCancel(ctx), policyName, t)
 	switch {
 	case errors.Is(err, engine.ErrUnknownPolicy):
 		return rs, fmt.Errorf("%w: %v", httpapi.ErrUnknownPolicy, err)
@@ -1134,3 +1173,13 @@ type nopNotifier struct{}
 
 func (nopNotifier) Notify(string) error             { return nil }
 func (nopNotifier) WatchdogInterval() time.Duration { return 0 }
+
+// sameHA reports whether two ha: sections elect the same way.
+func sameHA(a, b *policy.HA) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	x.Pos, y.Pos = policy.Position{}, policy.Position{}
+	return x == y
+}

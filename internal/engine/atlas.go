@@ -105,7 +105,7 @@ func classify(ctx context.Context, err error) errKind {
 	switch {
 	case err == nil:
 		return errNone
-	case ctx.Err() != nil:
+	case ctx.Err() != nil, errors.Is(err, ErrNotActing):
 		return errStopped
 	case atlas.IsCode(err, atlas.CodeUnfinishedOnDemandSnapshot, atlas.CodeRestoreInProgress, atlas.CodeExportConflict):
 		return errBusy

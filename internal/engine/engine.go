@@ -52,6 +52,14 @@ type Config struct {
 	MarkCurrent func(key string, m journal.Mark, now time.Time) bool
 	// RecoveryWindow bounds how far back marker recovery looks (default 48h).
 	RecoveryWindow time.Duration
+	// Fence, when set, admits every creating request to Atlas (leader
+	// election: see Fencer). Nil sends them unfenced, as a single replica.
+	Fence Fencer
+	// ReconcileAll makes Start reconcile every target with Atlas's markers
+	// before anything runs, as for an empty journal, whatever the journal's
+	// marks say: a replica that has just become leader cannot know from its
+	// own journal what the previous leader did.
+	ReconcileAll bool
 	// Workers bounds how many runs are stepped at once (default 64). Runs
 	// that wait for Atlas hold no worker, so this bounds concurrent Atlas
 	// requests and memory, not the number of runs in flight.
@@ -132,6 +140,9 @@ func New(cfg Config) *Engine {
 		lastSlots: map[string]time.Time{},
 	}
 	e.hist = history{plan: pollplan.Plan{Min: cfg.PollMin, Max: cfg.PollMax}, byTarget: map[run.Target]*clusterHistory{}}
+	if cfg.Fence != nil {
+		e.atlas = fencedAtlas{Atlas: cfg.Atlas, f: cfg.Fence}
+	}
 	e.locks = newClusterLocks(func(t *task) { e.disp.schedule(t, e.clk.Now()) })
 	return e
 }

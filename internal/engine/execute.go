@@ -70,6 +70,14 @@ func (e *Engine) step(ctx context.Context, t *task) {
 		case ctx.Err() != nil:
 			e.keep(t, r)
 			e.log.Info("run paused by shutdown; it resumes at the next start", runFields(r)...)
+		case errors.Is(err, ErrNotActing):
+			// The fence refused or cut off a request: this replica cannot
+			// vouch for its lease now (a renewal too old, a pause). The
+			// run waits in its recorded state; losing the lease ends the
+			// engine, and a renewal lets the retry through.
+			e.keep(t, r)
+			e.log.Warn("run parked: this replica may not send to Atlas now", append(runFields(r), zap.Error(err))...)
+			e.disp.park(t, e.clk.Now().Add(e.cfg.PollMin))
 		default:
 			e.keep(t, r)
 			e.log.Error("run cannot go on; retrying", append(runFields(r), zap.Error(err))...)

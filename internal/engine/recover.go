@@ -51,7 +51,7 @@ func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading run summaries from the journal: %w", err)
 	}
-	empty := len(active) == 0 && len(sums) == 0
+	empty := (len(active) == 0 && len(sums) == 0) || e.cfg.ReconcileAll
 	busy := make(map[string]bool, len(active))
 	for _, r := range active {
 		busy[key(r.Policy, r.Target)] = true

@@ -6,5 +6,7 @@
 // POST, whether this replica still holds the lease and how long it may let
 // the request run before another replica could take over.
 //
-// The daemon does not use this package yet (issue 16, first slice).
+// The daemon knows only internal/leader's interface; this package, and with
+// it client-go, is linked only into binaries built with the `ha` tag
+// (cmd/backupd/ha.go).
 package ha

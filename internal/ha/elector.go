@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/leader"
 	"github.com/backupd/backupd/internal/policy"
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,21 +79,8 @@ type Options struct {
 	Hooks    Hooks        // optional
 }
 
-// Hooks let the engine follow leadership.
-type Hooks struct {
-	// StartedLeading is called when this replica acquires the lease.
-	StartedLeading func()
-	// StoppedLeading is called when this replica loses or releases it;
-	// every fenced context is already cancelled by then.
-	StoppedLeading func()
-	// NewLeader is called with each newly observed leader identity.
-	NewLeader func(identity string)
-	// BeforeRelease is called on graceful stop once every fenced request
-	// has returned and before the lease is released: the engine parks its
-	// in-flight runs here, still under the lease. ctx ends a renew deadline
-	// later.
-	BeforeRelease func(ctx context.Context)
-}
+// Hooks let the daemon follow leadership (internal/leader.Hooks).
+type Hooks = leader.Hooks
 
 // Elector takes part in the election for one Lease. Construct with New, then
 // Run.
@@ -182,6 +170,18 @@ func NewFromConfig(cfg policy.HA, opts Options) (*Elector, error) {
 	opts.Identity, opts.Rest = id, rc
 	return New(cfg, opts)
 }
+
+// Factory is the leader.Factory of binaries built with the `ha` tag: the
+// identity and connection come from the process environment.
+func Factory(cfg policy.HA, o leader.Options) (leader.Elector, error) {
+	e, err := NewFromConfig(cfg, Options{Clock: o.Clock, Logger: o.Logger, Hooks: o.Hooks})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+var _ leader.Elector = (*Elector)(nil)
 
 // Identity is the name this replica holds the lease under.
 func (e *Elector) Identity() string { return e.opts.Identity }

@@ -1,9 +1,9 @@
 package ha
 
 import (
-	"errors"
-	"fmt"
 	"time"
+
+	"github.com/backupd/backupd/internal/leader"
 )
 
 // DefaultSkewRate is the fraction of the lease duration kept as a margin in
@@ -13,34 +13,16 @@ import (
 // clock (NTP bounds it to 500 ppm) and still leaves 13.5 s of a 15 s lease.
 const DefaultSkewRate = 0.1
 
-// ErrNotLeader is returned by Fence when this replica may not act: it does
-// not hold the lease, its last renewal is too old to trust, or it is stopping.
-var ErrNotLeader = errors.New("this replica does not hold the lease")
+// The errors are internal/leader's, so the daemon recognises them without
+// linking this package.
+var (
+	ErrNotLeader    = leader.ErrNotLeader
+	ErrFenceExpired = leader.ErrFenceExpired
+	ErrLeaseLost    = leader.ErrLeaseLost
+)
 
-// ErrFenceExpired is the cause of a fenced context that reached its
-// deadline: past it, another replica may already lead.
-var ErrFenceExpired = errors.New("the lease may have passed to another replica")
-
-// ErrLeaseLost is the cause of a fenced context cancelled because this
-// replica stopped leading while the request was in flight.
-var ErrLeaseLost = errors.New("this replica lost the lease")
-
-// NotLeaderError names the leader as last observed ("" when none is known),
-// so a refused trigger can tell the user where to go.
-type NotLeaderError struct {
-	Leader string
-	Reason string
-}
-
-func (e *NotLeaderError) Error() string {
-	leader := "no leader is known"
-	if e.Leader != "" {
-		leader = "the leader is " + e.Leader
-	}
-	return fmt.Sprintf("%v (%s): %s", ErrNotLeader, e.Reason, leader)
-}
-
-func (e *NotLeaderError) Unwrap() error { return ErrNotLeader }
+// NotLeaderError names the leader as last observed ("" when none is known).
+type NotLeaderError = leader.NotLeaderError
 
 // effectiveLease is the lease duration other replicas actually apply: the
 // Lease object stores whole seconds (leaseDurationSeconds), and client-go

@@ -33,6 +33,14 @@ type apiError struct {
 	Field string `json:"field,omitempty"` // the parameter or body field at fault
 }
 
+// standbyAnswer is the body of a trigger refused by a standby replica:
+// leader is the identity of the replica that acts, "" when none is known.
+type standbyAnswer struct {
+	Error   string `json:"error"`
+	Standby bool   `json:"standby"`
+	Leader  string `json:"leader"`
+}
+
 // runsResponse is the body of GET /api/v1/runs and of a trigger's 202.
 type runsResponse struct {
 	Runs []run.Run `json:"runs"`
@@ -128,7 +136,11 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	runs, err := s.cfg.Backend.Trigger(r.Context(), name, target)
+	var standby *StandbyError
 	switch {
+	case errors.As(err, &standby):
+		writeJSON(w, http.StatusServiceUnavailable, standbyAnswer{Error: standby.Error(), Leader: standby.Leader, Standby: true})
+		return
 	case errors.Is(err, ErrUnknownPolicy):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("policy %q is not configured", name), "name")
 		return

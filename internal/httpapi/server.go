@@ -47,6 +47,22 @@ var (
 	ErrUnknownTarget = errors.New("unknown target")
 )
 
+// StandbyError is a Backend's answer to a trigger sent to a replica that
+// does not lead (ha:): only the leader starts runs. The API answers 503 with
+// the leader's identity, so the caller knows where to send it.
+type StandbyError struct {
+	Leader string // "" when no leader is known
+	Reason string // why this replica does not act, for the message
+}
+
+func (e *StandbyError) Error() string {
+	where := "no leader is known right now; try again in a few seconds"
+	if e.Leader != "" {
+		where = "send the trigger to the leader, " + e.Leader
+	}
+	return fmt.Sprintf("this replica does not act (%s): %s", e.Reason, where)
+}
+
 // Limits and timeouts of the server. They are generous for an admin API on
 // localhost and strict enough that a slow or hostile client cannot hold a
 // connection or memory for long.

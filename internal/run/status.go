@@ -12,6 +12,40 @@ type Status struct {
 	Policies  []PolicyStatus `json:"policies"`
 	// Monitor is nil when the configuration has no monitor: section.
 	Monitor *MonitorStatus `json:"monitor,omitempty"`
+	// HA is nil when the configuration has no ha: section.
+	HA *HAStatus `json:"ha,omitempty"`
+}
+
+// HAStatus is this replica's part in the leader election.
+type HAStatus struct {
+	Identity string `json:"identity"` // this replica's name in the Lease
+	Lease    string `json:"lease"`    // namespace/name
+	// Role is "leader" (holds the lease and acts), "acquiring" (holds it
+	// and is re-attaching the runs in flight), or "standby".
+	Role   string `json:"role"`
+	Leader string `json:"leader,omitempty"` // the leader's identity; "" when none is known
+}
+
+// HA roles.
+const (
+	RoleLeader    = "leader"
+	RoleAcquiring = "acquiring"
+	RoleStandby   = "standby"
+)
+
+// String is the one-line summary status prints: "leader", "standby, leader
+// is X".
+func (h HAStatus) String() string {
+	switch h.Role {
+	case RoleLeader:
+		return "leader (" + h.Identity + ")"
+	case RoleAcquiring:
+		return "acquiring (" + h.Identity + " holds the lease and is re-attaching the runs in flight)"
+	}
+	if h.Leader == "" {
+		return "standby (" + h.Identity + "), no leader is known"
+	}
+	return "standby (" + h.Identity + "), leader is " + h.Leader
 }
 
 // PolicyStatus is one policy and everything it currently resolves to.

@@ -77,7 +77,7 @@ current-context: t
 	type result struct {
 		name         string
 		size         int64
-		rss, hwm, gc string
+		rss, hwm string
 	}
 	var results []result
 	measure := func(name, bin string, ha bool) {

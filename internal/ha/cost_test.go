@@ -75,8 +75,8 @@ current-context: t
 	}
 
 	type result struct {
-		name         string
-		size         int64
+		name     string
+		size     int64
 		rss, hwm string
 	}
 	var results []result

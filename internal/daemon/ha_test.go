@@ -523,3 +523,64 @@ func TestHARefusedWithoutSupport(t *testing.T) {
 		t.Fatalf("New = %v", err)
 	}
 }
+
+// Issue 16 item 4: a replica that leads again holds a stale journal (its
+// run of slot 1 was carried to the end by the other replica, which then
+// started slot 2). It finishes its stale run by adopting what Atlas shows,
+// then re-attaches the other replica's run of slot 2 from its marker: every
+// slot ends with exactly one snapshot and one export.
+func TestHALeaderAgainWithStaleJournal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dirA, sim := setup(t, "")
+		withHA(t, dirA, "pod-a")
+		dirB := t.TempDir()
+		copySetup(t, dirA, dirB, "pod-a", "pod-b")
+		fa := newFake("pod-a", true, "")
+		fb := newFake("pod-b", false, "pod-a")
+		a := launchHA(t, dirA, sim, fa)
+		defer a.stop()
+		b := launchHA(t, dirB, sim, fb)
+		defer b.stop()
+
+		h1 := time.Now().Truncate(time.Hour).Add(time.Hour)
+		time.Sleep(time.Until(h1) + time.Minute) // slot 1 snapshotting on A
+		synctest.Wait()
+		fa.lose("pod-b")
+		fb.lead()
+		time.Sleep(time.Until(h1.Add(time.Hour)) + time.Minute) // B ends slot 1, slot 2 snapshotting on B
+		synctest.Wait()
+		fb.lose("pod-a")
+		fa.lead()
+		time.Sleep(40 * time.Minute)
+		synctest.Wait()
+
+		for _, slot := range []time.Time{h1, h1.Add(time.Hour)} {
+			id := run.NewID("hourly", project, "prod-a", slot, false)
+			snaps, exports := 0, 0
+			var snapID string
+			for _, s := range sim.Snapshots(project, "prod-a") {
+				if strings.Contains(s.Description, string(id)) {
+					snaps++
+					snapID = s.ID
+				}
+			}
+			for _, x := range sim.Exports(project, "prod-a") {
+				if snapID != "" && x.SnapshotID == snapID {
+					exports++
+				}
+			}
+			if snaps != 1 || exports != 1 {
+				t.Errorf("slot %s: %d snapshots, %d exports; want 1 and 1", slot.Format(time.Kitchen), snaps, exports)
+			}
+		}
+		ra := a.runsOf(t, "hourly")
+		if len(ra) != 2 {
+			t.Errorf("A has %d runs, want both slots'", len(ra))
+		}
+		for _, r := range ra {
+			if r.Stage != run.StageSucceeded {
+				t.Errorf("A's run of slot %s: %s %s", r.Slot.Format(time.Kitchen), r.Stage, r.Detail)
+			}
+		}
+	})
+}

@@ -94,6 +94,7 @@ type Engine struct {
 	inflight  map[string]*task     // key: policy|project|cluster → the run in flight
 	seen      map[run.ID]bool      // runs marker recovery found in Atlas
 	lastSlots map[string]time.Time // newest slot per key marker recovery found
+	queued    map[string][]run.Run // runs marker recovery found behind the journal's run on their key (queueRecovered)
 	ctx       context.Context      // set by Start; the dispatcher and steps live under it
 	startedAt time.Time            // when Start ran: stages entered before are from an earlier process
 	wg        sync.WaitGroup       // the dispatcher and the steps under way
@@ -138,6 +139,7 @@ func New(cfg Config) *Engine {
 		inflight:  map[string]*task{},
 		seen:      map[run.ID]bool{},
 		lastSlots: map[string]time.Time{},
+		queued:    map[string][]run.Run{},
 	}
 	e.hist = history{plan: pollplan.Plan{Min: cfg.PollMin, Max: cfg.PollMax}, byTarget: map[run.Target]*clusterHistory{}}
 	if cfg.Fence != nil {

@@ -87,6 +87,7 @@ func (e *Engine) step(ctx context.Context, t *task) {
 	}
 	e.disp.finish(t)
 	e.locks.release(t.locks, r.ID)
+	e.attachQueued(ctx, t.key)
 }
 
 // Journal write retries back off from journalRetryMin, doubling up to

@@ -82,7 +82,11 @@ func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []
 				continue
 			}
 			for _, r := range rs {
-				if busy[key(r.Policy, r.Target)] || e.journalHas(r) {
+				if e.journalHas(r) {
+					continue
+				}
+				if busy[key(r.Policy, r.Target)] {
+					e.queueRecovered(r)
 					continue
 				}
 				if err := e.j.Put(r); err != nil {
@@ -95,6 +99,43 @@ func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []
 		}
 	}
 	return out, later, nil
+}
+
+// queueRecovered keeps, with ReconcileAll, a run the markers show in flight
+// on a target the journal holds another run in flight for. A replica that
+// leads again holds a journal as old as its last term: its run there may
+// have been carried to the end by another leader, which then started this
+// one. The journal's run goes first (it adopts what Atlas shows by its
+// markers); this one is attached when it ends (attachQueued). Without
+// ReconcileAll the journal is the truth and the run is not queued.
+func (e *Engine) queueRecovered(r run.Run) {
+	if !e.cfg.ReconcileAll {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := key(r.Policy, r.Target)
+	e.queued[k] = append(e.queued[k], r)
+	e.log.Info("run found by its Atlas marker waits for the journal's run on its target", runFields(r)...)
+}
+
+// attachQueued attaches the first run queued for key that the journal
+// still lacks, once the run in flight there has ended.
+func (e *Engine) attachQueued(ctx context.Context, k string) {
+	e.mu.Lock()
+	rs := e.queued[k]
+	delete(e.queued, k)
+	e.mu.Unlock()
+	for i, r := range rs {
+		if e.attachRecovered(ctx, r) {
+			if rest := rs[i+1:]; len(rest) > 0 {
+				e.mu.Lock()
+				e.queued[k] = append(e.queued[k], rest...)
+				e.mu.Unlock()
+			}
+			return
+		}
+	}
 }
 
 // recoveryTarget is a policy's target left for reconcileLater.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -88,5 +89,18 @@ func TestHAErrors(t *testing.T) {
 		if !slices.Equal(issues, c.want) {
 			t.Errorf("%s:\n got %q\nwant %q", c.name, issues, c.want)
 		}
+	}
+}
+
+// The defaults leave a fenced POST 3.5 s even at the renew deadline; timings
+// that leave less than a second are valid but warned about.
+func TestHAFenceWindowWarning(t *testing.T) {
+	if cfg := mustParse(t, "ha:\n  lease: {namespace: apps, name: l}\n"+base, saEnv); len(cfg.Warnings) != 0 {
+		t.Fatalf("defaults warn: %v", cfg.Warnings)
+	}
+	cfg := mustParse(t, "ha:\n  lease: {namespace: apps, name: l}\n  leaseDuration: 4s\n  renewDeadline: 3s\n  retryPeriod: 1s\n"+base, saEnv)
+	if len(cfg.Warnings) != 1 || cfg.Warnings[0].Path != "ha.renewDeadline" || cfg.Warnings[0].Line != 4 ||
+		!strings.Contains(cfg.Warnings[0].Message, "may get only 600ms before another replica could take over") {
+		t.Fatalf("warnings = %v", cfg.Warnings)
 	}
 }

@@ -966,5 +966,14 @@ func (d *decoder) haTimings(m fields, sec field, h *HA) bool {
 		d.errorAt(n, p, "must be shorter than renewDeadline (%s) divided by 1.2 (client-go's retry jitter), so the leader retries at least once before giving up", FormatDuration(h.RenewDeadline))
 		return false
 	}
+	// The fence ends each POST at the last renewal plus the lease less its
+	// clock-skew margin (internal/ha: 10%), whatever atlas.timeout is. A
+	// leader still retrying its renewal near renewDeadline has only what is
+	// left of that: too little and its POSTs are cut and parked.
+	if w := h.LeaseDuration - h.LeaseDuration/10 - h.RenewDeadline; w < time.Second {
+		n, p := at("renewDeadline")
+		d.warnAt(n, p, "a POST to Atlas sent while the leader is still retrying its renewal may get only %s before another replica could take over (leaseDuration %s less 10%% for clock skew, less renewDeadline); such POSTs are cut and retried: keep renewDeadline at least 1s below 90%% of leaseDuration",
+			FormatDuration(max(w, 0)), FormatDuration(h.LeaseDuration))
+	}
 	return true
 }

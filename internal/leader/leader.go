@@ -2,7 +2,7 @@
 // whether this replica acts, who does, and a fence around each request that
 // must not outlive the lease. It imports no Kubernetes client: the election
 // itself (internal/ha, client-go) is linked only into binaries built with
-// the `ha` tag, because client-go costs the lean binary ~26 MB and ~13 MB of
+// the `ha` tag, because client-go costs the binary ~26 MB and ~15 MiB of
 // idle memory even when unused (docs/benchmarks.md). A lean binary gets a nil
 // Factory and refuses a configuration with an ha: section.
 package leader

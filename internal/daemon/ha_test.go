@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -581,6 +582,61 @@ func TestHALeaderAgainWithStaleJournal(t *testing.T) {
 			if r.Stage != run.StageSucceeded {
 				t.Errorf("A's run of slot %s: %s %s", r.Slot.Format(time.Kitchen), r.Stage, r.Detail)
 			}
+		}
+	})
+}
+
+// cutOnSnapshot forwards the first snapshot POST to Atlas, then has the
+// replica lose its lease while the answer is on its way: the request is
+// cut by the fence after it landed.
+type cutOnSnapshot struct {
+	next http.RoundTripper
+	lose func()
+	done atomic.Bool
+}
+
+func (c *cutOnSnapshot) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPost || !strings.HasSuffix(req.URL.Path, "/backup/snapshots") || c.done.Swap(true) {
+		return c.next.RoundTrip(req)
+	}
+	resp, err := c.next.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	go c.lose()
+	<-req.Context().Done()
+	return nil, req.Context().Err()
+}
+
+// Issue 16 item 4: a snapshot POST cut off by the fence (the lease lost
+// while it was in flight) parks the run, not fails it; the next term finds
+// the snapshot by its marker instead of requesting a second one.
+func TestHAPostCutByTheFenceIsAdoptedNotRepeated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, sim := setup(t, "")
+		withHA(t, dir, "pod-a")
+		f := newFake("pod-a", true, "")
+		cut := &cutOnSnapshot{next: sim.Transport(), lose: func() { f.lose("pod-b") }}
+		e := launchOpts(t, dir, sim, daemon.Options{Transport: cut, Elect: f.factory})
+		synctest.Wait()
+		defer e.stop()
+
+		next := time.Now().Truncate(time.Hour).Add(time.Hour)
+		time.Sleep(time.Until(next) + time.Minute)
+		synctest.Wait()
+		rs := e.runsOf(t, "hourly")
+		if len(rs) != 1 || rs[0].Stage != run.StageSnapshotting || !rs[0].SnapshotRequested || rs[0].SnapshotID != "" {
+			t.Fatalf("after the cut: %+v", rs)
+		}
+		f.lead()
+		time.Sleep(30 * time.Minute)
+		synctest.Wait()
+		rs = e.runsOf(t, "hourly")
+		if len(rs) != 1 || rs[0].Stage != run.StageSucceeded {
+			t.Fatalf("after leading again: %+v", rs)
+		}
+		if n := len(sim.Snapshots(project, "prod-a")); n != 1 || sim.Calls("take_snapshot") != 1 {
+			t.Fatalf("snapshots %d, take_snapshot calls %d; want 1 and 1", n, sim.Calls("take_snapshot"))
 		}
 	})
 }

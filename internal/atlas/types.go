@@ -389,7 +389,17 @@ type Cluster struct {
 	StateName        ClusterState      `json:"stateName,omitempty"`
 	MongoDBVersion   string            `json:"mongoDBVersion,omitempty"`
 	ReplicationSpecs []ReplicationSpec `json:"replicationSpecs,omitempty"`
-	Links            []Link            `json:"links,omitempty"`
+	// ConnectionStrings is how clients reach the cluster; a drill hands
+	// the restored target's standardSrv to its verify command.
+	ConnectionStrings *ConnectionStrings `json:"connectionStrings,omitempty"`
+	Links             []Link             `json:"links,omitempty"`
+}
+
+// ConnectionStrings is the part of ClusterConnectionStrings backupd reads.
+// It carries no credentials: drivers add them.
+type ConnectionStrings struct {
+	Standard    string `json:"standard,omitempty"`
+	StandardSrv string `json:"standardSrv,omitempty"`
 }
 
 // ReplicationSpec is ReplicationSpec20240805 (the parts backupd reads).

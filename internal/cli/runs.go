@@ -127,7 +127,7 @@ func Runs(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 		{"policy", "only runs of this policy"},
 		{"project", "only runs on clusters of this project id"},
 		{"cluster", "only runs on clusters of this name"},
-		{"stage", "only runs in these stages, comma-separated (pending, waiting, snapshotting, exporting, restoring, succeeded, failed, skipped)"},
+		{"stage", "only runs in these stages, comma-separated (pending, waiting, snapshotting, exporting, restoring, verifying, succeeded, failed, skipped)"},
 		{"result", "only runs with this result: success, failure or timeout"},
 		{"since", "only runs created since this RFC 3339 time or this long ago (24h, 7d)"},
 		{"cursor", "continue a listing: the cursor a previous page printed"},

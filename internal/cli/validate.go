@@ -126,6 +126,14 @@ func validateHeader(w io.Writer, p policy.Policy) {
 		what = fmt.Sprintf("export latest snapshot to bucket %s", p.Export.BucketID)
 	case p.FlexRestore != nil:
 		what = fmt.Sprintf("flexRestore %s/%s -> %s/%s", p.FlexRestore.ProjectID, p.FlexRestore.Cluster, p.FlexRestore.TargetProjectID, p.FlexRestore.TargetCluster)
+	case p.RestoreDrill != nil:
+		rd := p.RestoreDrill
+		verify := "verified at the Atlas level only"
+		if rd.Verify != nil {
+			verify = "verified by " + rd.Verify.Command[0]
+		}
+		what = fmt.Sprintf("restoreDrill of the %s snapshot of %s/%s -> scratch %s/%s (its data is deleted), %s",
+			rd.Snapshot, rd.ProjectID, rd.Cluster, rd.TargetProjectID, rd.TargetCluster, verify)
 	}
 	jitter := "no jitter"
 	if p.Jitter > 0 {
@@ -156,6 +164,10 @@ func validatePrintOffline(w io.Writer, cfg *policy.Config, at time.Time) {
 		fmt.Fprintf(tw, "  TARGET\tNEXT %d FIRES (%s)\n", validateFires, p.Timezone)
 		if fr := p.FlexRestore; fr != nil {
 			t := run.Target{ProjectID: fr.ProjectID, Cluster: fr.Cluster}
+			fmt.Fprintf(tw, "  %s\t%s\n", t, validateFireTimes(p, t, at))
+		}
+		if rd := p.RestoreDrill; rd != nil {
+			t := run.Target{ProjectID: rd.ProjectID, Cluster: rd.Cluster}
 			fmt.Fprintf(tw, "  %s\t%s\n", t, validateFireTimes(p, t, at))
 		}
 		for _, sel := range p.Targets {
@@ -240,11 +252,13 @@ func validateOnline(ctx context.Context, stdout, stderr io.Writer, cfg *policy.C
 		for _, s := range res.Skipped {
 			if p.FlexRestore != nil {
 				problem(p, i, ".flexRestore", "%s", s.Detail)
+			} else if p.RestoreDrill != nil {
+				problem(p, i, ".restoreDrill", "%s", s.Detail)
 			} else if validateNamed(p, s.Target) {
 				problem(p, i, ".targets", "cluster %s is named explicitly but cannot be used: %s (%s)", s.Target, s.Reason, s.Detail)
 			}
 		}
-		if len(res.Targets) == 0 && len(res.Failed) == 0 && p.FlexRestore == nil {
+		if len(res.Targets) == 0 && len(res.Failed) == 0 && p.FlexRestore == nil && p.RestoreDrill == nil {
 			fmt.Fprintf(stderr, "warning: %s: policies[%d].targets: matches no usable cluster right now\n", p.Pos, i)
 		}
 		if p.Export != nil {
@@ -271,6 +285,12 @@ func validateProjectPath(p policy.Policy, projectID string) string {
 			return ".flexRestore.projectID"
 		}
 		return ".flexRestore.targetProjectID"
+	}
+	if rd := p.RestoreDrill; rd != nil {
+		if rd.ProjectID == projectID {
+			return ".restoreDrill.projectID"
+		}
+		return ".restoreDrill.targetProjectID"
 	}
 	i := slices.IndexFunc(p.Targets, func(sel policy.TargetSelector) bool { return sel.ProjectID == projectID })
 	return fmt.Sprintf(".targets[%d].projectID", i)

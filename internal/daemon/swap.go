@@ -58,6 +58,18 @@ func (s *swapAtlas) ListFlexRestores(ctx context.Context, p, n string) ([]atlas.
 	return s.get().ListFlexRestores(ctx, p, n)
 }
 
+func (s *swapAtlas) CreateRestore(ctx context.Context, p, c string, req atlas.RestoreJobRequest) (*atlas.RestoreJob, error) {
+	return s.get().CreateRestore(ctx, p, c, req)
+}
+
+func (s *swapAtlas) GetRestore(ctx context.Context, p, c, id string) (*atlas.RestoreJob, error) {
+	return s.get().GetRestore(ctx, p, c, id)
+}
+
+func (s *swapAtlas) ListRestores(ctx context.Context, p, c string) ([]atlas.RestoreJob, error) {
+	return s.get().ListRestores(ctx, p, c)
+}
+
 func (s *swapAtlas) HoldUntil(p string) time.Time { return s.get().HoldUntil(p) }
 
 // stderr writes logs to the process's standard error.

@@ -24,6 +24,11 @@ type Atlas interface {
 	CreateFlexRestore(ctx context.Context, projectID, name string, req atlas.FlexRestoreJobRequest) (*atlas.FlexRestoreJob, error)
 	GetFlexRestore(ctx context.Context, projectID, name, id string) (*atlas.FlexRestoreJob, error)
 	ListFlexRestores(ctx context.Context, projectID, name string) ([]atlas.FlexRestoreJob, error)
+	// Restore jobs of dedicated clusters, for restore drills: listed under
+	// their source cluster.
+	CreateRestore(ctx context.Context, projectID, cluster string, req atlas.RestoreJobRequest) (*atlas.RestoreJob, error)
+	GetRestore(ctx context.Context, projectID, cluster, id string) (*atlas.RestoreJob, error)
+	ListRestores(ctx context.Context, projectID, cluster string) ([]atlas.RestoreJob, error)
 	// HoldUntil is the end of the project's Retry-After hold (zero or past:
 	// none). The engine parks a held project's runs until then rather than
 	// let their requests wait in the client, each holding a worker.
@@ -80,6 +85,18 @@ func (a clientAtlas) CreateFlexRestore(ctx context.Context, p, n string, req atl
 
 func (a clientAtlas) GetFlexRestore(ctx context.Context, p, n, id string) (*atlas.FlexRestoreJob, error) {
 	return a.c.Flex.GetRestoreJob(ctx, p, n, id)
+}
+
+func (a clientAtlas) CreateRestore(ctx context.Context, p, c string, req atlas.RestoreJobRequest) (*atlas.RestoreJob, error) {
+	return a.c.Restores.Create(ctx, p, c, req)
+}
+
+func (a clientAtlas) GetRestore(ctx context.Context, p, c, id string) (*atlas.RestoreJob, error) {
+	return a.c.Restores.Get(ctx, p, c, id)
+}
+
+func (a clientAtlas) ListRestores(ctx context.Context, p, c string) ([]atlas.RestoreJob, error) {
+	return a.c.Restores.List(ctx, p, c)
 }
 
 func (a clientAtlas) HoldUntil(p string) time.Time { return a.c.RateLimit(p).HoldUntil }

@@ -21,6 +21,7 @@ import (
 	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/pollplan"
 	"github.com/backupd/backupd/internal/run"
+	"github.com/backupd/backupd/internal/verify"
 )
 
 // Policy is what the engine needs to know of a configured policy.
@@ -60,6 +61,9 @@ type Config struct {
 	// marks say: a replica that has just become leader cannot know from its
 	// own journal what the previous leader did.
 	ReconcileAll bool
+	// Verifier runs restore drills' verify commands (default verify.Runner
+	// on the engine's clock).
+	Verifier Verifier
 	// Workers bounds how many runs are stepped at once (default 64). Runs
 	// that wait for Atlas hold no worker, so this bounds concurrent Atlas
 	// requests and memory, not the number of runs in flight.
@@ -130,6 +134,9 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
+	}
+	if cfg.Verifier == nil {
+		cfg.Verifier = verify.Runner{Clock: cfg.Clock, MaxOutput: run.MaxVerifyOutput}
 	}
 	e := &Engine{
 		cfg: cfg, clk: cfg.Clock, j: cfg.Journal, atlas: cfg.Atlas, obs: cfg.Observer, log: cfg.Logger,

@@ -47,7 +47,13 @@ func (e *Engine) step(ctx context.Context, t *task) {
 		case run.StageExporting:
 			r, err = e.lockThen(ctx, t, r, e.export)
 		case run.StageRestoring:
-			r, err = e.lockThen(ctx, t, r, e.restore)
+			if r.Action == run.ActionRestoreDrill {
+				r, err = e.lockThen(ctx, t, r, e.drillRestore)
+			} else {
+				r, err = e.lockThen(ctx, t, r, e.restore)
+			}
+		case run.StageVerifying:
+			r, err = e.lockThen(ctx, t, r, e.drillVerify)
 		default:
 			r, err = e.fail(r, run.ReasonAtlasError, "unknown stage "+string(r.Stage))
 		}
@@ -135,7 +141,7 @@ func (e *Engine) keep(t *task, r run.Run) {
 // lockKeys are the clusters a run must own while it works.
 func lockKeys(r run.Run) []string {
 	keys := []string{r.Target.ProjectID + "/" + r.Target.Cluster}
-	if r.Action == run.ActionFlexRestore && r.Spec.TargetCluster != "" {
+	if (r.Action == run.ActionFlexRestore || r.Action == run.ActionRestoreDrill) && r.Spec.TargetCluster != "" {
 		keys = append(keys, r.Spec.TargetProjectID+"/"+r.Spec.TargetCluster)
 	}
 	return keys
@@ -212,6 +218,8 @@ func timeoutKey(s run.Stage) string {
 		return "export"
 	case run.StageRestoring:
 		return "restore"
+	case run.StageVerifying:
+		return "verify"
 	}
 	return "wait"
 }
@@ -339,6 +347,9 @@ func (e *Engine) wait(ctx context.Context, t *task, r run.Run) (run.Run, error) 
 // says what it is waiting for.
 func (e *Engine) ready(ctx context.Context, r run.Run) (run.Run, bool, error) {
 	t := r.Target
+	if r.Action == run.ActionRestoreDrill {
+		return e.drillReady(ctx, r)
+	}
 	if r.Action == run.ActionFlexRestore {
 		fc, err := e.atlas.GetFlexCluster(ctx, t.ProjectID, t.Cluster)
 		switch classify(ctx, err) {

@@ -262,6 +262,30 @@ func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now 
 			out = append(out, r)
 		}
 		return out, nil
+	case run.ActionRestoreDrill:
+		// Without a journal, a drill's unfinished restore into its target
+		// is re-attached and waited out; the job carries no marker, so the
+		// slot is its creation time.
+		jobs, err := e.atlas.ListRestores(ctx, t.ProjectID, t.Cluster)
+		if err != nil {
+			return nil, err
+		}
+		var out []run.Run
+		tgt := run.Target{ProjectID: p.Spec.TargetProjectID, Cluster: p.Spec.TargetCluster}
+		for i := range jobs {
+			j := &jobs[i]
+			at, ok := j.CreatedAt()
+			if !ok || j.State().Terminal() || !restoresInto(j, tgt) {
+				continue
+			}
+			r := base(run.NewID(p.Name, t.ProjectID, t.Cluster, at, false), at, false)
+			r.Stage = run.StageRestoring
+			r.SnapshotID, r.RestoreRequested = j.SnapshotID, true
+			r.Drill.SnapshotAt = j.Timestamp
+			r = adoptDrillJob(r, j)
+			out = append(out, r)
+		}
+		return out, nil
 	}
 
 	c, err := e.atlas.GetCluster(ctx, t.ProjectID, t.Cluster)

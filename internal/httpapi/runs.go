@@ -24,7 +24,7 @@ var runIDRE = regexp.MustCompile(`^[0-9a-f]{20}$`)
 // stages are the values the stage filter accepts, in run-model order.
 var stages = []run.Stage{
 	run.StagePending, run.StageWaiting, run.StageSnapshotting, run.StageExporting,
-	run.StageRestoring, run.StageSucceeded, run.StageFailed, run.StageSkipped,
+	run.StageRestoring, run.StageVerifying, run.StageSucceeded, run.StageFailed, run.StageSkipped,
 }
 
 // results are the values the result filter accepts: run.Run.Result's, the

@@ -68,12 +68,19 @@ func (s *summaryRecord) apply(old *run.Run, r run.Run) bool {
 
 // The successes a Put can record: a snapshot backupd requested completed
 // (runs of action export only reference an existing snapshot), a run that
-// exported succeeded, a flex restore completed.
+// exported succeeded, a flex restore completed, a restore drill succeeded
+// (restored, back to IDLE and verified; drills restore a snapshot, they
+// take none).
 func snapshotDone(x run.Run) bool {
-	return x.Action != run.ActionExport && x.SnapshotStatus == snapshotCompleted
+	return x.Action != run.ActionExport && x.Action != run.ActionRestoreDrill && x.SnapshotStatus == snapshotCompleted
 }
 func exported(x run.Run) bool { return x.Stage == run.StageSucceeded && x.ExportJobID != "" }
-func restored(x run.Run) bool { return x.RestoreStatus == restoreCompleted }
+func restored(x run.Run) bool {
+	if x.Action == run.ActionRestoreDrill {
+		return x.Stage == run.StageSucceeded
+	}
+	return x.RestoreStatus == restoreCompleted
+}
 
 // summaryMayChange reports whether apply(old, r) can change the summary of
 // r's policy and target; when it cannot, Bolt does not read the summary.

@@ -23,6 +23,9 @@ type decoder struct {
 	issues   []Issue
 	warnings []Issue
 	aliases  int
+	// drillTargets are the restore drills' targets, checked against every
+	// snapshot and export policy once all are parsed.
+	drillTargets []drillRef
 }
 
 // field is one key/value pair of a mapping.

@@ -527,11 +527,12 @@ func (d *decoder) policiesSection(top fields, defs defaults, monitor bool) []Pol
 			out = append(out, p)
 		}
 	}
+	d.checkDrillTargets(out)
 	return out
 }
 
 func (d *decoder) policy(n *yaml.Node, pp string, defs defaults, names map[string]*yaml.Node) (Policy, bool) {
-	keys := append([]string{"name", "snapshot", "export", "flexRestore"}, scheduling...)
+	keys := append([]string{"name", "snapshot", "export", "flexRestore", "restoreDrill"}, scheduling...)
 	m, ok := d.mapping(n, pp, keys...)
 	if !ok {
 		return Policy{}, false
@@ -636,12 +637,13 @@ func (d *decoder) policy(n *yaml.Node, pp string, defs defaults, names map[strin
 	return p, true
 }
 
-// actions decodes snapshot, export and flexRestore and enforces "exactly
-// one action" (snapshot may chain an export).
+// actions decodes snapshot, export, flexRestore and restoreDrill and
+// enforces "exactly one action" (snapshot may chain an export).
 func (d *decoder) actions(m fields, pp string, p *Policy, defs defaults) {
 	sf, hasSnap := m.get("snapshot")
 	ef, hasExport := m.get("export")
 	ff, hasFlex := m.get("flexRestore")
+	rf, hasDrill := m.get("restoreDrill")
 	tf, hasTargets := m.get("targets")
 
 	if hasSnap {
@@ -654,16 +656,27 @@ func (d *decoder) actions(m fields, pp string, p *Policy, defs defaults) {
 	if hasFlex {
 		p.FlexRestore = d.flexRestore(ff)
 	}
+	if hasDrill {
+		p.RestoreDrill = d.restoreDrill(rf)
+	}
 	switch {
-	case hasFlex && (hasSnap || hasExport):
-		d.errorAt(ff.key, ff.path, "a policy has exactly one action: flexRestore cannot be combined with snapshot or export; split it into two policies")
+	case hasFlex && (hasSnap || hasExport || hasDrill):
+		d.errorAt(ff.key, ff.path, "a policy has exactly one action: flexRestore cannot be combined with snapshot, export or restoreDrill; split it into two policies")
 		return
-	case !hasSnap && !hasExport && !hasFlex:
-		d.errorAt(m.node, pp, "no action: add snapshot (optionally with export), export with source: latest, or flexRestore")
+	case hasDrill && (hasSnap || hasExport):
+		d.errorAt(rf.key, rf.path, "a policy has exactly one action: restoreDrill cannot be combined with snapshot or export; split it into two policies")
+		return
+	case !hasSnap && !hasExport && !hasFlex && !hasDrill:
+		d.errorAt(m.node, pp, "no action: add snapshot (optionally with export), export with source: latest, flexRestore or restoreDrill")
 		return
 	case hasFlex:
 		if hasTargets {
 			d.errorAt(tf.key, tf.path, "does not apply to flexRestore: the source is flexRestore.projectID and flexRestore.cluster")
+		}
+		return
+	case hasDrill:
+		if hasTargets {
+			d.errorAt(tf.key, tf.path, "does not apply to restoreDrill: the source is restoreDrill.projectID and restoreDrill.cluster")
 		}
 		return
 	}

@@ -98,6 +98,8 @@ func ResolveAll(ctx context.Context, ps []Policy, l ClusterLister, o ResolveOpti
 		res := Resolution{Policy: p.Name}
 		if p.FlexRestore != nil {
 			resolveFlexRestore(ctx, p.FlexRestore, pl, &res)
+		} else if p.RestoreDrill != nil {
+			resolveRestoreDrill(ctx, p.RestoreDrill, pl, &res)
 		} else {
 			resolveSelectors(ctx, p, pl, &res)
 		}
@@ -115,6 +117,9 @@ func ResolveAll(ctx context.Context, ps []Policy, l ClusterLister, o ResolveOpti
 func Selects(p Policy, t run.Target) bool {
 	if fr := p.FlexRestore; fr != nil {
 		return t == run.Target{ProjectID: fr.ProjectID, Cluster: fr.Cluster}
+	}
+	if rd := p.RestoreDrill; rd != nil {
+		return t == run.Target{ProjectID: rd.ProjectID, Cluster: rd.Cluster}
 	}
 	return slices.ContainsFunc(p.Targets, func(sel TargetSelector) bool {
 		return sel.ProjectID == t.ProjectID && matchesAny(sel.Clusters, t.Cluster) && !matchesAny(sel.Exclude, t.Cluster)
@@ -302,6 +307,53 @@ func resolveFlexRestore(ctx context.Context, fr *FlexRestoreAction, pl *projectL
 		}
 	} else if !slices.ContainsFunc(tc.flex, func(f atlas.FlexCluster) bool { return f.Name == fr.TargetCluster }) {
 		skip(run.ReasonNotFound, fmt.Sprintf("restore target: no cluster named %s in project %s", fr.TargetCluster, fr.TargetProjectID))
+		return
+	}
+	res.Targets = append(res.Targets, src)
+}
+
+// resolveRestoreDrill makes a drill's source its target. It is Skipped
+// not_found when the source or the scratch target does not exist, and
+// not_supported when either is a flex cluster, the source cannot take cloud
+// backups or the target is paused.
+func resolveRestoreDrill(ctx context.Context, rd *RestoreDrillAction, pl *projectLister, res *Resolution) {
+	src := run.Target{ProjectID: rd.ProjectID, Cluster: rd.Cluster}
+	pc, err := pl.get(ctx, rd.ProjectID)
+	if err != nil {
+		res.fail(rd.ProjectID, err)
+		return
+	}
+	skip := func(reason, detail string) {
+		res.Skipped = append(res.Skipped, run.SkippedTarget{Target: src, Reason: reason, Detail: detail})
+	}
+	i := slices.IndexFunc(pc.dedicated, func(c atlas.Cluster) bool { return c.Name == rd.Cluster })
+	if i < 0 {
+		if slices.ContainsFunc(pc.flex, func(f atlas.FlexCluster) bool { return f.Name == rd.Cluster }) {
+			skip(run.ReasonNotSupported, fmt.Sprintf("%s is a flex cluster: restoreDrill restores dedicated clusters' snapshots (use flexRestore)", rd.Cluster))
+			return
+		}
+		skip(run.ReasonNotFound, fmt.Sprintf("no cluster named %s in project %s", rd.Cluster, rd.ProjectID))
+		return
+	}
+	if reason, detail := dedicatedEligibility(pc.dedicated[i]); reason != "" {
+		skip(reason, detail)
+		return
+	}
+	tc, err := pl.get(ctx, rd.TargetProjectID)
+	if err != nil {
+		res.fail(rd.TargetProjectID, err)
+		return
+	}
+	j := slices.IndexFunc(tc.dedicated, func(c atlas.Cluster) bool { return c.Name == rd.TargetCluster })
+	switch {
+	case j >= 0 && tc.dedicated[j].Paused:
+		skip(run.ReasonNotSupported, fmt.Sprintf("drill target %s is paused", rd.TargetCluster))
+		return
+	case j < 0 && slices.ContainsFunc(tc.flex, func(f atlas.FlexCluster) bool { return f.Name == rd.TargetCluster }):
+		skip(run.ReasonNotSupported, fmt.Sprintf("drill target %s is a flex cluster: a dedicated cluster's snapshot restores into a dedicated cluster", rd.TargetCluster))
+		return
+	case j < 0:
+		skip(run.ReasonNotFound, fmt.Sprintf("drill target: no cluster named %s in project %s", rd.TargetCluster, rd.TargetProjectID))
 		return
 	}
 	res.Targets = append(res.Targets, src)

@@ -263,3 +263,42 @@ func TestSelects(t *testing.T) {
 		t.Error("a flexRestore selects its source only")
 	}
 }
+
+func TestResolveRestoreDrill(t *testing.T) {
+	cases := []struct {
+		name       string
+		rd         RestoreDrillAction
+		wantTarget bool
+		reason     string
+		detail     string
+	}{
+		{"scratch in another project", RestoreDrillAction{ProjectID: projA, Cluster: "prod-1", TargetProjectID: projB, TargetCluster: "staging"}, true, "", ""},
+		{"scratch in the same project", RestoreDrillAction{ProjectID: projA, Cluster: "prod-1", TargetProjectID: projA, TargetCluster: "prod-scratch"}, true, "", ""},
+		{"source missing", RestoreDrillAction{ProjectID: projA, Cluster: "nope", TargetProjectID: projB, TargetCluster: "staging"}, false, run.ReasonNotFound, "no cluster named nope in project " + projA},
+		{"source flex", RestoreDrillAction{ProjectID: projA, Cluster: "flex-src", TargetProjectID: projB, TargetCluster: "staging"}, false, run.ReasonNotSupported, "flex-src is a flex cluster: restoreDrill restores dedicated clusters' snapshots (use flexRestore)"},
+		{"source without backup", RestoreDrillAction{ProjectID: projA, Cluster: "prod-nobackup", TargetProjectID: projB, TargetCluster: "staging"}, false, run.ReasonNotSupported, "cloud backup is disabled on this cluster (backupEnabled: false)"},
+		{"target missing", RestoreDrillAction{ProjectID: projA, Cluster: "prod-1", TargetProjectID: projB, TargetCluster: "gone"}, false, run.ReasonNotFound, "drill target: no cluster named gone in project " + projB},
+		{"target paused", RestoreDrillAction{ProjectID: projA, Cluster: "prod-1", TargetProjectID: projB, TargetCluster: "sleepy"}, false, run.ReasonNotSupported, "drill target sleepy is paused"},
+		{"target flex", RestoreDrillAction{ProjectID: projA, Cluster: "prod-1", TargetProjectID: projB, TargetCluster: "flex-target"}, false, run.ReasonNotSupported, "drill target flex-target is a flex cluster: a dedicated cluster's snapshot restores into a dedicated cluster"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rd := tc.rd
+			src := run.Target{ProjectID: rd.ProjectID, Cluster: rd.Cluster}
+			res := Resolve(context.Background(), Policy{Name: "d", RestoreDrill: &rd}, fleet(), ResolveOptions{})
+			if err := res.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantTarget {
+				if !slices.Equal(res.Targets, []run.Target{src}) || len(res.Skipped) != 0 {
+					t.Fatalf("got %+v, want target %v", res, src)
+				}
+				return
+			}
+			want := []run.SkippedTarget{{Target: src, Reason: tc.reason, Detail: tc.detail}}
+			if len(res.Targets) != 0 || !slices.Equal(res.Skipped, want) {
+				t.Fatalf("got %+v, want skipped %v", res, want)
+			}
+		})
+	}
+}

@@ -152,7 +152,7 @@ type Timeouts struct {
 	Wait     time.Duration // waiting for the cluster to be free
 	Snapshot time.Duration // the snapshot to complete
 	Export   time.Duration // the export to finish
-	Restore  time.Duration // the flex restore to finish
+	Restore  time.Duration // the flex restore or the drill's restore to finish
 }
 
 // Policy is one entry of policies:, with defaults applied and schedule and
@@ -177,6 +177,9 @@ type Policy struct {
 	Snapshot    *SnapshotAction
 	Export      *ExportAction
 	FlexRestore *FlexRestoreAction
+	// RestoreDrill restores a dedicated cluster's snapshot into a scratch
+	// cluster (drill.go).
+	RestoreDrill *RestoreDrillAction
 
 	Pos Position // where the policy starts, for messages
 }
@@ -217,9 +220,11 @@ type FlexRestoreAction struct {
 	ConfirmOverwrite bool   `json:"confirmOverwrite"`
 }
 
-// Action tells which of the three actions the policy performs.
+// Action tells which of the actions the policy performs.
 func (p Policy) Action() run.Action {
 	switch {
+	case p.RestoreDrill != nil:
+		return run.ActionRestoreDrill
 	case p.FlexRestore != nil:
 		return run.ActionFlexRestore
 	case p.Snapshot != nil:
@@ -236,6 +241,11 @@ func (p Policy) MaxRunDuration() time.Duration {
 	switch p.Action() {
 	case run.ActionFlexRestore:
 		d += p.Timeouts.Restore
+	case run.ActionRestoreDrill:
+		d += p.Timeouts.Restore
+		if v := p.RestoreDrill.Verify; v != nil {
+			d += v.Timeout
+		}
 	case run.ActionSnapshot:
 		d += p.Timeouts.Snapshot
 		if p.Export != nil {

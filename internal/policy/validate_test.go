@@ -44,7 +44,7 @@ func TestValidationMessages(t *testing.T) {
 		{"merge key", "defaults: &d {jitter: 1m}\npolicies:\n  - <<: *d\n    name: p\n", []string{
 			"cfg.yaml:3:5: policies[0].<<: merge keys (<<) are not supported: put shared settings in defaults",
 			`cfg.yaml:3:5: policies[0].schedule: required: a 5-field cron expression such as "0 2 * * *", or @daily, @every 6h`,
-			"cfg.yaml:3:5: policies[0]: no action: add snapshot (optionally with export), export with source: latest, or flexRestore",
+			"cfg.yaml:3:5: policies[0]: no action: add snapshot (optionally with export), export with source: latest, flexRestore or restoreDrill",
 		}},
 		{"bad name", strings.Replace(base, "name: p", "name: Prod_1", 1), []string{"cfg.yaml:2:11: policies[0].name: must match ^[a-z0-9][a-z0-9-]{0,62}$"}},
 		{"name too long", strings.Replace(base, "name: p", "name: "+strings.Repeat("a", 64), 1), []string{"cfg.yaml:2:11: policies[0].name: must match ^[a-z0-9][a-z0-9-]{0,62}$"}},
@@ -71,7 +71,7 @@ func TestValidationMessages(t *testing.T) {
 		{"unknown timeout", strings.Replace(base, "    targets", "    timeouts: {snapshots: 1h}\n    targets", 1), []string{`cfg.yaml:4:16: policies[0].timeouts.snapshots: unknown key (did you mean "snapshot"?)`}},
 		{"missed", strings.Replace(base, "    targets", "    missed: all\n    targets", 1), []string{`cfg.yaml:4:13: policies[0].missed: must be one of once, skip, got "all"`}},
 		{"overlap", strings.Replace(base, "    targets", "    overlap: queue\n    targets", 1), []string{`cfg.yaml:4:14: policies[0].overlap: must be one of skip, got "queue"`}},
-		{"no action", strings.Replace(base, "    snapshot: {retentionInDays: 7}\n", "", 1), []string{"cfg.yaml:2:5: policies[0]: no action: add snapshot (optionally with export), export with source: latest, or flexRestore"}},
+		{"no action", strings.Replace(base, "    snapshot: {retentionInDays: 7}\n", "", 1), []string{"cfg.yaml:2:5: policies[0]: no action: add snapshot (optionally with export), export with source: latest, flexRestore or restoreDrill"}},
 		{"retention zero", strings.Replace(base, "retentionInDays: 7", "retentionInDays: 0", 1), []string{"cfg.yaml:5:33: policies[0].snapshot.retentionInDays: must be at least 1"}},
 		{"retention string", strings.Replace(base, "retentionInDays: 7", `retentionInDays: "7"`, 1), []string{"cfg.yaml:5:33: policies[0].snapshot.retentionInDays: must be an integer, got a string"}},
 		{"retention missing", strings.Replace(base, "{retentionInDays: 7}", "{description: x}", 1), []string{"cfg.yaml:5:15: policies[0].snapshot.retentionInDays: required: how many days Atlas keeps the snapshot (at least 1)"}},
@@ -96,7 +96,7 @@ func TestValidationMessages(t *testing.T) {
 		{"duplicate customData", base + "    export:\n      bucketID: 32b6e34b3d91647abb20e7b9\n      customData: {team: x, team: y}\n", []string{"cfg.yaml:8:29: policies[0].export.customData.team: duplicate key (first defined at line 8)"}},
 		{"customData list", base + "    export:\n      bucketID: 32b6e34b3d91647abb20e7b9\n      customData: [a]\n", []string{"cfg.yaml:8:19: policies[0].export.customData: must be a mapping of labels (key: value), got a list"}},
 		{"flexRestore combined with snapshot", base + "    flexRestore: {projectID: 32b6e34b3d91647abb20e7b8, cluster: f, targetCluster: s, confirmOverwrite: true}\n", []string{
-			"cfg.yaml:6:5: policies[0].flexRestore: a policy has exactly one action: flexRestore cannot be combined with snapshot or export; split it into two policies"}},
+			"cfg.yaml:6:5: policies[0].flexRestore: a policy has exactly one action: flexRestore cannot be combined with snapshot, export or restoreDrill; split it into two policies"}},
 		{"flexRestore confirm false", "policies:\n  - name: r\n    schedule: \"@daily\"\n    flexRestore: {projectID: 32b6e34b3d91647abb20e7b8, cluster: f, targetCluster: s, confirmOverwrite: false}\n", []string{
 			"cfg.yaml:4:104: policies[0].flexRestore.confirmOverwrite: must be true: the restore replaces all data in s"}},
 		{"flexRestore confirm missing", "policies:\n  - name: r\n    schedule: \"@daily\"\n    flexRestore: {projectID: 32b6e34b3d91647abb20e7b8, cluster: f, targetCluster: s}\n", []string{

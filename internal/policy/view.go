@@ -66,18 +66,27 @@ type (
 		Restore  string `json:"restore"`
 	}
 	policyView struct {
-		Name        string             `json:"name"`
-		Action      run.Action         `json:"action"`
-		Schedule    string             `json:"schedule"`
-		Timezone    string             `json:"timezone"`
-		Jitter      string             `json:"jitter"`
-		Missed      string             `json:"missed"`
-		Overlap     string             `json:"overlap"`
-		Timeouts    timeoutsView       `json:"timeouts"`
-		Targets     []targetView       `json:"targets,omitempty"`
-		Snapshot    *SnapshotAction    `json:"snapshot,omitempty"`
-		Export      *exportView        `json:"export,omitempty"`
-		FlexRestore *FlexRestoreAction `json:"flexRestore,omitempty"`
+		Name         string             `json:"name"`
+		Action       run.Action         `json:"action"`
+		Schedule     string             `json:"schedule"`
+		Timezone     string             `json:"timezone"`
+		Jitter       string             `json:"jitter"`
+		Missed       string             `json:"missed"`
+		Overlap      string             `json:"overlap"`
+		Timeouts     timeoutsView       `json:"timeouts"`
+		Targets      []targetView       `json:"targets,omitempty"`
+		Snapshot     *SnapshotAction    `json:"snapshot,omitempty"`
+		Export       *exportView        `json:"export,omitempty"`
+		FlexRestore  *FlexRestoreAction `json:"flexRestore,omitempty"`
+		RestoreDrill *drillView         `json:"restoreDrill,omitempty"`
+	}
+	drillView struct {
+		RestoreDrillAction
+		Verify *verifyView `json:"verify,omitempty"`
+	}
+	verifyView struct {
+		Command []string `json:"command"`
+		Timeout string   `json:"timeout"`
 	}
 	targetView struct {
 		ProjectID string   `json:"projectID"`
@@ -130,6 +139,14 @@ func (c Config) view() configView {
 		}
 		for _, t := range p.Targets {
 			pv.Targets = append(pv.Targets, targetView(t))
+		}
+		if r := p.RestoreDrill; r != nil {
+			dv := &drillView{RestoreDrillAction: *r}
+			dv.RestoreDrillAction.Verify = nil
+			if v := r.Verify; v != nil {
+				dv.Verify = &verifyView{Command: v.Command, Timeout: FormatDuration(v.Timeout)}
+			}
+			pv.RestoreDrill = dv
 		}
 		if e := p.Export; e != nil {
 			pv.Export = &exportView{BucketID: e.BucketID, Source: e.Source, CustomData: e.CustomData}

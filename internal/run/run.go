@@ -22,9 +22,11 @@ const (
 	StageSnapshotting Stage = "snapshotting"
 	StageExporting    Stage = "exporting"
 	StageRestoring    Stage = "restoring"
-	StageSucceeded    Stage = "succeeded"
-	StageFailed       Stage = "failed"
-	StageSkipped      Stage = "skipped"
+	// StageVerifying runs a restore drill's verify command on the restored target.
+	StageVerifying Stage = "verifying"
+	StageSucceeded Stage = "succeeded"
+	StageFailed    Stage = "failed"
+	StageSkipped   Stage = "skipped"
 )
 
 // Terminal reports whether the run has ended.
@@ -40,24 +42,30 @@ const (
 	ActionSnapshot    Action = "snapshot"    // on-demand snapshot, optionally chained to an export
 	ActionExport      Action = "export"      // export of the newest completed snapshot (source: latest)
 	ActionFlexRestore Action = "flexRestore" // restore the newest flex snapshot into a target
+	// ActionRestoreDrill restores a dedicated cluster's snapshot into a
+	// scratch cluster, waits it out and optionally verifies it.
+	ActionRestoreDrill Action = "restoreDrill"
 )
 
 // Reasons a run ends failed or skipped. They are metric label values, so the
 // set is closed.
 const (
-	ReasonTimeout         = "timeout"          // a stage exceeded its timeout
-	ReasonSnapshotFailed  = "snapshot_failed"  // Atlas marked the snapshot failed
-	ReasonExportFailed    = "export_failed"    // Atlas marked the export Failed
-	ReasonExportCancelled = "export_cancelled" // Atlas marked the export Cancelled
-	ReasonRestoreFailed   = "restore_failed"   // Atlas marked the restore FAILED
-	ReasonNoSnapshot      = "no_snapshot"      // nothing completed to export or restore
-	ReasonNotFound        = "not_found"        // cluster, bucket or snapshot vanished
-	ReasonAtlasError      = "atlas_error"      // Atlas refused the request for good
-	ReasonOverlap         = "overlap"          // skipped: the previous run is still in flight
-	ReasonMissed          = "missed"           // skipped: slot passed while the daemon was down
-	ReasonNotSupported    = "not_supported"    // skipped: paused, no backup, below M10, flex
-	ReasonShutdown        = "shutdown"         // skipped: the daemon stopped before it started
-	ReasonNoNewSnapshot   = "no_new_snapshot"  // skipped: the newest snapshot already has an export to the bucket
+	ReasonTimeout          = "timeout"           // a stage exceeded its timeout
+	ReasonSnapshotFailed   = "snapshot_failed"   // Atlas marked the snapshot failed
+	ReasonExportFailed     = "export_failed"     // Atlas marked the export Failed
+	ReasonExportCancelled  = "export_cancelled"  // Atlas marked the export Cancelled
+	ReasonRestoreFailed    = "restore_failed"    // Atlas marked the restore FAILED (or failed: true)
+	ReasonRestoreCancelled = "restore_cancelled" // a drill's restore job ended cancelled: true
+	ReasonRestoreExpired   = "restore_expired"   // a drill's restore job ended expired: true
+	ReasonVerifyFailed     = "verify_failed"     // a drill's verify command failed or timed out
+	ReasonNoSnapshot       = "no_snapshot"       // nothing completed to export or restore
+	ReasonNotFound         = "not_found"         // cluster, bucket or snapshot vanished
+	ReasonAtlasError       = "atlas_error"       // Atlas refused the request for good
+	ReasonOverlap          = "overlap"           // skipped: the previous run is still in flight
+	ReasonMissed           = "missed"            // skipped: slot passed while the daemon was down
+	ReasonNotSupported     = "not_supported"     // skipped: paused, no backup, below M10, flex
+	ReasonShutdown         = "shutdown"          // skipped: the daemon stopped before it started
+	ReasonNoNewSnapshot    = "no_new_snapshot"   // skipped: the newest snapshot already has an export to the bucket
 )
 
 // ID identifies a run. It is derived from the policy, the target and the
@@ -128,6 +136,8 @@ type Run struct {
 	// requested. Restore jobs carry no marker, so after an unknown outcome
 	// the run adopts only a job Atlas dated after it.
 	RestoreBaseline RestoreBaseline `json:"restoreBaseline,omitzero"`
+	// Drill is what a restore drill recorded (restoreDrill runs only).
+	Drill Drill `json:"drill,omitzero"`
 
 	// SnapshotRanFor, ExportRanFor and RestoreRanFor are how long after
 	// its create request (or, for a job this process did not create, after
@@ -212,8 +222,63 @@ type RestoreBaseline struct {
 	Taken bool `json:"taken"`
 	// NewestJob is the latest restoreScheduledDate among those jobs, on
 	// Atlas's clock (zero: there were none). Comparing Atlas's dates with
-	// each other keeps the match true whatever the local clock says.
+	// each other keeps the match true whatever the local clock says. For a
+	// drill it is the newest creation time read from the jobs' ids.
 	NewestJob time.Time `json:"newestJob,omitzero"`
+	// JobIDs are a drill's matching jobs created in NewestJob's second,
+	// which a time comparison alone cannot tell from the run's own.
+	JobIDs []string `json:"jobIDs,omitempty"`
+}
+
+// Verification outcomes of a drill (Drill.Verification).
+const (
+	VerifiedByCommand = "verified"   // the verify command exited 0
+	VerifiedAtlasOnly = "atlas_only" // no verify command: Atlas reported the restore succeeded
+	VerifyFailed      = "failed"     // the verify command failed or timed out
+)
+
+// MaxVerifyOutput bounds the verify command's output kept in the journal.
+const MaxVerifyOutput = 4 << 10
+
+// Drill is a restore drill's record. Times named Job* and SnapshotAt are
+// Atlas's own, so durations between them are free of local clock skew.
+type Drill struct {
+	// SnapshotAt is when Atlas took the restored snapshot.
+	SnapshotAt time.Time `json:"snapshotAt,omitzero"`
+	// SourceExportID is the export whose snapshot was chosen (snapshot: exported).
+	SourceExportID string `json:"sourceExportID,omitempty"`
+	// JobCreatedAt is when Atlas created the restore job (read from its id);
+	// JobFinishedAt its finishedAt.
+	JobCreatedAt  time.Time `json:"jobCreatedAt,omitzero"`
+	JobFinishedAt time.Time `json:"jobFinishedAt,omitzero"`
+	// RestoreDone is set once the job succeeded; the run then waits for the
+	// target to be IDLE again, and TargetIdleAt is when it saw that.
+	RestoreDone  bool      `json:"restoreDone,omitempty"`
+	TargetIdleAt time.Time `json:"targetIdleAt,omitzero"`
+	// Verification is VerifiedByCommand, VerifiedAtlasOnly or VerifyFailed
+	// ("" until decided); the rest describe the verify command's run.
+	Verification   string        `json:"verification,omitempty"`
+	VerifyExitCode int           `json:"verifyExitCode,omitempty"`
+	VerifyOutput   string        `json:"verifyOutput,omitempty"` // at most MaxVerifyOutput bytes
+	VerifyDuration time.Duration `json:"verifyDuration,omitempty"`
+}
+
+// RestoreDuration is the restore's time from request to finished, on
+// Atlas's clock (zero when unknown).
+func (d Drill) RestoreDuration() time.Duration {
+	if d.JobCreatedAt.IsZero() || d.JobFinishedAt.IsZero() || d.JobFinishedAt.Before(d.JobCreatedAt) {
+		return 0
+	}
+	return d.JobFinishedAt.Sub(d.JobCreatedAt)
+}
+
+// SnapshotAge is how old the snapshot was when the restore began, on
+// Atlas's clock (zero when unknown).
+func (d Drill) SnapshotAge() time.Duration {
+	if d.SnapshotAt.IsZero() || d.JobCreatedAt.IsZero() || d.JobCreatedAt.Before(d.SnapshotAt) {
+		return 0
+	}
+	return d.JobCreatedAt.Sub(d.SnapshotAt)
 }
 
 // Result maps a terminal run to the result label of backupd_runs_total:
@@ -279,6 +344,10 @@ type Spec struct {
 	FlexSnapshot    string `json:"flexSnapshot,omitempty"` // "latest"
 	TargetProjectID string `json:"targetProjectID,omitempty"`
 	TargetCluster   string `json:"targetCluster,omitempty"`
+	// restoreDrill action; the run's Target is the source dedicated
+	// cluster, TargetProjectID and TargetCluster the scratch cluster.
+	DrillSnapshot string   `json:"drillSnapshot,omitempty"` // latest | exported
+	VerifyCommand []string `json:"verifyCommand,omitempty"` // argv; empty: verified at the Atlas level only
 
 	Timeouts Timeouts `json:"timeouts"`
 }
@@ -296,6 +365,7 @@ type Timeouts struct {
 	Snapshot time.Duration `json:"snapshot"`
 	Export   time.Duration `json:"export"`
 	Restore  time.Duration `json:"restore"`
+	Verify   time.Duration `json:"verify,omitempty"` // a drill's verify command
 }
 
 // For returns the timeout of a stage, or 0 for stages without one.
@@ -309,6 +379,8 @@ func (t Timeouts) For(s Stage) time.Duration {
 		return t.Export
 	case StageRestoring:
 		return t.Restore
+	case StageVerifying:
+		return t.Verify
 	}
 	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/backupd/backupd/internal/atlas"
@@ -162,6 +163,13 @@ func clusterView(c *call, projectID string, cl *cluster, state atlas.ClusterStat
 		StateName:      state,
 		MongoDBVersion: spec.MongoDBVersion,
 		Links:          selfLink(c, "/groups/"+projectID+"/clusters/"+spec.Name),
+	}
+	if !tenantTier(spec.Tier) {
+		host := strings.ToLower(spec.Name) + "." + cl.id[:5] + ".mongodb.net"
+		v.ConnectionStrings = &atlas.ConnectionStrings{
+			Standard:    "mongodb://" + host + ":27017/?ssl=true&authSource=admin",
+			StandardSrv: "mongodb+srv://" + host,
+		}
 	}
 	for _, id := range cl.specIDs {
 		v.ReplicationSpecs = append(v.ReplicationSpecs, atlas.ReplicationSpec{

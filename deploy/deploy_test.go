@@ -25,6 +25,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/backupd/backupd/internal/drillmetrics"
 	"github.com/backupd/backupd/internal/monitor"
 	"github.com/backupd/backupd/internal/notify"
 )
@@ -838,7 +839,7 @@ func checkMetricNames(t *testing.T, where, expr string) []string {
 	t.Helper()
 	var names []string
 	for _, n := range metricRef.FindAllString(expr, -1) {
-		if slices.Contains(monitor.Metrics(), n) || slices.Contains(notify.Metrics(), n) {
+		if slices.Contains(monitor.Metrics(), n) || slices.Contains(notify.Metrics(), n) || slices.Contains(drillmetrics.Names(), n) {
 			continue
 		}
 		base := n
@@ -882,7 +883,7 @@ func TestPrometheusRules(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"BackupdNoRecentSuccess", "BackupdLastRunFailed", "BackupdExportLagging",
+	for _, want := range []string{"BackupdNoRecentSuccess", "BackupdLastRunFailed", "BackupdExportLagging", "BackupdDrillOverdue", "BackupdDrillFailed",
 		"BackupdAtlasRateLimited", "BackupdAtlasUnreachable", "BackupdConfigReloadFailed", "BackupdDown"} {
 		if !alerts[want] {
 			t.Errorf("%s: no alert %s", rulesPath, want)

@@ -34,6 +34,7 @@ import (
 	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/buildinfo"
 	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/drillmetrics"
 	"github.com/backupd/backupd/internal/engine"
 	"github.com/backupd/backupd/internal/httpapi"
 	"github.com/backupd/backupd/internal/journal"
@@ -108,6 +109,7 @@ type Daemon struct {
 	journal journal.Journal
 	watched *journal.Watched // d.journal, for readiness
 	metrics *metrics.Metrics
+	drills  *drillmetrics.Metrics // restore drills' gauges, on metrics' registry
 	atlas   *swapAtlas
 	runLog  run.Observer
 	// engine and sched are replaced at each leadership term (ha:); read
@@ -208,6 +210,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Its writes are watched: a journal that cannot be written shows in
 	// /readyz and backupd_journal_write_errors_total.
 	d.metrics = metrics.New(buildinfo.String())
+	d.drills = drillmetrics.New()
+	if err := d.metrics.Registry().Register(d.drills); err != nil {
+		return fmt.Errorf("registering the restore drill metrics: %w", err)
+	}
 	var j journal.Journal
 	if cfg.State.Path == "" {
 		j = journal.NewMemory()
@@ -425,6 +431,19 @@ func (d *Daemon) apply(cfg *policy.Config) {
 	d.eng().SetPolicies(d.enginePolicies(cfg))
 	d.schd().Set(d.entries(cfg))
 	d.metrics.SetPolicies(policyInfos(cfg))
+	d.keepDrillSeries(cfg)
+}
+
+// keepDrillSeries drops the drill series of policies a reload removed and
+// of sources a drill no longer acts on.
+func (d *Daemon) keepDrillSeries(cfg *policy.Config) {
+	names := make([]string, 0, len(cfg.Policies))
+	for _, p := range cfg.Policies {
+		names = append(names, p.Name)
+	}
+	d.drills.Keep(names, func(name string, t run.Target) bool {
+		return slices.Contains(scheduled(d.resolution(name)), t)
+	})
 }
 
 func atlasChanged(a, b policy.Atlas) bool {
@@ -496,6 +515,7 @@ func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
 		d.schd().Set(d.entries(cfg))
 	}
 	d.metrics.SetPolicies(policyInfos(cfg))
+	d.keepDrillSeries(cfg)
 	d.stateMu.Lock()
 	d.runsStarted, d.runsAt = true, d.clk.Now()
 	d.stateMu.Unlock()
@@ -627,7 +647,9 @@ func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) bool 
 			if j := slices.IndexFunc(prevErrs[p.Name], func(e run.ResolutionError) bool { return e.ProjectID == f.ProjectID }); j >= 0 {
 				re.Since = prevErrs[p.Name][j].Since
 			}
-			inProject := func(t run.Target) bool { return p.FlexRestore != nil || t.ProjectID == f.ProjectID }
+			inProject := func(t run.Target) bool {
+				return p.FlexRestore != nil || p.RestoreDrill != nil || t.ProjectID == f.ProjectID
+			}
 			var kept int
 			if hadOld && d.answeredOnce(f.ProjectID) {
 				re.KeptFrom = "resolution"
@@ -724,6 +746,9 @@ func projectsOf(p policy.Policy) []string {
 	if fr := p.FlexRestore; fr != nil {
 		return []string{fr.ProjectID, fr.TargetProjectID}
 	}
+	if rd := p.RestoreDrill; rd != nil {
+		return []string{rd.ProjectID, rd.TargetProjectID}
+	}
 	out := make([]string, 0, len(p.Targets))
 	for _, sel := range p.Targets {
 		out = append(out, sel.ProjectID)
@@ -791,6 +816,12 @@ func specOf(p policy.Policy) run.Spec {
 	}
 	if f := p.FlexRestore; f != nil {
 		s.FlexSnapshot, s.TargetProjectID, s.TargetCluster = f.Snapshot, f.TargetProjectID, f.TargetCluster
+	}
+	if rd := p.RestoreDrill; rd != nil {
+		s.DrillSnapshot, s.TargetProjectID, s.TargetCluster = rd.Snapshot, rd.TargetProjectID, rd.TargetCluster
+		if v := rd.Verify; v != nil {
+			s.VerifyCommand, s.Timeouts.Verify = slices.Clone(v.Command), v.Timeout
+		}
 	}
 	return s
 }
@@ -897,6 +928,13 @@ func (d *Daemon) rebuildMetrics() error {
 		rs = append(rs, metrics.Restored{Policy: s.Policy, Target: s.Target, Last: s.Last, LastSuccess: s.LastSuccess, SnapshotBytes: s.LastSnapshotBytes})
 	}
 	d.metrics.Rebuild(rs)
+	drills, err := d.journal.History(journal.Query{Keep: func(r run.Run) bool {
+		return r.Action == run.ActionRestoreDrill
+	}})
+	if err != nil {
+		return fmt.Errorf("reading restore drills from the journal: %w", err)
+	}
+	d.drills.Rebuild(drills)
 	active, err := d.journal.Active()
 	if err != nil {
 		return fmt.Errorf("reading in-flight runs from the journal: %w", err)

@@ -291,7 +291,7 @@ func (d *Daemon) advanceMarksFromAtlas(cfg *policy.Config, slots map[string]time
 // newEngine builds an engine; fenced ones (ha:) reconcile every target with
 // the markers at their start and send each POST through the fence.
 func (d *Daemon) newEngine(fenced bool) *engine.Engine {
-	observers := run.Observers{d.metrics, d.runLog, d.notifier}
+	observers := run.Observers{d.metrics, d.drills, d.runLog, d.notifier}
 	for _, o := range d.opts.Observers {
 		observers = append(observers, o)
 	}

@@ -29,7 +29,7 @@ const (
 
 // inflightStages is the closed set of stage label values of
 // backupd_inflight_runs: the non-terminal run stages.
-var inflightStages = []run.Stage{run.StagePending, run.StageWaiting, run.StageSnapshotting, run.StageExporting, run.StageRestoring}
+var inflightStages = []run.Stage{run.StagePending, run.StageWaiting, run.StageSnapshotting, run.StageExporting, run.StageRestoring, run.StageVerifying}
 
 // durationStage maps the run stage a run left to the stage label of
 // backupd_stage_duration_seconds. Stages not listed are not timed.
@@ -260,7 +260,7 @@ type PolicyInfo struct {
 // SuccessStages returns the last-success stages a policy's runs produce,
 // for PolicyInfo.Stages: a snapshot policy's "snapshot" (plus "export" when
 // it chains an export), an export policy's "export", a flex restore
-// policy's "restore". An unknown action returns nil (unknown).
+// policy's or restore drill's "restore". An unknown action returns nil (unknown).
 func SuccessStages(action run.Action, exports bool) []string {
 	switch action {
 	case run.ActionSnapshot:
@@ -270,7 +270,7 @@ func SuccessStages(action run.Action, exports bool) []string {
 		return []string{SuccessStageSnapshot}
 	case run.ActionExport:
 		return []string{SuccessStageExport}
-	case run.ActionFlexRestore:
+	case run.ActionFlexRestore, run.ActionRestoreDrill:
 		return []string{SuccessStageRestore}
 	}
 	return nil

@@ -66,6 +66,14 @@ policies:
       targetProjectID: ` + atlassim.DemoProjectID + `
       targetCluster: staging
       confirmOverwrite: true
+  - name: drill-prod-main
+    schedule: "*/30 * * * *"
+    restoreDrill:
+      projectID: ` + atlassim.DemoProjectID + `
+      cluster: prod-main
+      snapshot: latest
+      targetCluster: drill-scratch
+      confirmOverwrite: true
 monitor:
   interval: 5m
   margin: 10m # demoMargin
@@ -410,6 +418,9 @@ func (l *liveSummary) Observe(e run.Event) {
 			msg += ": snapshot " + r.SnapshotID + " exported by job " + r.ExportJobID
 		case run.ActionFlexRestore:
 			msg += ": restore job " + r.RestoreJobID + " done"
+		case run.ActionRestoreDrill:
+			msg += fmt.Sprintf(": snapshot %s (%s old) restored into %s in %s by job %s, %s", r.SnapshotID,
+				r.Drill.SnapshotAge().Round(time.Minute), r.Spec.TargetCluster, r.Drill.RestoreDuration(), r.RestoreJobID, drillVerification(r))
 		}
 		l.counts["succeeded"]++
 	case r.Stage == run.StageFailed || r.Stage == run.StageSkipped:
@@ -451,4 +462,12 @@ func (l *liveSummary) summary(simulated time.Duration) {
 	}
 	fmt.Fprintf(tw, "  still in flight\t%d\n", len(l.inflight))
 	_ = tw.Flush()
+}
+
+// drillVerification says how a drill was verified.
+func drillVerification(r run.Run) string {
+	if r.Drill.Verification == run.VerifiedByCommand {
+		return "verified by " + r.Spec.VerifyCommand[0]
+	}
+	return "verified at the Atlas level only"
 }

@@ -18,7 +18,7 @@ func TestExampleValidatesOnAFreshMachine(t *testing.T) {
 	vars := map[string]string{"HOME": t.TempDir()}
 	env := validateTestEnv(vars)
 	code, out, errOut := validateRun(t, env, "-config", example)
-	if code != exitOK || !strings.Contains(out, example+": valid (3 policies") {
+	if code != exitOK || !strings.Contains(out, example+": valid (4 policies") {
 		t.Fatalf("validate: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	for _, key := range []string{"atlas.auth.serviceAccount.clientSecretFile", "server.adminTokenFile"} {

@@ -274,6 +274,7 @@ func (e *Engine) drillRestore(ctx context.Context, tk *task, r run.Run) (run.Run
 	r, err = pollJob(ctx, e, tk, r, jobPoll[*atlas.RestoreJob]{
 		phase: "poll restore", what: "restore job " + r.RestoreJobID,
 		known: r.RestoreStatus, terminal: atlas.RestoreState(r.RestoreStatus).Terminal(),
+		succeeded: func(j *atlas.RestoreJob) bool { return j.State() == atlas.RestoreSucceeded },
 		get: func(ctx context.Context) (*atlas.RestoreJob, error) {
 			return e.atlas.GetRestore(ctx, src.ProjectID, src.Cluster, r.RestoreJobID)
 		},

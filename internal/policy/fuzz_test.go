@@ -88,8 +88,8 @@ func TestExampleConfig(t *testing.T) {
 	for _, p := range cfg.Policies {
 		actions = append(actions, p.Action())
 	}
-	if len(actions) != 3 || actions[0] != run.ActionSnapshot || actions[1] != run.ActionExport || actions[2] != run.ActionFlexRestore {
-		t.Fatalf("example should show all three actions, got %v", actions)
+	if len(actions) != 4 || actions[0] != run.ActionSnapshot || actions[1] != run.ActionExport || actions[2] != run.ActionFlexRestore || actions[3] != run.ActionRestoreDrill {
+		t.Fatalf("example should show all four actions, got %v", actions)
 	}
 }
 
@@ -118,6 +118,7 @@ var documentedKeys = []string{
 	"policies", "name", "projectID", "clusters", "exclude", "retentionInDays", "description",
 	"bucketID", "source", "customData",
 	"flexRestore", "cluster", "targetProjectID", "targetCluster", "confirmOverwrite",
+	"restoreDrill", "verify", "command",
 	"notify", "webhooks", "pings", "queueSize", "attempts", "backoff", "maxBackoff", "urlFile", "events", "policy",
 	"start", "success", "fail", "send", "method",
 }

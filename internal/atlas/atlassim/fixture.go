@@ -388,8 +388,9 @@ const (
 // atlas-sim` without -fixture: one project holding a replica set M10
 // (prod-main), a sharded M30 (prod-shards), a paused M10 (prod-archive), an
 // M10 with seeded scheduled and fallback snapshots (analytics), an M0
-// (sandbox), a flex cluster with three daily snapshots (flex-prod), a flex
-// restore target (staging), one AWS bucket, one service account and one API
+// (sandbox), an M10 that exists only as a restore drill's scratch target
+// (drill-scratch), a flex cluster with three daily snapshots (flex-prod), a
+// flex restore target (staging), one AWS bucket, one service account and one API
 // key. testdata/fixture.yaml is the same fleet written as YAML.
 func DemoFixture() *Fixture {
 	off := false
@@ -403,6 +404,7 @@ func DemoFixture() *Fixture {
 				{Name: "prod-archive", Type: "REPLICASET", Tier: "M10", Paused: true},
 				{Name: "analytics", Type: "REPLICASET", Tier: "M10"},
 				{Name: "sandbox", Type: "REPLICASET", Tier: "M0", BackupEnabled: &off},
+				{Name: "drill-scratch", Type: "REPLICASET", Tier: "M10"},
 			},
 			FlexClusters: []FixtureFlexCluster{{Name: "flex-prod"}, {Name: "staging"}},
 			Buckets: []FixtureBucket{{

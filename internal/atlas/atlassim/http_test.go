@@ -78,7 +78,7 @@ func TestEveryOperation(t *testing.T) {
 func TestClusterDiscovery(t *testing.T) {
 	h := newHarness(t, Options{})
 	projects := decode[atlas.Page[projectView]](t, h.must(h.get(atlas.APIPrefix+"/groups"), http.StatusOK))
-	if projects.TotalCount != 1 || projects.Results[0].ID != pid || projects.Results[0].Name != "backupd-demo" || projects.Results[0].ClusterCount != 7 {
+	if projects.TotalCount != 1 || projects.Results[0].ID != pid || projects.Results[0].Name != "backupd-demo" || projects.Results[0].ClusterCount != 8 {
 		t.Errorf("projects = %+v", projects)
 	}
 	list := decode[atlas.Page[atlas.Cluster]](t, h.must(h.get(base+"/clusters"), http.StatusOK))
@@ -86,7 +86,7 @@ func TestClusterDiscovery(t *testing.T) {
 	for _, c := range list.Results {
 		names = append(names, c.Name)
 	}
-	if got := strings.Join(names, ","); got != "prod-main,prod-shards,prod-archive,analytics,sandbox" {
+	if got := strings.Join(names, ","); got != "prod-main,prod-shards,prod-archive,analytics,sandbox,drill-scratch" {
 		t.Errorf("clusters = %s (flex clusters must not be listed)", got)
 	}
 	sh := decode[atlas.Cluster](t, h.must(h.get(base+"/clusters/prod-shards"), http.StatusOK))

@@ -35,24 +35,9 @@ func restoresInto(j *atlas.RestoreJob, t run.Target) bool {
 // elsewhere shows as the target not IDLE, or as Atlas's 409 on the POST).
 func (e *Engine) drillReady(ctx context.Context, r run.Run) (run.Run, bool, error) {
 	src, tgt := r.Target, drillTarget(r)
-	c, err := e.atlas.GetCluster(ctx, src.ProjectID, src.Cluster)
-	switch classify(ctx, err) {
-	case errNone:
-	case errStopped:
-		return r, false, err
-	case errNotFound:
-		next, err := e.fail(r, run.ReasonNotFound, "drill source cluster "+src.String()+" not found")
-		return next, true, err
-	case errRejected:
-		if atlas.IsCode(err, notSupportedCodes...) {
-			next, err := e.skip(r, run.ReasonNotSupported, err.Error())
-			return next, true, err
-		}
-		next, err := e.fail(r, run.ReasonAtlasError, err.Error())
-		return next, true, err
-	default:
-		r.Detail = "Atlas unavailable: " + err.Error()
-		return r, false, nil
+	c, r, done, err := e.waitingCluster(ctx, r, src, "drill source cluster", false)
+	if c == nil {
+		return r, done, err
 	}
 	if why := unsupported(c); why != "" {
 		next, err := e.skip(r, run.ReasonNotSupported, "drill source: "+why)
@@ -63,24 +48,9 @@ func (e *Engine) drillReady(ctx context.Context, r run.Run) (run.Run, bool, erro
 		r.SnapshotKind = string(atlas.KindShardedCluster)
 	}
 
-	tc, err := e.atlas.GetCluster(ctx, tgt.ProjectID, tgt.Cluster)
-	switch classify(ctx, err) {
-	case errNone:
-	case errStopped:
-		return r, false, err
-	case errNotFound:
-		r.Detail = "drill target " + tgt.String() + " does not exist (yet)"
-		return r, false, nil
-	case errRejected:
-		if atlas.IsCode(err, notSupportedCodes...) {
-			next, err := e.skip(r, run.ReasonNotSupported, "drill target: "+err.Error())
-			return next, true, err
-		}
-		next, err := e.fail(r, run.ReasonAtlasError, err.Error())
-		return next, true, err
-	default:
-		r.Detail = "Atlas unavailable: " + err.Error()
-		return r, false, nil
+	tc, r, done, err := e.waitingCluster(ctx, r, tgt, "drill target", true)
+	if tc == nil {
+		return r, done, err
 	}
 	if tc.Paused {
 		next, err := e.skip(r, run.ReasonNotSupported, "drill target "+tgt.String()+" is paused")

@@ -375,24 +375,9 @@ func (e *Engine) ready(ctx context.Context, r run.Run) (run.Run, bool, error) {
 		return next, true, err
 	}
 
-	c, err := e.atlas.GetCluster(ctx, t.ProjectID, t.Cluster)
-	switch classify(ctx, err) {
-	case errNone:
-	case errStopped:
-		return r, false, err
-	case errNotFound:
-		next, err := e.fail(r, run.ReasonNotFound, "cluster "+t.String()+" not found")
-		return next, true, err
-	case errRejected:
-		if atlas.IsCode(err, notSupportedCodes...) {
-			next, err := e.skip(r, run.ReasonNotSupported, err.Error())
-			return next, true, err
-		}
-		next, err := e.fail(r, run.ReasonAtlasError, err.Error())
-		return next, true, err
-	default:
-		r.Detail = "Atlas unavailable: " + err.Error()
-		return r, false, nil
+	c, r, done, err := e.waitingCluster(ctx, r, t, "cluster", false)
+	if c == nil {
+		return r, done, err
 	}
 	if why := unsupported(c); why != "" {
 		next, err := e.skip(r, run.ReasonNotSupported, why)
@@ -462,6 +447,37 @@ const markerSkew = time.Minute
 // (createOnce), whatever this says.
 func (e *Engine) mayHaveMarker(r run.Run) bool {
 	return r.CreatedAt.Before(e.startedAt) || (!r.Manual && r.Slot.Before(e.startedAt.Add(markerSkew)))
+}
+
+// waitingCluster reads cluster t for the waiting stage. It returns the
+// cluster, or nil when the run ended (done: failed not_found, skipped
+// not_supported, failed atlas_error) or must wait (r.Detail says why:
+// Atlas unavailable, or, with waitIfMissing, the cluster not there yet).
+// what names t in messages.
+func (e *Engine) waitingCluster(ctx context.Context, r run.Run, t run.Target, what string, waitIfMissing bool) (_ *atlas.Cluster, _ run.Run, done bool, _ error) {
+	c, err := e.atlas.GetCluster(ctx, t.ProjectID, t.Cluster)
+	switch classify(ctx, err) {
+	case errNone:
+		return c, r, false, nil
+	case errStopped:
+		return nil, r, false, err
+	case errNotFound:
+		if waitIfMissing {
+			r.Detail = what + " " + t.String() + " does not exist (yet)"
+			return nil, r, false, nil
+		}
+		next, err := e.fail(r, run.ReasonNotFound, what+" "+t.String()+" not found")
+		return nil, next, true, err
+	case errRejected:
+		if atlas.IsCode(err, notSupportedCodes...) {
+			next, err := e.skip(r, run.ReasonNotSupported, err.Error())
+			return nil, next, true, err
+		}
+		next, err := e.fail(r, run.ReasonAtlasError, err.Error())
+		return nil, next, true, err
+	}
+	r.Detail = "Atlas unavailable: " + err.Error()
+	return nil, r, false, nil
 }
 
 // unsupported says why Atlas cannot take cloud backups of c, or "".

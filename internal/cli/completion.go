@@ -23,7 +23,7 @@ var fileFlags = []string{"config", "fixture", "token-file"}
 var flagValues = map[string][]string{
 	"o":      {"table", "json"},
 	"result": {"success", "failure", "timeout"},
-	"stage":  {"pending", "waiting", "snapshotting", "exporting", "restoring", "succeeded", "failed", "skipped"},
+	"stage":  {"pending", "waiting", "snapshotting", "exporting", "restoring", "verifying", "succeeded", "failed", "skipped"},
 }
 
 // valuesOf is the fixed values of a verb's flag, nil for none.

@@ -360,7 +360,7 @@ func (e *Engine) drillVerify(ctx context.Context, tk *task, r run.Run) (run.Run,
 	if len(out) > run.MaxVerifyOutput {
 		out = out[len(out)-run.MaxVerifyOutput:]
 	}
-	r.Drill.VerifyExitCode, r.Drill.VerifyOutput, r.Drill.VerifyDuration = res.ExitCode, out, res.Duration
+	r.Drill.VerifyExitCode, r.Drill.VerifyOutput, r.Drill.VerifyDuration = res.ExitCode, out, run.Duration(res.Duration)
 	if res.OK() {
 		r.Drill.Verification, r.Detail = run.VerifiedByCommand, "verified by "+r.Spec.VerifyCommand[0]+" (exit 0)"
 		return e.to(r, run.StageSucceeded, "")

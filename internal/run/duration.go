@@ -56,11 +56,12 @@ type timeoutsJSON struct {
 	Snapshot Duration `json:"snapshot"`
 	Export   Duration `json:"export"`
 	Restore  Duration `json:"restore"`
+	Verify   Duration `json:"verify,omitempty"`
 }
 
 // MarshalJSON writes each timeout as a duration string ("4h0m0s").
 func (t Timeouts) MarshalJSON() ([]byte, error) {
-	return json.Marshal(timeoutsJSON{Duration(t.Wait), Duration(t.Snapshot), Duration(t.Export), Duration(t.Restore)})
+	return json.Marshal(timeoutsJSON{Duration(t.Wait), Duration(t.Snapshot), Duration(t.Export), Duration(t.Restore), Duration(t.Verify)})
 }
 
 // UnmarshalJSON reads strings, or the nanoseconds older journals hold.
@@ -69,7 +70,7 @@ func (t *Timeouts) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return fmt.Errorf("decode timeouts: %w", err)
 	}
-	*t = Timeouts{Wait: v.Wait.D(), Snapshot: v.Snapshot.D(), Export: v.Export.D(), Restore: v.Restore.D()}
+	*t = Timeouts{Wait: v.Wait.D(), Snapshot: v.Snapshot.D(), Export: v.Export.D(), Restore: v.Restore.D(), Verify: v.Verify.D()}
 	return nil
 }
 

@@ -67,3 +67,24 @@ func TestDurationRejectsOtherValues(t *testing.T) {
 		}
 	}
 }
+
+// A restore drill's verify timeout and verify duration survive the journal
+// (a verify command restarted after a crash keeps its timeout), as strings.
+func TestDrillDurationsRoundTrip(t *testing.T) {
+	r := Run{ID: "0123456789abcdef0123", Action: ActionRestoreDrill,
+		Spec:  Spec{VerifyCommand: []string{"check"}, Timeouts: Timeouts{Wait: time.Hour, Restore: 6 * time.Hour, Verify: 10 * time.Minute}},
+		Drill: Drill{Verification: VerifiedByCommand, VerifyDuration: Duration(3 * time.Second)}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"verify":"10m0s"`, `"verifyDuration":"3s"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("run JSON %s lacks %s", b, want)
+		}
+	}
+	var back Run
+	if err := json.Unmarshal(b, &back); err != nil || back.Spec.Timeouts.Verify != 10*time.Minute || back.Drill.VerifyDuration.D() != 3*time.Second {
+		t.Errorf("round trip: timeouts %+v, drill %+v, %v", back.Spec.Timeouts, back.Drill, err)
+	}
+}

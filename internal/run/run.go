@@ -257,10 +257,10 @@ type Drill struct {
 	TargetIdleAt time.Time `json:"targetIdleAt,omitzero"`
 	// Verification is VerifiedByCommand, VerifiedAtlasOnly or VerifyFailed
 	// ("" until decided); the rest describe the verify command's run.
-	Verification   string        `json:"verification,omitempty"`
-	VerifyExitCode int           `json:"verifyExitCode,omitempty"`
-	VerifyOutput   string        `json:"verifyOutput,omitempty"` // at most MaxVerifyOutput bytes
-	VerifyDuration time.Duration `json:"verifyDuration,omitempty"`
+	Verification   string   `json:"verification,omitempty"`
+	VerifyExitCode int      `json:"verifyExitCode,omitempty"`
+	VerifyOutput   string   `json:"verifyOutput,omitempty"` // at most MaxVerifyOutput bytes
+	VerifyDuration Duration `json:"verifyDuration,omitempty"`
 }
 
 // RestoreDuration is the restore's time from request to finished, on

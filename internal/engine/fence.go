@@ -63,3 +63,9 @@ func (a fencedAtlas) CreateFlexRestore(ctx context.Context, p, n string, req atl
 		return a.Atlas.CreateFlexRestore(ctx, p, n, req)
 	})
 }
+
+func (a fencedAtlas) CreateRestore(ctx context.Context, p, c string, req atlas.RestoreJobRequest) (*atlas.RestoreJob, error) {
+	return fenced(ctx, a.f, "requesting a drill's restore", func(ctx context.Context) (*atlas.RestoreJob, error) {
+		return a.Atlas.CreateRestore(ctx, p, c, req)
+	})
+}

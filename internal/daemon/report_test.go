@@ -32,6 +32,13 @@ func monthConfig(t *testing.T, dir string) {
     snapshot: {retentionInDays: 7, description: nightly}
     export: {bucketID: ` + bucket + `}
 ` + flexPolicy + `
+  - name: drill
+    schedule: "0 6 * * *"
+    restoreDrill:
+      projectID: ` + project + `
+      cluster: prod-a
+      targetCluster: scratch
+      confirmOverwrite: true
 monitor:
   interval: 1h
   targets: [{projectID: ` + project + `, clusters: [prod-a]}]
@@ -69,6 +76,9 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dir, sim := setup(t, "")
 		monthConfig(t, dir)
+		if err := sim.AddCluster(project, atlassim.ClusterSpec{Name: "scratch", Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, BackupEnabled: true}); err != nil {
+			t.Fatal(err)
+		}
 		daily := atlas.PolicyItem{FrequencyType: atlas.FrequencyDaily, FrequencyInterval: 1, RetentionUnit: atlas.RetentionDays, RetentionValue: 7}
 		if err := sim.SetSchedule(project, "prod-a", atlassim.ScheduleSpec{Items: []atlas.PolicyItem{daily}, Backfill: 48 * time.Hour}); err != nil {
 			t.Fatal(err)
@@ -119,12 +129,13 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 			policy string
 			target run.Target
 			slotAt time.Duration // the daily slot
-		}{{"nightly", prodA, 3 * time.Hour}, {"refresh", flex, 5*time.Hour + 30*time.Minute}} {
+		}{{"nightly", prodA, 3 * time.Hour}, {"refresh", flex, 5*time.Hour + 30*time.Minute}, {"drill", prodA, 6 * time.Hour}} {
 			c1 := cl(c.target)
-			if len(c1.Policies) != 1 || c1.Policies[0].Policy != c.policy {
+			i := slices.IndexFunc(c1.Policies, func(p report.PolicyReport) bool { return p.Policy == c.policy })
+			if i < 0 {
 				t.Fatalf("%s: policies %+v", c.target, c1.Policies)
 			}
-			pr := c1.Policies[0]
+			pr := c1.Policies[i]
 			// Expected numbers, from the runs and the calendar.
 			var want report.Counts
 			bySlot := map[int64]run.Run{}
@@ -183,7 +194,7 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 		// Evidence against the simulator: every snapshot the report lists
 		// exists with that id; every export job carries its run id in its
 		// customData (what Atlas writes into the bucket's metadata).
-		nightly := cl(prodA).Policies[0]
+		nightly := cl(prodA).Policies[1]
 		snaps := map[string]bool{}
 		for _, s := range sim.Snapshots(project, "prod-a") {
 			snaps[s.ID] = true
@@ -225,6 +236,22 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 		for _, x := range refresh.Restores {
 			if x.Target.Cluster != "staging" || x.RestoreSeconds <= 0 || x.Verification != report.VerificationAtlasOnly || x.JobID == "" {
 				t.Fatalf("restore %+v", x)
+			}
+		}
+		// Drills: restore time and snapshot age on Atlas's clock, verified
+		// at the Atlas level (no verify command), each job in Atlas.
+		drill := cl(prodA).Policies[0]
+		if drill.Policy != "drill" || len(drill.Restores) != drill.Counts.Succeeded {
+			t.Fatalf("drill %s: %d restores for %+v", drill.Policy, len(drill.Restores), drill.Counts)
+		}
+		drillJobs := map[string]bool{}
+		for _, j := range sim.ClusterRestoreJobs(project, "prod-a") {
+			drillJobs[j.ID] = true
+		}
+		for _, x := range drill.Restores {
+			if x.Kind != run.ActionRestoreDrill || x.Target.Cluster != "scratch" || x.RestoreSeconds <= 0 || x.SnapshotAgeSeconds == nil ||
+				*x.SnapshotAgeSeconds <= 0 || x.Verification != run.VerifiedAtlasOnly || !drillJobs[x.JobID] || x.SnapshotID == "" {
+				t.Fatalf("drill restore %+v", x)
 			}
 		}
 		// The monitor's read: the native schedule, the newest native

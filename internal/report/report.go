@@ -309,14 +309,33 @@ type Restore struct {
 	// SnapshotAgeSeconds is the snapshot's age when the restore began;
 	// nil when the run did not record the snapshot's time.
 	SnapshotAgeSeconds *float64 `json:"snapshotAgeSeconds,omitempty"`
-	// Verification is how the restore was verified: VerificationAtlasOnly
-	// for flex restores.
+	// Verification is how the restore was verified: for a drill, the
+	// verify command's verdict (run.VerifiedByCommand, run.VerifyFailed),
+	// run.VerifiedAtlasOnly without one, VerificationPending while it is
+	// undecided, VerificationNone when the drill ended without one;
+	// VerificationAtlasOnly for flex restores.
 	Verification string `json:"verification"`
+	// VerifyExitCode and VerifySeconds describe the drill's verify command
+	// when it ran (its bounded output is in the run: backupd describe).
+	VerifyExitCode *int    `json:"verifyExitCode,omitempty"`
+	VerifySeconds  float64 `json:"verifySeconds,omitempty"`
+	// SnapshotAt is when Atlas took the snapshot (drills); SourceExportID
+	// the export whose snapshot a drill chose (snapshot: exported).
+	SnapshotAt     time.Time `json:"snapshotAt,omitzero"`
+	SourceExportID string    `json:"sourceExportID,omitempty"`
 }
 
-// VerificationAtlasOnly: the restore was verified by Atlas reporting it
-// complete; no check of the data ran.
-const VerificationAtlasOnly = "atlas_only"
+// Verifications of a restore besides a drill's verify command.
+const (
+	// VerificationAtlasOnly: Atlas reported the restore complete; no check
+	// of the data ran (run.VerifiedAtlasOnly).
+	VerificationAtlasOnly = run.VerifiedAtlasOnly
+	// VerificationPending: the drill is in flight and has not decided yet.
+	VerificationPending = "pending"
+	// VerificationNone: the drill ended before anything was verified (its
+	// restore failed or timed out).
+	VerificationNone = "none"
+)
 
 // Native is the monitor's last read of a cluster.
 type Native struct {
@@ -635,15 +654,45 @@ func exportOf(r run.Run) (Export, bool) {
 }
 
 func restoreOf(r run.Run) (Restore, bool) {
-	if r.Action != run.ActionFlexRestore || r.RestoreJobID == "" && !r.RestoreRequested {
+	switch {
+	case r.Action != run.ActionFlexRestore && r.Action != run.ActionRestoreDrill,
+		r.RestoreJobID == "" && !r.RestoreRequested:
 		return Restore{}, false
 	}
-	x := Restore{RunID: r.ID, Kind: r.Action, Slot: r.Slot, Manual: r.Manual, SnapshotID: r.FlexSnapshotID,
+	x := Restore{RunID: r.ID, Kind: r.Action, Slot: r.Slot, Manual: r.Manual,
 		Target: run.Target{ProjectID: r.Spec.TargetProjectID, Cluster: r.Spec.TargetCluster},
 		JobID:  r.RestoreJobID, Status: r.RestoreStatus, Result: string(r.Stage),
-		RequestedAt: stageAt(r, run.StageRestoring), FinishedAt: r.FinishedAt, Verification: VerificationAtlasOnly}
-	if !x.RequestedAt.IsZero() && !x.FinishedAt.IsZero() {
-		x.RestoreSeconds = x.FinishedAt.Sub(x.RequestedAt).Seconds()
+		RequestedAt: stageAt(r, run.StageRestoring), FinishedAt: r.FinishedAt}
+	if r.Action == run.ActionFlexRestore {
+		x.SnapshotID, x.Verification = r.FlexSnapshotID, VerificationAtlasOnly
+		if !x.RequestedAt.IsZero() && !x.FinishedAt.IsZero() {
+			x.RestoreSeconds = x.FinishedAt.Sub(x.RequestedAt).Seconds()
+		}
+		return x, true
+	}
+	// A drill records its times on Atlas's clock: the job's creation and
+	// finish, the snapshot's time.
+	d := r.Drill
+	x.SnapshotID, x.SnapshotAt, x.SourceExportID = r.SnapshotID, d.SnapshotAt, d.SourceExportID
+	if !d.JobCreatedAt.IsZero() {
+		x.RequestedAt = d.JobCreatedAt
+	}
+	x.RestoreSeconds = d.RestoreDuration().Seconds()
+	if !d.SnapshotAt.IsZero() && !d.JobCreatedAt.IsZero() {
+		age := d.SnapshotAge().Seconds()
+		x.SnapshotAgeSeconds = &age
+	}
+	x.Verification = d.Verification
+	switch {
+	case x.Verification != "":
+	case r.Stage.Terminal():
+		x.Verification = VerificationNone
+	default:
+		x.Verification = VerificationPending
+	}
+	if d.Verification == run.VerifiedByCommand || d.Verification == run.VerifyFailed {
+		exit := d.VerifyExitCode
+		x.VerifyExitCode, x.VerifySeconds = &exit, d.VerifyDuration.D().Seconds()
 	}
 	return x, true
 }

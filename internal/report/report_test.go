@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -334,5 +336,59 @@ func wellFormed(t *testing.T, page string) {
 		if err != nil {
 			t.Fatalf("HTML is not well-formed: %v", err)
 		}
+	}
+}
+
+// TestDrillEvidence: a drill's restore time and snapshot age are Atlas's
+// (job created → finished, snapshot → job created), its verification the
+// verify command's verdict with its exit code, "pending" while in flight
+// and "none" when it ended before verifying.
+func TestDrillEvidence(t *testing.T) {
+	in := month(t)
+	in.Runs = nil
+	drill := func(d int, stage run.Stage, verification string, exit int) run.Run {
+		slot := at(d, 6*time.Hour)
+		r := run.Run{ID: run.NewID("drill", project, "prod-a", slot, false), Policy: "drill", Action: run.ActionRestoreDrill, Target: prodA,
+			Slot: slot, ScheduledAt: slot, CreatedAt: slot, Stage: stage, SnapshotID: "snap-1", RestoreJobID: "job-1", RestoreRequested: true,
+			Spec: run.Spec{TargetProjectID: project, TargetCluster: "scratch"}, FinishedAt: slot.Add(2 * time.Hour),
+			Drill: run.Drill{SnapshotAt: slot.Add(-5 * time.Hour), JobCreatedAt: slot.Add(time.Minute), JobFinishedAt: slot.Add(41 * time.Minute),
+				Verification: verification, VerifyExitCode: exit, VerifyDuration: run.Duration(90 * time.Second)}}
+		if stage == run.StageVerifying {
+			r.FinishedAt = time.Time{}
+		}
+		return r
+	}
+	in.Runs = []run.Run{
+		drill(1, run.StageSucceeded, run.VerifiedByCommand, 0),
+		drill(2, run.StageFailed, run.VerifyFailed, 3),
+		drill(3, run.StageSucceeded, run.VerifiedAtlasOnly, 0),
+		drill(4, run.StageFailed, "", 0),
+		drill(5, run.StageVerifying, "", 0),
+	}
+	rep := build(t, in, report.Query{From: at(0, 0), To: at(10, 0), Policies: []string{"drill"}})
+	if len(rep.Clusters) != 1 || len(rep.Clusters[0].Policies) != 1 {
+		t.Fatalf("clusters %+v", rep.Clusters)
+	}
+	rs := rep.Clusters[0].Policies[0].Restores
+	var got []string
+	for _, x := range rs {
+		exit := "-"
+		if x.VerifyExitCode != nil {
+			exit = strconv.Itoa(*x.VerifyExitCode)
+		}
+		got = append(got, fmt.Sprintf("%s %s exit %s restore %gs age %gs into %s", x.Result, x.Verification, exit, x.RestoreSeconds, *x.SnapshotAgeSeconds, x.Target.Cluster))
+	}
+	want := []string{
+		"succeeded verified exit 0 restore 2400s age 18060s into scratch",
+		"failed failed exit 3 restore 2400s age 18060s into scratch",
+		"succeeded atlas_only exit - restore 2400s age 18060s into scratch",
+		"failed none exit - restore 2400s age 18060s into scratch",
+		"verifying pending exit - restore 2400s age 18060s into scratch",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("drills:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if x := rs[0]; !x.RequestedAt.Equal(at(1, 6*time.Hour+time.Minute)) || x.VerifySeconds != 90 || !x.SnapshotAt.Equal(at(1, time.Hour)) {
+		t.Fatalf("drill times %+v", x)
 	}
 }

@@ -24,7 +24,7 @@ const maxAdminBody = 64 << 10
 // driving `backupd atlas-sim` as a separate process can inject faults,
 // change the fleet mid-run and read back what the simulator saw:
 //
-//	GET    /_sim/calls[?log=true]         request counts per operation (+ the call log)
+//	GET    /_sim/calls[?log=true]         request counts per operation (+ the call log, with who sent each)
 //	GET    /_sim/state                    every project's snapshots, exports and restore jobs
 //	POST   /_sim/faults                   {errorRate, errorStatus, latency, latencyRate, dropAfterApplyRate, hugeAnswerRate}
 //	POST   /_sim/burst429                 {n, retryAfter}
@@ -75,6 +75,7 @@ type AdminCall struct {
 	Dropped    bool      `json:"dropped,omitempty"`
 	Huge       bool      `json:"huge,omitempty"`
 	RetryAfter Duration  `json:"retryAfter,omitempty"`
+	Who        string    `json:"who,omitempty"`
 }
 
 func (s *Sim) adminCalls(w http.ResponseWriter, r *http.Request) {
@@ -91,7 +92,7 @@ func (s *Sim) adminCalls(w http.ResponseWriter, r *http.Request) {
 		for _, c := range log {
 			out.Log = append(out.Log, AdminCall{
 				At: c.At, Received: c.Received, Op: c.Op, Method: c.Method, Path: c.Path, Status: c.Status,
-				ProjectID: c.ProjectID, Dropped: c.Dropped, Huge: c.Huge, RetryAfter: Duration(c.RetryAfter),
+				ProjectID: c.ProjectID, Dropped: c.Dropped, Huge: c.Huge, RetryAfter: Duration(c.RetryAfter), Who: c.Who,
 			})
 		}
 	}

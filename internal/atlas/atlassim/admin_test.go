@@ -59,6 +59,18 @@ func TestAdminCallsCountsAndLog(t *testing.T) {
 	if first := full.Log[0]; first.RetryAfter != 0 || first.Status != http.StatusOK {
 		t.Errorf("first call = %+v, want a 200 without retryAfter", first)
 	}
+	// Each call names the credential it authenticated as, so a test with
+	// one credential per client can count each client's writes.
+	for _, c := range full.Log {
+		if c.Op != "token" && c.Who != DemoClientID {
+			t.Errorf("call %s %s: who %q, want %q", c.Method, c.Path, c.Who, DemoClientID)
+		}
+	}
+	h.do(http.MethodGet, base+"/clusters/prod-main", "", func(r *http.Request) { r.Header.Del("Authorization") })
+	anon := decode[AdminCalls](t, h.must(h.admin("GET", "/_sim/calls?log=true", ""), http.StatusOK))
+	if c := anon.Log[len(anon.Log)-1]; c.Status != http.StatusUnauthorized || c.Who != "" {
+		t.Errorf("unauthenticated call = %+v, want a 401 without who", c)
+	}
 	if strings.Contains(string(h.admin("GET", "/_sim/calls?log=true", "").raw), `"retryAfter":"0s"`) {
 		t.Error("calls without Retry-After carry a retryAfter field")
 	}

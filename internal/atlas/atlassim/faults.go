@@ -107,6 +107,10 @@ type Call struct {
 	Received time.Time
 	// RetryAfter is the Retry-After sent with a 429 or 503 answer.
 	RetryAfter time.Duration
+	// Who is the service account client ID or API public key the request
+	// authenticated as ("" when it did not): with one credential per
+	// replica, tests count each replica's writes. Never a secret.
+	Who string
 }
 
 // maxCallLog bounds the call log of a long-running standalone simulator.

@@ -174,6 +174,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		s.finish(w, req, rec, false, e, nil)
 		return
 	}
+	rec.Who = auth.who
 	s.mu.Unlock()
 	if rt == nil {
 		e := errResourceNotFound(req.URL.Path)

@@ -20,7 +20,7 @@
 #     `go test ./deploy/` (no Docker engine or cluster is needed).
 #
 # Environment:
-#   BACKUPD_BIN   use this backupd binary instead of building ./cmd/backupd
+#   BACKUPD_BIN   use this backupd binary (built with -tags ha) instead of building ./cmd/backupd
 #   MAX_EXPOSURE  highest accepted systemd exposure level (default 2.0)
 #   NO_INSTALL=1  never run apt-get; fail if a tool is missing
 #
@@ -100,7 +100,8 @@ echo "tools: $(systemd-analyze --version | head -n1); $(promtool --version 2>&1 
 bin=${BACKUPD_BIN:-}
 if [[ -z $bin ]]; then
 	bin="$tmp/backupd"
-	check "build ./cmd/backupd" env CGO_ENABLED=0 go build -trimpath -o "$bin" ./cmd/backupd
+	# With the ha tag, as the sidecar image is built: its config has ha:.
+	check "build ./cmd/backupd (-tags ha)" env CGO_ENABLED=0 go build -trimpath -tags ha -o "$bin" ./cmd/backupd
 fi
 have_bin=1
 if [[ ! -x $bin ]]; then

@@ -282,6 +282,14 @@ type backupdConfig struct {
 	State struct {
 		Path string `yaml:"path"`
 	} `yaml:"state"`
+	HA *struct {
+		Lease struct {
+			Namespace string `yaml:"namespace"`
+			Name      string `yaml:"name"`
+		} `yaml:"lease"`
+		Identity   string `yaml:"identity"`
+		Kubeconfig string `yaml:"kubeconfig"`
+	} `yaml:"ha"`
 	Policies []struct {
 		Name string `yaml:"name"`
 	} `yaml:"policies"`
@@ -437,8 +445,23 @@ func TestDockerfile(t *testing.T) {
 // ---- Kubernetes ------------------------------------------------------------
 
 type objectMeta struct {
-	Name   string            `yaml:"name"`
-	Labels map[string]string `yaml:"labels"`
+	Name      string            `yaml:"name"`
+	Namespace string            `yaml:"namespace"`
+	Labels    map[string]string `yaml:"labels"`
+}
+
+type rbacRule struct {
+	APIGroups     []string `yaml:"apiGroups"`
+	Resources     []string `yaml:"resources"`
+	ResourceNames []string `yaml:"resourceNames"`
+	Verbs         []string `yaml:"verbs"`
+}
+
+type rbacRef struct {
+	APIGroup  string `yaml:"apiGroup"`
+	Kind      string `yaml:"kind"`
+	Name      string `yaml:"name"`
+	Namespace string `yaml:"namespace"`
 }
 
 type k8sObject struct {
@@ -449,6 +472,12 @@ type k8sObject struct {
 	Data       map[string]string `yaml:"data"`
 	Spec       yaml.Node         `yaml:"spec"`
 	Resources  []string          `yaml:"resources"`
+	Namespace  string            `yaml:"namespace"` // Kustomization
+	Rules      []rbacRule        `yaml:"rules"`     // Role
+	RoleRef    rbacRef           `yaml:"roleRef"`   // RoleBinding
+	Subjects   []rbacRef         `yaml:"subjects"`  // RoleBinding
+	// AutomountServiceAccountToken is a ServiceAccount's.
+	AutomountServiceAccountToken *bool `yaml:"automountServiceAccountToken"`
 }
 
 type securityContext struct {
@@ -473,8 +502,13 @@ type container struct {
 	Image string   `yaml:"image"`
 	Args  []string `yaml:"args"`
 	Env   []struct {
-		Name  string `yaml:"name"`
-		Value string `yaml:"value"`
+		Name      string `yaml:"name"`
+		Value     string `yaml:"value"`
+		ValueFrom *struct {
+			FieldRef *struct {
+				FieldPath string `yaml:"fieldPath"`
+			} `yaml:"fieldRef"`
+		} `yaml:"valueFrom"`
 	} `yaml:"env"`
 	Ports []struct {
 		Name          string `yaml:"name"`
@@ -498,7 +532,11 @@ type container struct {
 type deploymentSpec struct {
 	Replicas *int `yaml:"replicas"`
 	Strategy struct {
-		Type string `yaml:"type"`
+		Type          string `yaml:"type"`
+		RollingUpdate *struct {
+			MaxSurge       any `yaml:"maxSurge"`
+			MaxUnavailable any `yaml:"maxUnavailable"`
+		} `yaml:"rollingUpdate"`
 	} `yaml:"strategy"`
 	Selector struct {
 		MatchLabels map[string]string `yaml:"matchLabels"`
@@ -506,6 +544,7 @@ type deploymentSpec struct {
 	Template struct {
 		Metadata objectMeta `yaml:"metadata"`
 		Spec     struct {
+			ServiceAccountName            string          `yaml:"serviceAccountName"`
 			AutomountServiceAccountToken  *bool           `yaml:"automountServiceAccountToken"`
 			TerminationGracePeriodSeconds *int            `yaml:"terminationGracePeriodSeconds"`
 			SecurityContext               securityContext `yaml:"securityContext"`
@@ -520,6 +559,13 @@ type deploymentSpec struct {
 				} `yaml:"secret"`
 				EmptyDir              *yaml.Node `yaml:"emptyDir"`
 				PersistentVolumeClaim *yaml.Node `yaml:"persistentVolumeClaim"`
+				Projected             *struct {
+					Sources []struct {
+						ServiceAccountToken *struct {
+							Path string `yaml:"path"`
+						} `yaml:"serviceAccountToken"`
+					} `yaml:"sources"`
+				} `yaml:"projected"`
 			} `yaml:"volumes"`
 		} `yaml:"spec"`
 	} `yaml:"template"`
@@ -615,17 +661,23 @@ func TestKubernetesSidecar(t *testing.T) {
 	var ds deploymentSpec
 	decodeSpec(t, dep, &ds)
 	pod := ds.Template.Spec
-	if ds.Replicas == nil || *ds.Replicas != 1 {
-		t.Errorf("Deployment: replicas must be 1 so one pod owns the backups")
+	// Several replicas, rolled one by one: the Lease picks the one that acts.
+	if ds.Replicas == nil || *ds.Replicas != 3 {
+		t.Errorf("Deployment: replicas %v, want 3 (a sidecar in every replica, one leader)", ds.Replicas)
 	}
-	if ds.Strategy.Type != "Recreate" {
-		t.Errorf("Deployment: strategy %q, want Recreate (never two backup owners during a rollout)", ds.Strategy.Type)
+	if ds.Strategy.Type != "RollingUpdate" {
+		t.Errorf("Deployment: strategy %q, want RollingUpdate", ds.Strategy.Type)
+	} else if ru := ds.Strategy.RollingUpdate; ru == nil || fmt.Sprint(ru.MaxUnavailable) != "0" {
+		t.Errorf("Deployment: rollingUpdate %+v, want maxUnavailable 0 (replace one pod at a time, never fewer ready)", ru)
 	}
 	if !subset(ds.Selector.MatchLabels, ds.Template.Metadata.Labels) {
 		t.Errorf("Deployment: selector %v does not match the pod labels %v", ds.Selector.MatchLabels, ds.Template.Metadata.Labels)
 	}
-	if g := pod.TerminationGracePeriodSeconds; g != nil && *g <= 10 {
-		t.Errorf("Deployment: terminationGracePeriodSeconds %d leaves backupd no time for its 10 s shutdown", *g)
+	// A graceful stop of the leader waits for its fenced Atlas requests
+	// (at most the fence window, 13.5 s of the default 15 s lease), then
+	// parks runs and releases the Lease: give it the lease and more.
+	if g := pod.TerminationGracePeriodSeconds; g == nil || *g < 30 {
+		t.Errorf("Deployment: terminationGracePeriodSeconds %v leaves backupd no time to hand the Lease over", g)
 	}
 	if len(pod.Containers) < 2 {
 		t.Errorf("Deployment: want the app container and the backupd sidecar, got %d containers", len(pod.Containers))
@@ -655,7 +707,7 @@ func TestKubernetesSidecar(t *testing.T) {
 	for name, pr := range map[string]struct {
 		p    *probe
 		path string
-	}{"livenessProbe": {b.LivenessProbe, "/healthz"}, "readinessProbe": {b.ReadinessProbe, "/readyz"}} {
+	}{"livenessProbe": {b.LivenessProbe, "/healthz"}, "readinessProbe": {b.ReadinessProbe, "/healthz"}} {
 		if pr.p == nil || pr.p.HTTPGet == nil {
 			t.Errorf("backupd container: no %s httpGet", name)
 			continue
@@ -739,6 +791,28 @@ func TestKubernetesSidecar(t *testing.T) {
 		t.Errorf("sidecar config: state.path %q is not on a mounted volume (mounts %v)", cfg.State.Path, keys(mounts))
 	} else if v := findVolume(mounts[dir]); v < 0 || (pod.Volumes[v].EmptyDir == nil && pod.Volumes[v].PersistentVolumeClaim == nil) {
 		t.Errorf("sidecar config: the state directory %s is not an emptyDir or PVC volume", dir)
+	}
+
+	checkHA(t, objs, pod.ServiceAccountName, pod.AutomountServiceAccountToken, b, cfg)
+	haVolume := ""
+	for _, v := range pod.Volumes {
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.ServiceAccountToken != nil && src.ServiceAccountToken.Path == "token" {
+					haVolume = v.Name
+				}
+			}
+		}
+	}
+	if haVolume == "" || mounts[serviceAccountDir] != haVolume {
+		t.Errorf("backupd container: %s is not a projected serviceAccountToken volume (mounts %v): in-cluster credentials cannot load", serviceAccountDir, mounts)
+	}
+	for _, c := range pod.Containers {
+		for _, m := range c.VolumeMounts {
+			if c.Name != "backupd" && m.Name == haVolume {
+				t.Errorf("container %s mounts the backupd service account token %s: only the sidecar may talk to the API", c.Name, m.Name)
+			}
+		}
 	}
 
 	credDir := env["CREDENTIALS_DIRECTORY"]
@@ -1160,5 +1234,79 @@ func TestGrafanaMonitorPanels(t *testing.T) {
 	}
 	if !hasCluster {
 		t.Errorf("%s: no cluster variable listing the monitor's watched clusters", dashboardPath)
+	}
+}
+
+// serviceAccountDir is where rest.InClusterConfig reads the token and CA.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// checkHA holds the manifests to what leader election needs and to no more:
+// the config names a Lease in the namespace the objects are applied to; the
+// pod's service account is bound to a Role that allows only get and update
+// on that Lease, and create (RBAC cannot limit create to a name); the
+// identity is the pod name. (The image's ha tag is TestDockerfile's.)
+func checkHA(t *testing.T, objs []k8sObject, saName string, automount *bool, b *container, cfg backupdConfig) {
+	t.Helper()
+	if cfg.HA == nil {
+		t.Fatal("sidecar config: no ha: section, but the Deployment runs several replicas")
+	}
+	lease := cfg.HA.Lease
+	if cfg.HA.Kubeconfig != "" || cfg.HA.Identity != "" {
+		t.Errorf("sidecar config: ha.kubeconfig %q / ha.identity %q: in a cluster use in-cluster credentials and the pod name", cfg.HA.Kubeconfig, cfg.HA.Identity)
+	}
+	k := only(t, objs, "Kustomization")
+	if k.Namespace != lease.Namespace {
+		t.Errorf("kustomization.yaml: namespace %q, but ha.lease.namespace is %q: the Role would grant a Lease the replicas never use", k.Namespace, lease.Namespace)
+	}
+	for _, o := range objs {
+		if o.Metadata.Namespace != "" && o.Metadata.Namespace != k.Namespace {
+			t.Errorf("%s: %s %s in namespace %q, the kustomization's is %q", o.file, o.Kind, o.Metadata.Name, o.Metadata.Namespace, k.Namespace)
+		}
+	}
+
+	sa := only(t, objs, "ServiceAccount")
+	if saName != sa.Metadata.Name {
+		t.Errorf("Deployment: serviceAccountName %q, want the ServiceAccount %q", saName, sa.Metadata.Name)
+	}
+	if automount == nil || *automount {
+		t.Error("Deployment: automountServiceAccountToken must be false: only the sidecar mounts the token")
+	}
+	role := only(t, objs, "Role")
+	var named, create bool
+	for _, r := range role.Rules {
+		if !slices.Equal(r.APIGroups, []string{"coordination.k8s.io"}) || !slices.Equal(r.Resources, []string{"leases"}) {
+			t.Errorf("Role %s: rule %+v: want only coordination.k8s.io leases", role.Metadata.Name, r)
+			continue
+		}
+		verbs := slices.Sorted(slices.Values(r.Verbs))
+		switch {
+		case slices.Equal(verbs, []string{"get", "update"}) && slices.Equal(r.ResourceNames, []string{lease.Name}):
+			named = true
+		case slices.Equal(verbs, []string{"create"}) && len(r.ResourceNames) == 0:
+			create = true
+		default:
+			t.Errorf("Role %s: rule verbs %v on %v: want get and update on exactly %q, and create", role.Metadata.Name, r.Verbs, r.ResourceNames, lease.Name)
+		}
+	}
+	if !named || !create {
+		t.Errorf("Role %s: want get/update on Lease %q (resourceNames) and create on leases, got %+v", role.Metadata.Name, lease.Name, role.Rules)
+	}
+	rb := only(t, objs, "RoleBinding")
+	if rb.RoleRef != (rbacRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Metadata.Name}) {
+		t.Errorf("RoleBinding %s: roleRef %+v, want Role %s", rb.Metadata.Name, rb.RoleRef, role.Metadata.Name)
+	}
+	if len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" || rb.Subjects[0].Name != sa.Metadata.Name ||
+		(rb.Subjects[0].Namespace != "" && rb.Subjects[0].Namespace != k.Namespace) {
+		t.Errorf("RoleBinding %s: subjects %+v, want the ServiceAccount %s only", rb.Metadata.Name, rb.Subjects, sa.Metadata.Name)
+	}
+
+	podName := false
+	for _, e := range b.Env {
+		if e.Name == "POD_NAME" {
+			podName = e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name"
+		}
+	}
+	if !podName {
+		t.Error("backupd container: POD_NAME must come from the downward API (fieldRef metadata.name): it is the replica's identity in the Lease")
 	}
 }

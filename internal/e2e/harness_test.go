@@ -133,7 +133,13 @@ func childEnv() []string {
 // failed.
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return startProcOf(t, binary, name, args...)
+}
+
+// startProcOf is startProc with another build of backupd (the HA suite's).
+func startProcOf(t *testing.T, bin, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = childEnv()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -145,7 +151,7 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	}
 	p := &proc{t: t, name: name, cmd: cmd, changed: make(chan struct{}), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: starting %s %s: %v", name, binary, strings.Join(args, " "), err)
+		t.Fatalf("%s: starting %s %s: %v", name, bin, strings.Join(args, " "), err)
 	}
 	var readers sync.WaitGroup
 	readers.Add(2)
@@ -410,11 +416,18 @@ var startedMsg = `"msg":"backupd started"`
 // started" line, which carries the address it listens on.
 func startDaemon(t *testing.T, cfg string, ta timeArgs) *daemonProc {
 	t.Helper()
-	p := startProc(t, "backupd run", append([]string{"run", "-config", cfg}, ta.flags()...)...)
+	return startDaemonOf(t, binary, "backupd run", cfg, ta)
+}
+
+// startDaemonOf is startDaemon with another build of backupd, under a name
+// for the failure log.
+func startDaemonOf(t *testing.T, bin, name, cfg string, ta timeArgs) *daemonProc {
+	t.Helper()
+	p := startProcOf(t, bin, name, append([]string{"run", "-config", cfg}, ta.flags()...)...)
 	_, line, ok := p.waitLine(60*time.Second, 0, func(l string) bool { return strings.Contains(l, startedMsg) })
 	if !ok {
 		p.dumpTail(60)
-		t.Fatal("backupd run did not log \"backupd started\"")
+		t.Fatalf("%s did not log \"backupd started\"", name)
 	}
 	var started struct {
 		Listen string `json:"listen"`
@@ -629,7 +642,13 @@ type fleet struct {
 	flexSeeds []string
 	buckets   []string // bucket ids
 	timings   string   // YAML mapping body of timings, e.g. "snapshotQueued: 5s"
+	// serviceAccounts are client IDs besides clientID, each with the secret
+	// secretOf gives it (one per replica in the HA suite).
+	serviceAccounts []string
 }
+
+// secretOf is the client secret of an extra service account of a fleet.
+func secretOf(clientID string) string { return clientSecret + "-" + clientID }
 
 func (f fleet) write(t *testing.T, dir string) string {
 	t.Helper()
@@ -661,6 +680,9 @@ func (f fleet) write(t *testing.T, dir string) string {
 		}
 	}
 	fmt.Fprintf(&b, "serviceAccounts:\n  - {clientID: %s, clientSecret: %s}\n", clientID, clientSecret)
+	for _, id := range f.serviceAccounts {
+		fmt.Fprintf(&b, "  - {clientID: %s, clientSecret: %s}\n", id, secretOf(id))
+	}
 	if f.timings != "" {
 		fmt.Fprintf(&b, "timings: {%s}\n", f.timings)
 	}
@@ -675,12 +697,18 @@ type daemonConfig struct {
 	rpm       int    // default 600
 	discovery string // atlas.discoveryInterval; default 10m
 	policies  string // the YAML list under policies:, indented by two spaces
+	clientID  string // default clientID, with clientSecret; else secretOf(clientID)
+	extra     string // top-level YAML sections appended as they are (ha:)
 }
 
 // write writes the config (and the secret files it names) into dir as name.
 func (c daemonConfig) write(t *testing.T, dir, name string) string {
 	t.Helper()
-	secretFile := writeFile(t, dir, "client-secret", clientSecret+"\n")
+	id, secret := clientID, clientSecret
+	if c.clientID != "" {
+		id, secret = c.clientID, secretOf(c.clientID)
+	}
+	secretFile := writeFile(t, dir, "client-secret", secret+"\n")
 	tokenFile := writeFile(t, dir, "admin-token", adminToken+"\n")
 	if c.listen == "" {
 		c.listen = "127.0.0.1:0"
@@ -709,7 +737,7 @@ log: {level: debug, format: json}
 defaults:
   timeouts: {wait: 12h, snapshot: 12h, export: 12h, restore: 12h}
 policies:
-%s`, c.simURL, clientID, secretFile, c.rpm, c.discovery, c.listen, tokenFile, c.statePath, c.policies)
+%s%s`, c.simURL, id, secretFile, c.rpm, c.discovery, c.listen, tokenFile, c.statePath, c.policies, c.extra)
 	return writeFile(t, dir, name, cfg)
 }
 

@@ -260,10 +260,15 @@ func (r *replica) term() time.Time {
 
 // haView is what a replica's status API says of the election.
 type haView struct {
-	Leading bool
-	Leader  string
-	raw     string
+	Role   string // leader, acquiring (holds the lease, re-attaching runs) or standby
+	Leader string // "" when none is known
+	raw    string
 }
+
+// Leading is a replica that acts; Holding one that holds the lease, acting
+// or about to.
+func (v haView) Leading() bool { return v.Role == "leader" }
+func (v haView) Holding() bool { return v.Role != "standby" }
 
 // view reads the replica's status; ok is false when it did not answer.
 func (r *replica) view() (haView, bool) {
@@ -274,14 +279,14 @@ func (r *replica) view() (haView, bool) {
 	var st struct {
 		HA *struct {
 			Identity string `json:"identity"`
-			Leading  bool   `json:"leading"`
+			Role     string `json:"role"`
 			Leader   string `json:"leader"`
 		} `json:"ha"`
 	}
 	if err := json.Unmarshal(body, &st); err != nil || st.HA == nil {
 		return haView{raw: string(body)}, false
 	}
-	return haView{Leading: st.HA.Leading, Leader: st.HA.Leader, raw: string(body)}, true
+	return haView{Role: st.HA.Role, Leader: st.HA.Leader, raw: string(body)}, true
 }
 
 // waitLeader waits until the Lease names a running replica that says it
@@ -304,11 +309,11 @@ func (s *haSuite) waitLeader(timeout time.Duration) *replica {
 			if !ok {
 				return false, r.id + "'s status has no ha section yet: " + truncate(v.raw, 300)
 			}
-			if r == leader && !v.Leading {
-				return false, r.id + " holds the Lease but does not say it leads yet"
+			if r == leader && !v.Leading() {
+				return false, r.id + " holds the Lease but is " + v.Role
 			}
-			if r != leader && (v.Leading || v.Leader != leader.id) {
-				return false, fmt.Sprintf("%s says leading=%t leader=%q, want standby with leader %s", r.id, v.Leading, v.Leader, leader.id)
+			if r != leader && (v.Holding() || v.Leader != leader.id) {
+				return false, fmt.Sprintf("%s is %s, leader %q; want standby with leader %s", r.id, v.Role, v.Leader, leader.id)
 			}
 		}
 		return true, ""

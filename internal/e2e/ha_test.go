@@ -62,6 +62,21 @@ func TestKubeHALeaderKilledMidChain(t *testing.T) {
 		t.Errorf("trigger on follower %s: %d %s; want a refusal naming the leader %s", follower.id, code, body, leader.id)
 	}
 
+	// The gauges agree: 1 on the leader only, and every replica names it.
+	eventually(t, 30*time.Second, func() (bool, string) {
+		for _, r := range s.running() {
+			ms := r.d.metrics()
+			leading, _ := ms.sum("backupd_ha_leading", nil)
+			if want := map[bool]float64{true: 1, false: 0}[r == leader]; leading != want {
+				return false, fmt.Sprintf("%s: backupd_ha_leading %v, want %v", r.id, leading, want)
+			}
+			if _, ok := ms.sum("backupd_ha_leader", map[string]string{"identity": leader.id}); !ok {
+				return false, fmt.Sprintf("%s: no backupd_ha_leader{identity=%q}", r.id, leader.id)
+			}
+		}
+		return true, ""
+	})
+
 	p := s.firstPost(60*time.Second, leader.id, "take_snapshot", time.Time{})
 	runID := s.runOfSnapshotPost(p)
 	if done, _ := chainDone(indexAtlas(s.sim.state()), runID); done {
@@ -118,8 +133,8 @@ func TestKubeHALeaderPaused(t *testing.T) {
 		if !ok {
 			return false, leader.id + " does not answer its status yet"
 		}
-		if v.Leading || v.Leader != next.holder {
-			return false, fmt.Sprintf("%s says leading=%t leader=%q", leader.id, v.Leading, v.Leader)
+		if v.Holding() || v.Leader != next.holder {
+			return false, fmt.Sprintf("%s is %s, leader %q", leader.id, v.Role, v.Leader)
 		}
 		return true, ""
 	})
@@ -151,8 +166,8 @@ func TestKubeHAAPIServerDown(t *testing.T) {
 	s.kube.StopAPIServer()
 	eventually(t, haTimings.renew+15*time.Second, func() (bool, string) {
 		for _, r := range s.running() {
-			if v, ok := r.view(); !ok || v.Leading {
-				return false, r.id + " still says it leads"
+			if v, ok := r.view(); !ok || v.Holding() {
+				return false, r.id + " is still " + v.Role
 			}
 		}
 		return true, ""

@@ -301,6 +301,9 @@ func TestKubeHAGracefulStop(t *testing.T) {
 // stopped replica each time: from the signal to the new holder's
 // acquireTime in the Lease. The timings are the suite's short ones.
 func TestKubeHATakeoverTimes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a measurement of about two minutes; run without -short")
+	}
 	s := newHASuite(t, []string{"c0"}, shortChain, haPolicy(farSchedule()))
 	s.startThree()
 	measure := func(n int, stop func(*replica) time.Time) []time.Duration {

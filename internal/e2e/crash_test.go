@@ -225,16 +225,7 @@ func checkAtlasExactlyOnce(t *testing.T, idx atlasRuns) {
 			t.Errorf("run %s export %s is %s, want Successful", id, ex[0].ID, ex[0].State)
 		}
 	}
-	for id := range idx.exports {
-		if len(idx.snapshots[id]) == 0 {
-			t.Errorf("export for run %s has no marked snapshot", id)
-		}
-	}
-	for slot, ids := range idx.slots {
-		if len(ids) != 1 {
-			t.Errorf("slot %s has %d runs in Atlas: %v", slot, len(ids), ids)
-		}
-	}
+	checkOrphansAndSlots(t, idx)
 	t.Logf("Atlas: %d marked snapshots, %d marked exports, %d distinct slots", len(idx.snapshots), len(idx.exports), len(idx.slots))
 }
 
@@ -288,6 +279,22 @@ func checkJournalAgrees(t *testing.T, runs []run.Run, idx atlasRuns) {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, stages[k]))
 	}
 	t.Logf("journal: %d runs (%s)", len(runs), strings.Join(parts, " "))
+}
+
+// checkOrphansAndSlots: every marked export has its marked snapshot, and no
+// slot has two runs.
+func checkOrphansAndSlots(t *testing.T, idx atlasRuns) {
+	t.Helper()
+	for id := range idx.exports {
+		if len(idx.snapshots[id]) == 0 {
+			t.Errorf("export for run %s has no marked snapshot", id)
+		}
+	}
+	for slot, ids := range idx.slots {
+		if len(ids) != 1 {
+			t.Errorf("slot %s has %d runs in Atlas: %v", slot, len(ids), ids)
+		}
+	}
 }
 
 func snapshotIDs(snaps []atlas.Snapshot) []string {

@@ -424,16 +424,7 @@ func checkNoDuplicates(t *testing.T, idx atlasRuns) (snapshots, exports int) {
 			t.Errorf("run %s exported snapshot %s, but its marked snapshot is %s", id, ex[0].SnapshotID, snaps[0].ID)
 		}
 	}
-	for id := range idx.exports {
-		if len(idx.snapshots[id]) == 0 {
-			t.Errorf("export for run %s has no marked snapshot", id)
-		}
-	}
-	for slot, ids := range idx.slots {
-		if len(ids) != 1 {
-			t.Errorf("slot %s has %d runs in Atlas: %v", slot, len(ids), ids)
-		}
-	}
+	checkOrphansAndSlots(t, idx)
 	return snapshots, exports
 }
 
@@ -599,4 +590,3 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 	i := int(q*float64(len(s))+0.999999) - 1
 	return s[max(0, min(i, len(s)-1))]
 }
-

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/engine"
 	"github.com/backupd/backupd/internal/httpapi"
 	"github.com/backupd/backupd/internal/journal"
@@ -71,7 +72,11 @@ func (l *leadership) stopping() {
 // newLeadership builds the elector from the ha: section.
 func (d *Daemon) newLeadership(cfg *policy.Config) (*leadership, error) {
 	l := &leadership{cfg: *cfg.HA, kick: make(chan struct{}, 1), gauge: d.metrics.Leadership()}
-	el, err := d.opts.Elect(*cfg.HA, leader.Options{Clock: d.clk, Logger: d.log.Named("ha"), Hooks: leader.Hooks{
+	// The fence runs on real time, not on d.clk: the other replicas expire
+	// the lease by their real clocks, so under -time-scale a fence on the
+	// scaled clock would close ten times too early (and, on a slowed clock,
+	// too late).
+	el, err := d.opts.Elect(*cfg.HA, leader.Options{Clock: clock.Real(), Logger: d.log.Named("ha"), Hooks: leader.Hooks{
 		StartedLeading: l.changed,
 		StoppedLeading: l.stopping,
 		NewLeader:      func(string) { l.changed() },

@@ -57,6 +57,8 @@ type Hooks struct {
 
 // Options are what a Factory needs besides the ha: section.
 type Options struct {
+	// Clock times the fence. It must run at the rate of real time: the
+	// other replicas (client-go) expire the lease by their real clocks.
 	Clock  clock.Clock
 	Logger *zap.Logger
 	Hooks  Hooks

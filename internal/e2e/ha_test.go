@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,8 +59,8 @@ func TestKubeHALeaderKilledMidChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code/100 == 2 || !strings.Contains(string(body), leader.id) {
-		t.Errorf("trigger on follower %s: %d %s; want a refusal naming the leader %s", follower.id, code, body, leader.id)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"leader":"`+leader.id+`"`) {
+		t.Errorf("trigger on follower %s: %d %s; want 503 naming the leader %s", follower.id, code, body, leader.id)
 	}
 
 	// The gauges agree: 1 on the leader only, and every replica names it.

@@ -38,9 +38,17 @@ type Options struct {
 	Lead               time.Duration // real time from starting the processes to the first slot
 	Scrape             time.Duration // simulated interval of /metrics scrapes (0: none)
 	Monitor            bool          // watch every cluster's native backups too
-	Command            string        // the command line, for the report
-	Progress           io.Writer     // progress lines (nil: none)
-	Clock              clock.Clock   // real time (default clock.Real())
+	// Spread varies the simulator's job durations per cluster (lognormal;
+	// the same seed gives every mode the same durations).
+	Spread atlassim.Spread
+	// Warmup is how many hourly slots run before the measured ones, so
+	// learned polling has a history to plan from.
+	Warmup int
+	// FixedPolling runs the daemon with -fixed-polling: the baseline.
+	FixedPolling bool
+	Command      string      // the command line, for the report
+	Progress     io.Writer   // progress lines (nil: none)
+	Clock        clock.Clock // real time (default clock.Real())
 }
 
 // daemonEnv is fleetbench's environment with GOMEMLIMIT set to limit (kept
@@ -67,6 +75,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Jitter < 0 || o.Jitter >= time.Hour {
 		return fmt.Errorf("-jitter must be from 0 to under 1h, got %s", o.Jitter)
+	}
+	if o.Warmup < 0 {
+		return fmt.Errorf("-warmup must not be negative, got %d", o.Warmup)
 	}
 	if o.JournalRuns < 0 {
 		return fmt.Errorf("-journal-runs must not be negative, got %d", o.JournalRuns)
@@ -147,7 +158,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		filepath.Join(wd, "fixture.yaml"), filepath.Join(wd, "config.yaml"), filepath.Join(wd, "client-secret"),
 		filepath.Join(wd, "state", "state.db"), filepath.Join(wd, "atlas-sim.log"), filepath.Join(wd, "backupd.log"),
 	}
-	if err := fleet.WriteFixture(paths.fixture, o.RateCapacity, o.RatePerMinute); err != nil {
+	if err := fleet.WriteFixture(paths.fixture, o.RateCapacity, o.RatePerMinute, o.Spread); err != nil {
 		return nil, err
 	}
 	if err := WriteSecret(paths.secret); err != nil {
@@ -160,16 +171,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	// The first measured slot H0 is the next whole hour of real time; the
-	// anchor makes the shared fast clock reach it Lead after the processes
-	// start (with -scale 1, the benchmark waits for the real hour).
-	h0 := rclk.Now().Add(time.Hour).Truncate(time.Hour)
+	// The first slot is the next whole hour of real time; the anchor makes
+	// the shared fast clock reach it Lead after the processes start (with
+	// -scale 1, the benchmark waits for the real hour). Warmup slots later,
+	// the first measured one, H0.
+	first := rclk.Now().Add(time.Hour).Truncate(time.Hour)
+	h0 := first.Add(time.Duration(o.Warmup) * time.Hour)
 	if err := os.MkdirAll(filepath.Dir(paths.state), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the state directory: %w", err)
 	}
 	if o.JournalRuns > 0 {
 		fmt.Fprintf(o.Progress, "fleetbench: pre-generating a journal of %d runs\n", o.JournalRuns)
-		if err := fleet.PregenerateJournal(paths.state, o.JournalRuns, h0); err != nil {
+		if err := fleet.PregenerateJournal(paths.state, o.JournalRuns, first); err != nil {
 			return nil, err
 		}
 	}
@@ -177,7 +190,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	simClk := clock.Real()
 	if o.Scale > 1 {
 		at := rclk.Now().Add(o.Lead)
-		anchor := time.Unix(int64(math.Round((o.Scale*float64(at.Unix())-float64(h0.Unix()))/(o.Scale-1))), 0)
+		anchor := time.Unix(int64(math.Round((o.Scale*float64(at.Unix())-float64(first.Unix()))/(o.Scale-1))), 0)
 		simClk = clock.ScaledFrom(anchor, o.Scale)
 		timeArgs = []string{"-time-scale", strconv.FormatFloat(o.Scale, 'f', -1, 64), "-time-anchor", strconv.FormatInt(anchor.Unix(), 10)}
 	}
@@ -201,7 +214,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("waiting for the simulator to serve: %w", err)
 	}
 
-	daemon, err := startProc(rclk, "daemon", bin, append([]string{"run", "-config", paths.config}, timeArgs...), daemonEnv(o.GoMemLimit), paths.daemonLog)
+	daemonArgs := []string{"run", "-config", paths.config}
+	if o.FixedPolling {
+		daemonArgs = append(daemonArgs, "-fixed-polling")
+	}
+	daemon, err := startProc(rclk, "daemon", bin, append(daemonArgs, timeArgs...), daemonEnv(o.GoMemLimit), paths.daemonLog)
 	if err != nil {
 		return nil, err
 	}
@@ -222,8 +239,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep.StartupCPUSeconds = cpuReady.Seconds()
-	if !simClk.Now().Before(h0) {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("the daemon became ready after the first slot (%s); raise -lead", h0.Format(time.RFC3339)))
+	if !simClk.Now().Before(first) {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the daemon became ready after the first slot (%s); raise -lead", first.Format(time.RFC3339)))
 	}
 
 	// Scrapes at a simulated interval, as Prometheus would scrape production,
@@ -309,7 +326,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		TimeScale: o.Scale, Jitter: o.Jitter.String(), JournalRuns: o.JournalRuns,
 		RateLimit:         fmt.Sprintf("%d per project, refilling %d/min", o.RateCapacity, o.RatePerMinute),
 		RequestsPerMinute: o.RequestsPerMinute, StatePath: paths.state, LogLevel: o.LogLevel,
-		GoMemLimit: o.GoMemLimit, Monitor: o.Monitor,
+		GoMemLimit: o.GoMemLimit, Monitor: o.Monitor, Polling: o.polling(), SpreadSigma: o.Spread.Sigma, SpreadSeed: o.Spread.Seed, Warmup: o.Warmup,
 	}
 	rep.PeakRSSBytes, rep.EndRSSAnonBytes, rep.EndRSSFileBytes = mem.HWM, mem.RssAnon, mem.RssFile
 	rep.PeakRSSAnonBytes, rep.PeakRSSFileBytes = max(peaks.RssAnon, mem.RssAnon), max(peaks.RssFile, mem.RssFile)
@@ -322,12 +339,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		mon.Watched, mon.Read, mon.ReadFailures = m1.MonitorWatched, m1.MonitorRead, int(m1.MonitorFailures)
 		rep.Monitor = &mon
 	}
-	analyse(rep, fleet, runs, state, calls, h0, end)
+	analyse(rep, fleet, o.Spread, runs, state, calls, h0, end)
 	rep.API.Status429 = int(m1.RequestsByCode["429"] - m0.RequestsByCode["429"])
 	rep.API.Status429Startup = int(m0.RequestsByCode["429"])
 	rep.Elapsed = rclk.Now().Sub(began).Seconds()
 	rep.evaluate()
 	return rep, nil
+}
+
+// polling names the daemon's polling mode.
+func (o Options) polling() string {
+	if o.FixedPolling {
+		return "fixed"
+	}
+	return "learned"
 }
 
 // waitFor polls ok every interval until it holds, failing after two minutes
@@ -407,7 +432,7 @@ func readRuns(path string) ([]run.Run, error) {
 
 // analyse computes runs, fire lag, detection delays and calls per chain for
 // the slots in [h0, end).
-func analyse(rep *Report, fleet Fleet, runs []run.Run, state *atlassim.AdminState, calls map[string]int, h0, end time.Time) {
+func analyse(rep *Report, fleet Fleet, spread atlassim.Spread, runs []run.Run, state *atlassim.AdminState, calls map[string]int, h0, end time.Time) {
 	t := atlassim.DefaultTimings
 	snapTook := t.SnapshotQueued + t.SnapshotInProgress
 	snapDone := map[string]time.Time{}
@@ -415,8 +440,9 @@ func analyse(rep *Report, fleet Fleet, runs []run.Run, state *atlassim.AdminStat
 	exports := map[string]exp{}
 	for _, p := range state.Projects {
 		for _, c := range p.Clusters {
+			took := t.SnapshotQueued + spread.Scale(t.SnapshotInProgress, p.ID, c.Name)
 			for _, s := range c.Snapshots {
-				snapDone[s.ID] = s.CreatedAt.Add(snapTook)
+				snapDone[s.ID] = s.CreatedAt.Add(took)
 			}
 			for _, e := range c.Exports {
 				exports[e.ID] = exp{e.CreatedAt, e.FinishedAt}

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 )
 
@@ -60,6 +62,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&o.Lead, "lead", 20*time.Second, "real time between starting the processes and the first measured slot")
 	fs.DurationVar(&o.Scrape, "scrape", 30*time.Second, "simulated interval between /metrics scrapes (as Prometheus would), 0 for none beyond progress")
 	fs.BoolVar(&o.Monitor, "monitor", true, "also run the monitor of native backups on every cluster (default schedules and compliance policies in the fixture)")
+	fs.Float64Var(&o.Spread.Sigma, "spread", 0.5, "sigma of the lognormal factor that varies job durations per cluster (0: the simulator's fixed timings)")
+	fs.Int64Var(&o.Spread.Seed, "seed", 1, "seed of the per-cluster durations; every mode gets the same")
+	fs.IntVar(&o.Warmup, "warmup", 2, "hourly slots run before the measured ones, so learned polling has a history")
+	polling := fs.String("polling", "both", "daemon polling: learned, fixed (the one-minute backoff, -fixed-polling), or both side by side")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fleetbench [flags]\n\nRuns backupd against the simulator at fleet size and reports resources, Atlas calls, delays and start-up against their targets.")
@@ -79,24 +85,89 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "fleetbench: %v\n", err)
 		return 2
 	}
-	rep, err := Run(ctx, o)
-	if err != nil {
-		fmt.Fprintf(stderr, "fleetbench: %v\n", err)
-		return 1
+	var modes []bool // FixedPolling of each run
+	switch *polling {
+	case "learned":
+		modes = []bool{false}
+	case "fixed":
+		modes = []bool{true}
+	case "both":
+		modes = []bool{true, false}
+	default:
+		fmt.Fprintf(stderr, "fleetbench: -polling must be learned, fixed or both, got %q\n", *polling)
+		return 2
 	}
-	if *asJSON {
-		err = rep.WriteJSON(stdout)
-	} else {
-		err = rep.WriteTable(stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "fleetbench: %v\n", err)
-		return 1
-	}
-	for _, c := range rep.Checks {
-		if !c.Pass {
+	// The modes run one after the other on the same fleet, fixture and
+	// seed, so each job duration is the same in both; side by side they
+	// would share the machine's two cores and measure each other.
+	var reps []*Report
+	for _, fixed := range modes {
+		mo := o
+		mo.FixedPolling = fixed
+		fmt.Fprintf(stderr, "fleetbench: polling %s\n", mo.polling())
+		rep, err := Run(ctx, mo)
+		if err != nil {
+			fmt.Fprintf(stderr, "fleetbench: %v\n", err)
 			return 1
+		}
+		reps = append(reps, rep)
+	}
+	var err error
+	if *asJSON {
+		err = writeJSONReports(stdout, reps)
+	} else {
+		err = writeTables(stdout, reps)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fleetbench: %v\n", err)
+		return 1
+	}
+	for _, rep := range reps {
+		for _, c := range rep.Checks {
+			if !c.Pass {
+				return 1
+			}
 		}
 	}
 	return 0
+}
+
+// writeJSONReports writes one report as an object, several as an array.
+func writeJSONReports(w io.Writer, reps []*Report) error {
+	if len(reps) == 1 {
+		return reps[0].WriteJSON(w)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(reps); err != nil {
+		return fmt.Errorf("writing the JSON reports: %w", err)
+	}
+	return nil
+}
+
+// writeTables writes each report and, for several, the comparison of the
+// figures issue 15 compares.
+func writeTables(w io.Writer, reps []*Report) error {
+	for _, rep := range reps {
+		if err := rep.WriteTable(w); err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintln(w); err != nil {
+			return err
+		}
+	}
+	if len(reps) < 2 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "polling	calls/chain	snapshot detection p50/p99	export detection p50/p99	fire lag p99	peak RSS	429s\n")
+	for _, r := range reps {
+		fmt.Fprintf(tw, "%s	%.1f	%.1f / %.1f s	%.1f / %.1f s	%.3f s	%.1f MiB	%d\n", r.Params.Polling, r.API.PerChain,
+			r.SnapshotDetection.P50, r.SnapshotDetection.P99, r.ExportDetection.P50, r.ExportDetection.P99,
+			r.FireLag.P99, float64(r.PeakRSSBytes)/(1<<20), r.API.Status429)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing the comparison: %w", err)
+	}
+	return nil
 }

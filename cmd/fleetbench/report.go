@@ -21,6 +21,10 @@ const (
 	targetFireLagP99   = time.Second     // beyond jitter
 	targetDetectionP99 = time.Minute     // the engine's poll cap
 	minCallsPerChain   = 4               // 2 POSTs + the 2 GETs that observe completion
+
+	// Learned polling's targets (issue 15).
+	targetLearnedDetectionP99 = 30 * time.Second
+	targetLearnedCalls        = 1.5 * minCallsPerChain
 )
 
 // Dist summarises a set of durations (simulated time unless said).
@@ -69,6 +73,13 @@ type Params struct {
 	LogLevel          string  `json:"logLevel"`
 	GoMemLimit        string  `json:"goMemLimit"` // "": inherited
 	Monitor           bool    `json:"monitor"`
+	// Polling is the daemon's mode: "learned", or "fixed" (-fixed-polling).
+	Polling string `json:"polling"`
+	// SpreadSigma and SpreadSeed vary the simulator's durations per
+	// cluster (atlassim.Spread); Warmup slots ran before the measured ones.
+	SpreadSigma float64 `json:"spreadSigma"`
+	SpreadSeed  int64   `json:"spreadSeed"`
+	Warmup      int     `json:"warmupHours"`
 }
 
 // MonitorFigures are the monitor's share of the window: its Atlas calls
@@ -90,9 +101,9 @@ var monitorOnlyOps = []string{"get_backup_schedule", "get_compliance_policy", "l
 
 // splitMonitorCalls separates the monitor's calls from the engine's. The
 // simulator counts per operation, not per caller, so the shared ones are
-// attributed by what the engine is known to make: one list_snapshots per
-// chain, beside its one get_cluster (a pre-check the monitor never makes),
-// and one listing of each project (list_clusters, list_flex_clusters) per
+// attributed by what the engine is known to make: no list_snapshots (a
+// chain of a slot after the daemon's start lists none, docs/atlas-client.md,
+// and every measured slot is one), and one listing of each project (list_clusters, list_flex_clusters) per
 // discovery interval (10 minutes), the rest being the monitor's own (every
 // monitor interval, 1 h).
 func splitMonitorCalls(calls map[string]int, hours, projects int) (MonitorFigures, map[string]int) {
@@ -113,7 +124,7 @@ func splitMonitorCalls(calls map[string]int, hours, projects int) (MonitorFigure
 	for _, op := range monitorOnlyOps {
 		take(op, calls[op])
 	}
-	take("list_snapshots", calls["list_snapshots"]-calls["get_cluster"])
+	take("list_snapshots", calls["list_snapshots"])
 	engineListings := projects * hours * int(time.Hour/policy.DefaultDiscoveryInterval)
 	take("list_clusters", calls["list_clusters"]-engineListings)
 	take("list_flex_clusters", calls["list_flex_clusters"]-engineListings)
@@ -211,14 +222,21 @@ const (
 func (r *Report) evaluate() {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	secs := func(s float64) string { return fmt.Sprintf("%.3f s", s) }
+	// The fixed backoff is held to its design budget and its one-minute
+	// cap; learned polling to issue 15's targets.
+	detect, detectWant := targetDetectionP99, "<= 60 s (poll cap)"
+	calls, callsWant := float64(r.API.Budget), fmt.Sprintf("<= %d (design budget: 2 checks, 2 POSTs, 10s..1m backoff reads)", r.API.Budget)
+	if r.Params.Polling == "learned" {
+		detect, detectWant = targetLearnedDetectionP99, "<= 30 s (learned polling)"
+		calls, callsWant = targetLearnedCalls, fmt.Sprintf("<= %g (1.5x the minimum, learned polling)", targetLearnedCalls)
+	}
 	r.Checks = []Check{
 		{CheckRSS, mib(r.PeakRSSBytes), "<= 64 MiB at 10,000 targets", r.PeakRSSBytes > 0 && r.PeakRSSBytes <= targetRSS},
 		{CheckStartup, secs(r.StartupSeconds), "<= 2 s with a 100,000-run journal", r.StartupSeconds > 0 && r.StartupSeconds <= targetStartup.Seconds()},
 		{CheckFireLag, fmt.Sprintf("%s (p50 %s)", secs(r.FireLag.P99), secs(r.FireLag.P50)), "<= 1 s beyond jitter", r.FireLag.N > 0 && r.FireLag.P99 <= targetFireLagP99.Seconds()},
-		{CheckSnapshot, fmt.Sprintf("%s (p50 %s)", secs(r.SnapshotDetection.P99), secs(r.SnapshotDetection.P50)), "<= 60 s (poll cap)", r.SnapshotDetection.N > 0 && r.SnapshotDetection.P99 <= targetDetectionP99.Seconds()},
-		{CheckExport, fmt.Sprintf("%s (p50 %s)", secs(r.ExportDetection.P99), secs(r.ExportDetection.P50)), "<= 60 s (poll cap)", r.ExportDetection.N > 0 && r.ExportDetection.P99 <= targetDetectionP99.Seconds()},
-		{CheckCalls, fmt.Sprintf("%.1f (all calls %.1f; minimum %d)", r.API.PerChain, r.API.PerChainAll, r.API.Minimum),
-			fmt.Sprintf("<= %d (design budget: 2 checks, 2 POSTs, 10s..1m backoff reads)", r.API.Budget), r.Runs.Succeeded > 0 && r.API.PerChain <= float64(r.API.Budget)},
+		{CheckSnapshot, fmt.Sprintf("%s (p50 %s)", secs(r.SnapshotDetection.P99), secs(r.SnapshotDetection.P50)), detectWant, r.SnapshotDetection.N > 0 && r.SnapshotDetection.P99 <= detect.Seconds()},
+		{CheckExport, fmt.Sprintf("%s (p50 %s)", secs(r.ExportDetection.P99), secs(r.ExportDetection.P50)), detectWant, r.ExportDetection.N > 0 && r.ExportDetection.P99 <= detect.Seconds()},
+		{CheckCalls, fmt.Sprintf("%.1f (all calls %.1f; minimum %d)", r.API.PerChain, r.API.PerChainAll, r.API.Minimum), callsWant, r.Runs.Succeeded > 0 && r.API.PerChain <= calls},
 		{Check429, fmt.Sprintf("%d (start-up %d)", r.API.Status429, r.API.Status429Startup), "0 at 100 requests/minute per project", r.Runs.Succeeded > 0 && r.API.Status429 == 0},
 		{CheckCompleted, fmt.Sprintf("%d of %d", r.Runs.Succeeded, r.Runs.Expected), "all", r.Runs.Expected > 0 && r.Runs.Succeeded == r.Runs.Expected},
 	}
@@ -268,6 +286,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "journal: %d pre-generated runs at %s; simulator rate limit %s; requestsPerMinute %d; log level %s; GOMEMLIMIT %s\n",
 		p.JournalRuns, p.StatePath, p.RateLimit, p.RequestsPerMinute, p.LogLevel, limit)
+	fmt.Fprintf(&b, "polling: %s; job durations spread per cluster: lognormal sigma %g, seed %d; %d warm-up slot(s)\n", p.Polling, p.SpreadSigma, p.SpreadSeed, p.Warmup)
 	fmt.Fprintf(&b, "window: %s .. %s simulated; %.0f s real in all\n\n", r.Start.Format(time.RFC3339), r.End.Format(time.RFC3339), r.Elapsed)
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)

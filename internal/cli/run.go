@@ -31,6 +31,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) 
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", defaultConfig(env), "configuration file (env BACKUPD_CONFIG)")
+	fixedPolling := fs.Bool("fixed-polling", false, "benchmarks only: poll every Atlas job with the 10s-to-1min backoff, ignoring the cluster's history (the baseline learned polling is measured against)")
 	var tf timeFlags
 	tf.register(fs)
 	fs.Usage = func() {
@@ -49,7 +50,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) 
 		fmt.Fprintf(stderr, "backupd run: %v\n", err)
 		return exitUsage
 	}
-	d, err := daemon.New(daemon.Options{ConfigPath: *configPath, Env: env.Policy, Clock: clk, Notifier: daemon.Systemd{}, Elect: env.Elect})
+	d, err := daemon.New(daemon.Options{ConfigPath: *configPath, Env: env.Policy, Clock: clk, Notifier: daemon.Systemd{}, Elect: env.Elect, FixedPolling: *fixedPolling})
 	if err != nil {
 		return printConfigError(stderr, err)
 	}

@@ -81,6 +81,9 @@ type Options struct {
 	NotifyTransport http.RoundTripper
 	// PollMin and PollMax override the engine's polling backoff (the demo).
 	PollMin, PollMax time.Duration
+	// FixedPolling turns learned polling off (engine.Config.FixedPolling):
+	// the baseline cmd/fleetbench measures it against.
+	FixedPolling bool
 	// WrapJournal, when set, wraps the opened journal (tests make its
 	// writes fail as a full disk would).
 	WrapJournal func(journal.Journal) journal.Journal

@@ -302,7 +302,7 @@ func (d *Daemon) newEngine(fenced bool) *engine.Engine {
 	}
 	c := engine.Config{
 		Clock: d.clk, Journal: d.journal, Atlas: d.atlas, Observer: observers, Logger: d.log,
-		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, MarkerRecovery: true, MarkCurrent: d.markCurrent(),
+		PollMin: d.opts.PollMin, PollMax: d.opts.PollMax, FixedPolling: d.opts.FixedPolling, MarkerRecovery: true, MarkCurrent: d.markCurrent(),
 	}
 	if fenced {
 		c.Fence, c.ReconcileAll, c.MarkCurrent = d.lead.el, true, nil

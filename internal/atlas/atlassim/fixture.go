@@ -30,6 +30,8 @@ type Fixture struct {
 	Timings         *Timings                `yaml:"timings"`
 	// Failures makes the next jobs end badly, as POST /_sim/fail does.
 	Failures *FixtureFailures `yaml:"failures"`
+	// Spread varies the durations per cluster (see Spread).
+	Spread *Spread `yaml:"spread"`
 
 	file string     // source file, for located errors
 	root *yaml.Node // parsed document, for line numbers
@@ -284,6 +286,11 @@ func (f *Fixture) Apply(s *Sim) error {
 		}
 		if err := s.FailNextClusterRestores(fl.ClusterRestores, end); err != nil {
 			return f.where(err, "failures", "clusterRestoreEnd")
+		}
+	}
+	if sp := f.Spread; sp != nil {
+		if err := s.SetSpread(*sp); err != nil {
+			return f.where(err, "spread")
 		}
 	}
 	for i, a := range f.ServiceAccounts {

@@ -225,7 +225,7 @@ func (s *Sim) takeSnapshot(c *call) (any, *apiError) {
 	sn := s.newSnapshotLocked(cl, s.newID(), atlas.SnapshotOnDemand, c.now, retention, description)
 	t := s.timings
 	q := s.scaled(t.SnapshotQueued)
-	sn.timeline = phases{queuedUntil: c.now.Add(q), doneAt: c.now.Add(q + s.scaled(t.SnapshotInProgress))}
+	sn.timeline = phases{queuedUntil: c.now.Add(q), doneAt: c.now.Add(q + s.scaled(s.spread.Scale(t.SnapshotInProgress, p.id, spec.Name)))}
 	sn.final = atlas.SnapshotCompleted
 	if s.failSnapshots > 0 {
 		s.failSnapshots--
@@ -353,7 +353,7 @@ func (s *Sim) createExport(c *call) (any, *apiError) {
 		snapshotID: sn.id,
 		bucketID:   bucketID,
 		createdAt:  c.now,
-		timeline:   phases{queuedUntil: c.now.Add(q), doneAt: c.now.Add(q + s.scaled(t.ExportInProgress))},
+		timeline:   phases{queuedUntil: c.now.Add(q), doneAt: c.now.Add(q + s.scaled(s.spread.Scale(t.ExportInProgress, p.id, cl.spec.Name)))},
 		final:      atlas.ExportSuccessful,
 		total:      5 + s.idRNG.IntN(36),
 		customData: labels,

@@ -114,6 +114,7 @@ type Sim struct {
 
 	mu      sync.Mutex
 	timings Timings
+	spread  Spread
 	rate    RateLimit
 	idRNG   *rand.Rand // ids and generated sizes
 	authRNG *rand.Rand // nonces and tokens

@@ -350,7 +350,7 @@ func TestEvaluateFailsEmptyAndPassesGood(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"-projects", "0"}, {"-scale", "0.5"}, {"-jitter", "2h"}, {"extra"}, {"-nosuchflag"}} {
+	for _, args := range [][]string{{"-projects", "0"}, {"-scale", "0.5"}, {"-jitter", "2h"}, {"extra"}, {"-nosuchflag"}, {"-polling", "sometimes"}, {"-warmup", "-1"}} {
 		var out, errOut bytes.Buffer
 		if code := realMain(context.Background(), args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, errOut.String())
@@ -418,5 +418,30 @@ func TestSplitMonitorCalls(t *testing.T) {
 	wantEngine := map[string]int{"get_cluster": 100, "list_clusters": 120, "list_flex_clusters": 120, "get_export": 800, "token": 1}
 	if !maps.Equal(engine, wantEngine) {
 		t.Errorf("engine calls %v, want %v", engine, wantEngine)
+	}
+}
+
+// With a spread, a snapshot is done when its cluster's durations say: the
+// detection delay counts from the spread end, not the default timings'.
+func TestAnalyseWithASpread(t *testing.T) {
+	f := Fleet{Projects: 1, Clusters: 1}
+	h0 := time.Date(2026, 3, 1, 4, 0, 0, 0, time.UTC)
+	sp := atlassim.Spread{Sigma: 0.7, Seed: 5}
+	tm := atlassim.DefaultTimings
+	tg := run.Target{ProjectID: f.ProjectID(0), Cluster: f.ClusterName(0)}
+	snapAt := h0.Add(time.Minute)
+	done := snapAt.Add(tm.SnapshotQueued + sp.Scale(tm.SnapshotInProgress, tg.ProjectID, tg.Cluster))
+	expCreated := done.Add(12 * time.Second)
+	r := run.Run{ID: "a", Policy: policyName, Target: tg, Slot: h0, ScheduledAt: h0, CreatedAt: h0,
+		Stage: run.StageSucceeded, SnapshotID: "s1", ExportJobID: "e1", FinishedAt: expCreated.Add(10 * time.Minute)}
+	state := &atlassim.AdminState{Projects: []atlassim.AdminProject{{ID: tg.ProjectID, Clusters: []atlassim.AdminCluster{{
+		Name:      tg.Cluster,
+		Snapshots: []atlas.Snapshot{{ID: "s1", CreatedAt: snapAt}},
+		Exports:   []atlas.ExportJob{{ID: "e1", CreatedAt: expCreated, FinishedAt: expCreated.Add(9 * time.Minute)}},
+	}}}}}
+	var rep Report
+	analyse(&rep, f, sp, []run.Run{r}, state, map[string]int{}, h0, h0.Add(time.Hour))
+	if rep.SnapshotDetection.N != 1 || rep.SnapshotDetection.P50 != 12 {
+		t.Fatalf("snapshot detection %+v, want one delay of 12s from the spread end", rep.SnapshotDetection)
 	}
 }

@@ -64,7 +64,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&o.Monitor, "monitor", true, "also run the monitor of native backups on every cluster (default schedules and compliance policies in the fixture)")
 	fs.Float64Var(&o.Spread.Sigma, "spread", 0.5, "sigma of the lognormal factor that varies job durations per cluster (0: the simulator's fixed timings)")
 	fs.Int64Var(&o.Spread.Seed, "seed", 1, "seed of the per-cluster durations; every mode gets the same")
-	fs.IntVar(&o.Warmup, "warmup", 2, "hourly slots run before the measured ones, so learned polling has a history")
+	fs.IntVar(&o.Warmup, "warmup", 3, "hourly slots run before the measured ones, so learned polling has a history")
 	polling := fs.String("polling", "both", "daemon polling: learned, fixed (the one-minute backoff, -fixed-polling), or both side by side")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.Usage = func() {

@@ -214,7 +214,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// /readyz and backupd_journal_write_errors_total.
 	d.metrics = metrics.New(buildinfo.String())
 	d.drills = drillmetrics.New()
-	if err := d.metrics.Registry().Register(d.drills); err != nil {
+	if err := d.metrics.Registry().Register(d.metrics.Gate(d.drills)); err != nil {
 		return fmt.Errorf("registering the restore drill metrics: %w", err)
 	}
 	var j journal.Journal

@@ -36,6 +36,8 @@ type leadership struct {
 	el    leader.Elector
 	cfg   policy.HA
 	gauge *metrics.Leadership
+	// outcomes are the run-outcome series, exported only while leading.
+	outcomes *metrics.Metrics
 	kick  chan struct{} // capacity 1: leadership changed
 
 	endMu sync.Mutex // serialises endTerm: whoever calls it returns once the term has stopped
@@ -49,6 +51,14 @@ type term struct {
 	done   chan struct{} // closed once its scheduler and engine have stopped
 	eng    *engine.Engine
 	ready  bool // the engine re-attached the runs and the scheduler runs
+}
+
+// publish sets the leadership gauges and hides the run-outcome series on a
+// standby: its journal is not the leader's and goes stale while it stands
+// by, so only the leader exports them (metrics.SetStandby).
+func (l *leadership) publish(leading bool, leader string) {
+	l.gauge.Set(leading, leader)
+	l.outcomes.SetStandby(!leading)
 }
 
 func (l *leadership) changed() {
@@ -71,7 +81,7 @@ func (l *leadership) stopping() {
 
 // newLeadership builds the elector from the ha: section.
 func (d *Daemon) newLeadership(cfg *policy.Config) (*leadership, error) {
-	l := &leadership{cfg: *cfg.HA, kick: make(chan struct{}, 1), gauge: d.metrics.Leadership()}
+	l := &leadership{cfg: *cfg.HA, kick: make(chan struct{}, 1), gauge: d.metrics.Leadership(), outcomes: d.metrics}
 	// The fence runs on real time, not on d.clk: the other replicas expire
 	// the lease by their real clocks, so under -time-scale a fence on the
 	// scaled clock would close ten times too early (and, on a slowed clock,
@@ -88,7 +98,7 @@ func (d *Daemon) newLeadership(cfg *policy.Config) (*leadership, error) {
 		return nil, fmt.Errorf("setting up leader election on lease %s/%s: %w", cfg.HA.Namespace, cfg.HA.LeaseName, err)
 	}
 	l.el = el
-	l.gauge.Set(false, "")
+	l.publish(false, "")
 	return l, nil
 }
 
@@ -99,7 +109,7 @@ func (d *Daemon) followLeadership(ctx, parent context.Context) {
 	retry := time.Time{}
 	for {
 		leading := l.el.Leading()
-		l.gauge.Set(leading, l.el.Leader())
+		l.publish(leading, l.el.Leader())
 		l.mu.Lock()
 		cur := l.term
 		l.mu.Unlock()
@@ -335,5 +345,5 @@ func (d *Daemon) schd() *scheduler.Scheduler {
 // the lease is released (after the runs were parked).
 func (d *Daemon) runElection(ctx context.Context) {
 	d.lead.el.Run(ctx)
-	d.lead.gauge.Set(false, otherLeader(d.lead.el))
+	d.lead.publish(false, otherLeader(d.lead.el))
 }

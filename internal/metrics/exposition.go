@@ -128,6 +128,9 @@ var targetFamilies = []*targetFamily{
 // writes) runs without it, so a slow scraper never holds up Observe. buf
 // is reused for every chunk.
 func (m *Metrics) walk(f *targetFamily, buf []sample, emit func([]sample) error) error {
+	if m.standby.Load() {
+		return nil
+	}
 	if cap(buf) < maxSamplesPerTarget {
 		buf = make([]sample, 0, chunkSamples)
 	}

@@ -56,3 +56,35 @@ func (l *Leadership) Set(leading bool, leader string) {
 		l.shown, l.hasOne = leader, true
 	}
 }
+
+// SetStandby hides (true) or shows (false) the run-outcome series: the
+// per-target families (runs_total, runs_skipped_total,
+// last_success_timestamp_seconds, last_run_success,
+// next_run_timestamp_seconds, snapshot_size_bytes) and every collector
+// wrapped by Gate. A standby's journal stops at its last term, so its
+// values go stale while another replica acts; exported, they would make
+// every staleness and failure alert fire on every standby. Only the leader
+// exports them, from the moment it leads (docs/metrics.md, "Several
+// replicas"). The values themselves are kept: they show again when this
+// replica leads.
+func (m *Metrics) SetStandby(standby bool) { m.standby.Store(standby) }
+
+// Gate wraps a collector of run-outcome series (the restore drills'
+// gauges) so that it is hidden with the per-target families while this
+// replica stands by (SetStandby).
+func (m *Metrics) Gate(c prometheus.Collector) prometheus.Collector {
+	return gated{c: c, m: m}
+}
+
+type gated struct {
+	c prometheus.Collector
+	m *Metrics
+}
+
+func (g gated) Describe(ch chan<- *prometheus.Desc) { g.c.Describe(ch) }
+
+func (g gated) Collect(ch chan<- prometheus.Metric) {
+	if !g.m.standby.Load() {
+		g.c.Collect(ch)
+	}
+}

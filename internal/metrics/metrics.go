@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,6 +87,10 @@ type Metrics struct {
 	// policyVecs are the registry's vectors with a policy label, cleaned by
 	// SetPolicies.
 	policyVecs []deletable
+
+	// standby hides the run-outcome series (the per-target families and
+	// the Gate'd collectors) while this replica does not lead (ha.go).
+	standby atomic.Bool
 
 	mu sync.Mutex
 	// targets holds the per-target series.

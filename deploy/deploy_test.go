@@ -26,6 +26,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/backupd/backupd/internal/drillmetrics"
+	"github.com/backupd/backupd/internal/metrics"
 	"github.com/backupd/backupd/internal/monitor"
 	"github.com/backupd/backupd/internal/notify"
 )
@@ -913,7 +914,7 @@ func checkMetricNames(t *testing.T, where, expr string) []string {
 	t.Helper()
 	var names []string
 	for _, n := range metricRef.FindAllString(expr, -1) {
-		if slices.Contains(monitor.Metrics(), n) || slices.Contains(notify.Metrics(), n) || slices.Contains(drillmetrics.Names(), n) {
+		if slices.Contains(monitor.Metrics(), n) || slices.Contains(notify.Metrics(), n) || slices.Contains(drillmetrics.Names(), n) || slices.Contains(metrics.HANames(), n) {
 			continue
 		}
 		base := n

@@ -11,7 +11,7 @@ import (
 // from its own journal, which stops at its last term.
 var runOutcomeFamilies = []string{
 	"backupd_runs_total", "backupd_last_success_timestamp_seconds", "backupd_last_run_success",
-	"backupd_next_run_timestamp_seconds", "backupd_snapshot_size_bytes",
+	"backupd_next_run_timestamp_seconds", "backupd_snapshot_size_bytes", "backupd_inflight_runs",
 }
 
 // families reports which of names have a sample line in /metrics.
@@ -73,7 +73,7 @@ func TestHAStandbyHidesRunOutcomeSeries(t *testing.T) {
 		f.lead()
 		synctest.Wait()
 		got = e.families(t, runOutcomeFamilies)
-		for _, n := range []string{"backupd_runs_total", "backupd_last_success_timestamp_seconds", "backupd_last_run_success"} {
+		for _, n := range []string{"backupd_runs_total", "backupd_last_success_timestamp_seconds", "backupd_last_run_success", "backupd_inflight_runs"} {
 			if !got[n] {
 				t.Fatalf("leading again, the replica does not export %s: %v", n, got)
 			}

@@ -38,7 +38,7 @@ type leadership struct {
 	gauge *metrics.Leadership
 	// outcomes are the run-outcome series, exported only while leading.
 	outcomes *metrics.Metrics
-	kick  chan struct{} // capacity 1: leadership changed
+	kick     chan struct{} // capacity 1: leadership changed
 
 	endMu sync.Mutex // serialises endTerm: whoever calls it returns once the term has stopped
 	mu    sync.Mutex

@@ -60,7 +60,8 @@ func (l *Leadership) Set(leading bool, leader string) {
 // SetStandby hides (true) or shows (false) the run-outcome series: the
 // per-target families (runs_total, runs_skipped_total,
 // last_success_timestamp_seconds, last_run_success,
-// next_run_timestamp_seconds, snapshot_size_bytes) and every collector
+// next_run_timestamp_seconds, snapshot_size_bytes), backupd_inflight_runs
+// (the runs it parked are the next leader's to count) and every collector
 // wrapped by Gate. A standby's journal stops at its last term, so its
 // values go stale while another replica acts; exported, they would make
 // every staleness and failure alert fire on every standby. Only the leader
@@ -88,3 +89,7 @@ func (g gated) Collect(ch chan<- prometheus.Metric) {
 		g.c.Collect(ch)
 	}
 }
+
+// HANames are the leader-election families, for checks of the names the
+// shipped alert rules use (deploy).
+func HANames() []string { return []string{"backupd_ha_leading", "backupd_ha_leader"} }

@@ -88,8 +88,9 @@ type Metrics struct {
 	// SetPolicies.
 	policyVecs []deletable
 
-	// standby hides the run-outcome series (the per-target families and
-	// the Gate'd collectors) while this replica does not lead (ha.go).
+	// standby hides the run-outcome series (the per-target families,
+	// backupd_inflight_runs, the Gate'd collectors) while this replica does
+	// not lead (ha.go).
 	standby atomic.Bool
 
 	mu sync.Mutex
@@ -182,7 +183,7 @@ func New(version string) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		buildInfo, m.policyInfo, m.stageDuration, m.scheduleInterval, m.inflight,
+		buildInfo, m.policyInfo, m.stageDuration, m.scheduleInterval, m.Gate(m.inflight),
 		m.atlasRequests, m.atlasDuration, m.atlasRateLimited, m.configReloads,
 		m.resolveFailures, m.journalErrors,
 	)

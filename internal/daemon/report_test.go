@@ -234,7 +234,7 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 			t.Fatalf("%d restores for %+v", len(refresh.Restores), refresh.Counts)
 		}
 		for _, x := range refresh.Restores {
-			if x.Target.Cluster != "staging" || x.RestoreSeconds <= 0 || x.Verification != report.VerificationAtlasOnly || x.JobID == "" {
+			if x.Target.Cluster != "staging" || x.RestoreDuration <= 0 || x.Verification != report.VerificationAtlasOnly || x.JobID == "" {
 				t.Fatalf("restore %+v", x)
 			}
 		}
@@ -249,8 +249,8 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 			drillJobs[j.ID] = true
 		}
 		for _, x := range drill.Restores {
-			if x.Kind != run.ActionRestoreDrill || x.Target.Cluster != "scratch" || x.RestoreSeconds <= 0 || x.SnapshotAgeSeconds == nil ||
-				*x.SnapshotAgeSeconds <= 0 || x.Verification != run.VerifiedAtlasOnly || !drillJobs[x.JobID] || x.SnapshotID == "" {
+			if x.Kind != run.ActionRestoreDrill || x.Target.Cluster != "scratch" || x.RestoreDuration <= 0 || x.SnapshotAge == nil ||
+				*x.SnapshotAge <= 0 || x.Verification != run.VerifiedAtlasOnly || !drillJobs[x.JobID] || x.SnapshotID == "" {
 				t.Fatalf("drill restore %+v", x)
 			}
 		}

@@ -319,14 +319,14 @@ func (r *Runner) Status() *run.MonitorStatus {
 func nativeSchedule(s *summary) ([]run.NativeItem, *run.NativeCompliance) {
 	var items []run.NativeItem
 	for _, p := range s.promises {
-		items = append(items, run.NativeItem{Frequency: p.frequency, MaxGapSeconds: time.Duration(p.maxGap).Seconds(), RetentionSeconds: time.Duration(p.retention).Seconds()})
+		items = append(items, run.NativeItem{Frequency: p.frequency, MaxGap: run.Duration(p.maxGap), Retention: run.Duration(p.retention)})
 	}
 	if !s.hasCompliance {
 		return items, nil
 	}
 	c := &run.NativeCompliance{Required: []run.NativeItem{}}
 	for _, r := range s.required {
-		c.Required = append(c.Required, run.NativeItem{Frequency: r.Frequency, MaxGapSeconds: r.MaxGap.Seconds(), RetentionSeconds: r.Retention.Seconds()})
+		c.Required = append(c.Required, run.NativeItem{Frequency: r.Frequency, MaxGap: run.Duration(r.MaxGap), Retention: run.Duration(r.Retention)})
 	}
 	c.Shortfalls = slices.Clone(s.shortDetails)
 	return items, c

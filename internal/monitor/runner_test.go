@@ -157,12 +157,12 @@ func TestRunnerStatusDue(t *testing.T) {
 		}
 		// The schedule and the compliance policy in force, for the
 		// evidence report: daily kept 7 days falls short of 30.
-		day := (24 * time.Hour).Seconds()
-		wantSched := []run.NativeItem{{Frequency: FrequencyDaily, MaxGapSeconds: day, RetentionSeconds: 7 * day}, {Frequency: FrequencyWeekly, MaxGapSeconds: 7 * day, RetentionSeconds: 28 * day}}
+		day := run.Duration(24 * time.Hour)
+		wantSched := []run.NativeItem{{Frequency: FrequencyDaily, MaxGap: day, Retention: 7 * day}, {Frequency: FrequencyWeekly, MaxGap: 7 * day, Retention: 28 * day}}
 		if !slices.Equal(c.Schedule, wantSched) {
 			t.Errorf("schedule %+v, want %+v", c.Schedule, wantSched)
 		}
-		if cp := c.Compliance; cp == nil || !slices.Equal(cp.Required, []run.NativeItem{{Frequency: FrequencyDaily, MaxGapSeconds: day, RetentionSeconds: 30 * day}}) || len(cp.Shortfalls) != 1 {
+		if cp := c.Compliance; cp == nil || !slices.Equal(cp.Required, []run.NativeItem{{Frequency: FrequencyDaily, MaxGap: day, Retention: 30 * day}}) || len(cp.Shortfalls) != 1 {
 			t.Errorf("compliance %+v, want daily kept 30 days and one shortfall", cp)
 		}
 	})

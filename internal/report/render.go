@@ -73,11 +73,11 @@ func ts(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func dur(sec float64) string {
-	if sec <= 0 {
+func dur(d run.Duration) string {
+	if d <= 0 {
 		return "—"
 	}
-	return (time.Duration(sec * float64(time.Second))).Round(time.Second).String()
+	return d.D().Round(time.Second).String()
 }
 
 // md escapes text for a Markdown table cell or the rest of a line (never
@@ -172,7 +172,7 @@ func markdown(w io.Writer, rep *Report) error {
 				p("\nRestores:\n\n| kind | snapshot | into | job | result | requested | restore time | snapshot age | verification | run |\n|---|---|---|---|---|---|---|---|---|---|\n")
 				for _, x := range pr.Restores {
 					p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", md(string(x.Kind)), md(x.SnapshotID), md(x.Target.String()), md(x.JobID),
-						md(x.Result), ts(x.RequestedAt), dur(x.RestoreSeconds), age(x.SnapshotAgeSeconds), md(x.Verification), x.RunID)
+						md(x.Result), ts(x.RequestedAt), dur(x.RestoreDuration), age(x.SnapshotAge), md(x.Verification), x.RunID)
 				}
 			}
 		}
@@ -210,11 +210,11 @@ func orAll(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-func age(sec *float64) string {
-	if sec == nil {
+func age(d *run.Duration) string {
+	if d == nil {
 		return "not recorded"
 	}
-	return dur(*sec)
+	return dur(*d)
 }
 
 // items says a schedule in words: "daily every 24h0m0s kept 7d".
@@ -224,13 +224,12 @@ func items(its []run.NativeItem) string {
 	}
 	out := make([]string, len(its))
 	for i, it := range its {
-		out[i] = fmt.Sprintf("%s (at most %s apart, kept %s)", it.Frequency, days(it.MaxGapSeconds), days(it.RetentionSeconds))
+		out[i] = fmt.Sprintf("%s (at most %s apart, kept %s)", it.Frequency, days(it.MaxGap.D()), days(it.Retention.D()))
 	}
 	return strings.Join(out, ", ")
 }
 
-func days(sec float64) string {
-	d := time.Duration(sec * float64(time.Second))
+func days(d time.Duration) string {
 	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
@@ -333,7 +332,7 @@ section.cluster { border-top: 2px solid #888; margin-top: 2em; }
 <table>
 <tr><th>kind</th><th>snapshot</th><th>into</th><th>job</th><th>result</th><th>requested</th><th>restore time</th><th>snapshot age</th><th>verification</th><th>run</th></tr>
 {{- range .Restores}}
-<tr><td>{{.Kind}}</td><td><code>{{.SnapshotID}}</code></td><td>{{.Target.ProjectID}}/{{.Target.Cluster}}</td><td><code>{{.JobID}}</code></td><td>{{.Result}}</td><td>{{ts .RequestedAt}}</td><td>{{dur .RestoreSeconds}}</td><td>{{age .SnapshotAgeSeconds}}</td><td>{{.Verification}}</td><td><code>{{.RunID}}</code></td></tr>
+<tr><td>{{.Kind}}</td><td><code>{{.SnapshotID}}</code></td><td>{{.Target.ProjectID}}/{{.Target.Cluster}}</td><td><code>{{.JobID}}</code></td><td>{{.Result}}</td><td>{{ts .RequestedAt}}</td><td>{{dur .RestoreDuration}}</td><td>{{age .SnapshotAge}}</td><td>{{.Verification}}</td><td><code>{{.RunID}}</code></td></tr>
 {{- end}}
 </table>
 {{- end}}

@@ -302,23 +302,24 @@ type Restore struct {
 	Status     string     `json:"status"` // Atlas's restore status
 	Result     string     `json:"result"` // the run's stage
 	// RequestedAt is when the restore stage began, FinishedAt when the
-	// run ended; RestoreSeconds the time between (0 until it ended).
-	RequestedAt    time.Time `json:"requestedAt,omitzero"`
-	FinishedAt     time.Time `json:"finishedAt,omitzero"`
-	RestoreSeconds float64   `json:"restoreSeconds"`
-	// SnapshotAgeSeconds is the snapshot's age when the restore began;
-	// nil when the run did not record the snapshot's time.
-	SnapshotAgeSeconds *float64 `json:"snapshotAgeSeconds,omitempty"`
+	// run ended; RestoreDuration the time between ("0s" until it ended).
+	RequestedAt     time.Time    `json:"requestedAt,omitzero"`
+	FinishedAt      time.Time    `json:"finishedAt,omitzero"`
+	RestoreDuration run.Duration `json:"restoreDuration"`
+	// SnapshotAge is the snapshot's age when the restore began; nil when
+	// the run did not record the snapshot's time.
+	SnapshotAge *run.Duration `json:"snapshotAge,omitempty"`
 	// Verification is how the restore was verified: for a drill, the
 	// verify command's verdict (run.VerifiedByCommand, run.VerifyFailed),
 	// run.VerifiedAtlasOnly without one, VerificationPending while it is
 	// undecided, VerificationNone when the drill ended without one;
 	// VerificationAtlasOnly for flex restores.
 	Verification string `json:"verification"`
-	// VerifyExitCode and VerifySeconds describe the drill's verify command
-	// when it ran (its bounded output is in the run: backupd describe).
-	VerifyExitCode *int    `json:"verifyExitCode,omitempty"`
-	VerifySeconds  float64 `json:"verifySeconds,omitempty"`
+	// VerifyExitCode and VerifyDuration describe the drill's verify
+	// command when it ran (its bounded output is in the run: backupd
+	// describe).
+	VerifyExitCode *int         `json:"verifyExitCode,omitempty"`
+	VerifyDuration run.Duration `json:"verifyDuration,omitempty"`
 	// SnapshotAt is when Atlas took the snapshot (drills); SourceExportID
 	// the export whose snapshot a drill chose (snapshot: exported).
 	SnapshotAt     time.Time `json:"snapshotAt,omitzero"`
@@ -666,7 +667,7 @@ func restoreOf(r run.Run) (Restore, bool) {
 	if r.Action == run.ActionFlexRestore {
 		x.SnapshotID, x.Verification = r.FlexSnapshotID, VerificationAtlasOnly
 		if !x.RequestedAt.IsZero() && !x.FinishedAt.IsZero() {
-			x.RestoreSeconds = x.FinishedAt.Sub(x.RequestedAt).Seconds()
+			x.RestoreDuration = run.Duration(x.FinishedAt.Sub(x.RequestedAt))
 		}
 		return x, true
 	}
@@ -677,10 +678,10 @@ func restoreOf(r run.Run) (Restore, bool) {
 	if !d.JobCreatedAt.IsZero() {
 		x.RequestedAt = d.JobCreatedAt
 	}
-	x.RestoreSeconds = d.RestoreDuration().Seconds()
+	x.RestoreDuration = run.Duration(d.RestoreDuration())
 	if !d.SnapshotAt.IsZero() && !d.JobCreatedAt.IsZero() {
-		age := d.SnapshotAge().Seconds()
-		x.SnapshotAgeSeconds = &age
+		age := run.Duration(d.SnapshotAge())
+		x.SnapshotAge = &age
 	}
 	x.Verification = d.Verification
 	switch {
@@ -692,7 +693,7 @@ func restoreOf(r run.Run) (Restore, bool) {
 	}
 	if d.Verification == run.VerifiedByCommand || d.Verification == run.VerifyFailed {
 		exit := d.VerifyExitCode
-		x.VerifyExitCode, x.VerifySeconds = &exit, d.VerifyDuration.D().Seconds()
+		x.VerifyExitCode, x.VerifyDuration = &exit, d.VerifyDuration
 	}
 	return x, true
 }

@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -251,8 +252,8 @@ func TestJSONSchemaRoundTrip(t *testing.T) {
 	in := month(t)
 	in.Monitor = &run.MonitorStatus{Clusters: []run.MonitorCluster{{Target: prodA, LastRead: at(9, 0),
 		Newest:     map[string]time.Time{"daily": at(9, 0), "hourly": at(9, 23*time.Hour)},
-		Schedule:   []run.NativeItem{{Frequency: "daily", MaxGapSeconds: 86400, RetentionSeconds: 7 * 86400}},
-		Compliance: &run.NativeCompliance{Required: []run.NativeItem{{Frequency: "daily", MaxGapSeconds: 86400, RetentionSeconds: 30 * 86400}}, Shortfalls: []string{"daily kept 7d, the policy requires 30d"}},
+		Schedule:   []run.NativeItem{{Frequency: "daily", MaxGap: run.Duration(24 * time.Hour), Retention: run.Duration(7 * 24 * time.Hour)}},
+		Compliance: &run.NativeCompliance{Required: []run.NativeItem{{Frequency: "daily", MaxGap: run.Duration(24 * time.Hour), Retention: run.Duration(30 * 24 * time.Hour)}}, Shortfalls: []string{"daily kept 7d, the policy requires 30d"}},
 		Problems:   []string{"weaker than the compliance policy: daily kept 7d, the policy requires 30d"},
 	}}}
 	rep := build(t, in, report.Query{From: at(0, 0), To: at(10, 0)})
@@ -262,6 +263,15 @@ func TestJSONSchemaRoundTrip(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), `"schema": "backupd.report/v1"`) {
 		t.Fatalf("no schema field:\n%.300s", buf.String())
+	}
+	// Durations are strings, as in every JSON backupd writes (issue 14).
+	for _, want := range []string{`"maxGap": "24h0m0s"`, `"retention": "168h0m0s"`, `"retention": "720h0m0s"`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("report JSON lacks %s", want)
+		}
+	}
+	if strings.Contains(buf.String(), `Seconds"`) {
+		t.Errorf("report JSON still has a number of seconds:\n%s", buf.String())
 	}
 	back, err := report.Decode(bytes.NewReader(buf.Bytes()))
 	if err != nil {
@@ -376,19 +386,30 @@ func TestDrillEvidence(t *testing.T) {
 		if x.VerifyExitCode != nil {
 			exit = strconv.Itoa(*x.VerifyExitCode)
 		}
-		got = append(got, fmt.Sprintf("%s %s exit %s restore %gs age %gs into %s", x.Result, x.Verification, exit, x.RestoreSeconds, *x.SnapshotAgeSeconds, x.Target.Cluster))
+		got = append(got, fmt.Sprintf("%s %s exit %s restore %s age %s into %s", x.Result, x.Verification, exit, x.RestoreDuration, *x.SnapshotAge, x.Target.Cluster))
 	}
 	want := []string{
-		"succeeded verified exit 0 restore 2400s age 18060s into scratch",
-		"failed failed exit 3 restore 2400s age 18060s into scratch",
-		"succeeded atlas_only exit - restore 2400s age 18060s into scratch",
-		"failed none exit - restore 2400s age 18060s into scratch",
-		"verifying pending exit - restore 2400s age 18060s into scratch",
+		"succeeded verified exit 0 restore 40m0s age 5h1m0s into scratch",
+		"failed failed exit 3 restore 40m0s age 5h1m0s into scratch",
+		"succeeded atlas_only exit - restore 40m0s age 5h1m0s into scratch",
+		"failed none exit - restore 40m0s age 5h1m0s into scratch",
+		"verifying pending exit - restore 40m0s age 5h1m0s into scratch",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("drills:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if x := rs[0]; !x.RequestedAt.Equal(at(1, 6*time.Hour+time.Minute)) || x.VerifySeconds != 90 || !x.SnapshotAt.Equal(at(1, time.Hour)) {
+	if x := rs[0]; !x.RequestedAt.Equal(at(1, 6*time.Hour+time.Minute)) || x.VerifyDuration != run.Duration(90*time.Second) || !x.SnapshotAt.Equal(at(1, time.Hour)) {
 		t.Fatalf("drill times %+v", x)
+	}
+	// In JSON the drill's durations are strings (issue 14: no numbers of
+	// seconds or nanoseconds).
+	j, err := json.Marshal(rs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"restoreDuration":"40m0s"`, `"snapshotAge":"5h1m0s"`, `"verifyDuration":"1m30s"`} {
+		if !strings.Contains(string(j), want) {
+			t.Errorf("drill JSON %s lacks %s", j, want)
+		}
 	}
 }

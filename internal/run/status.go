@@ -145,12 +145,12 @@ type MonitorCluster struct {
 // compliance policy, in numbers.
 type NativeItem struct {
 	Frequency string `json:"frequency"` // hourly, daily, weekly, monthly, yearly
-	// MaxGapSeconds is the longest time it lets pass between two
-	// snapshots (hourly every 6: 21600).
-	MaxGapSeconds float64 `json:"maxGapSeconds"`
-	// RetentionSeconds is how long it keeps them (months of 30 days,
-	// years of 365).
-	RetentionSeconds float64 `json:"retentionSeconds"`
+	// MaxGap is the longest time it lets pass between two snapshots
+	// (hourly every 6: "6h0m0s").
+	MaxGap Duration `json:"maxGap"`
+	// Retention is how long it keeps them (months of 30 days, years of
+	// 365).
+	Retention Duration `json:"retention"`
 }
 
 // NativeCompliance is a project's Backup Compliance Policy and how the

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -146,6 +147,51 @@ func TestNotificationsNeverHoldARunAndSurviveARestart(t *testing.T) {
 					t.Errorf("%s contain the URL secret %q", where, s)
 				}
 			}
+		}
+	})
+}
+
+// TestNotifyStoreOnlyWhenConfigured: a daemon without a notify: section
+// leaves no state.db.notify next to its journal, even after runs; a
+// reload that adds the section gets its store and delivers.
+func TestNotifyStoreOnlyWhenConfigured(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, sim := setup(t, "")
+		ok := &receiverRT{}
+		e := launchOpts(t, dir, sim, daemon.Options{Transport: sim.Transport(), NotifyTransport: ok})
+		defer e.stop()
+		synctest.Wait()
+		storePath := filepath.Join(dir, "state.db.notify")
+		e.trigger(t, "hourly")
+		time.Sleep(30 * time.Minute)
+		synctest.Wait()
+		if _, err := os.Stat(storePath); !os.IsNotExist(err) {
+			t.Fatalf("without notify: the store %s exists (stat: %v)", storePath, err)
+		}
+
+		for name, url := range map[string]string{"hook-url": "https://hooks.example.com/services/" + hookToken, "ping-url": "https://hc-ping.example.com/" + pingToken} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(url+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		writeConfig(t, dir, notifyExtra)
+		if err := e.d.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		e.trigger(t, "hourly")
+		time.Sleep(30 * time.Minute)
+		synctest.Wait()
+		if _, err := os.Stat(storePath); err != nil {
+			t.Fatalf("after a reload added notify: %v", err)
+		}
+		hooks := 0
+		for _, g := range ok.requests() {
+			if strings.HasPrefix(g, "POST https://hooks.example.com/services/"+hookToken) {
+				hooks++
+			}
+		}
+		if hooks != 1 {
+			t.Fatalf("after the reload, %d webhooks, want 1: %q", hooks, ok.requests())
 		}
 	})
 }

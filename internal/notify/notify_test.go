@@ -618,3 +618,31 @@ func TestUnreadableStoredRecordsAreSkipped(t *testing.T) {
 	}
 	_ = s.Close()
 }
+
+// TestLazyStoreCreatesNoFileUntilNeeded: the store of a daemon without a
+// notify: section creates its file only when a delivery is saved, and
+// reads one an earlier run left.
+func TestLazyStoreCreatesNoFileUntilNeeded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db.notify")
+	s := LazyStore(path, nil)
+	if ds, err := s.Load(); err != nil || len(ds) != 0 {
+		t.Fatalf("Load = %v, %v", ds, err)
+	}
+	if err := s.Save(nil, []uint64{3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the file exists before anything was saved (stat: %v)", err)
+	}
+	if err := s.Save([]Delivery{{Seq: 1, Kind: KindPing, Sink: "hourly", Signal: "start"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := LazyStore(path, nil)
+	defer again.Close()
+	if ds, err := again.Load(); err != nil || len(ds) != 1 || ds[0].Seq != 1 {
+		t.Fatalf("reopened Load = %+v, %v", ds, err)
+	}
+}

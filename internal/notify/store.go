@@ -172,3 +172,75 @@ func (s *boltStore) Save(ds []Delivery, gone []uint64) error {
 }
 
 func (s *boltStore) Close() error { return s.db.Close() }
+
+// LazyStore is the bbolt store at path for a daemon whose configuration
+// has no notify: section (yet): it creates no file until there is
+// something to keep, so a daemon that never notifies leaves no
+// state.db.notify next to its journal, and a reload that adds notify gets
+// its store on the first delivery. Load reads a file an earlier run left
+// (its deliveries keep their sequence numbers) and creates none. warn
+// receives OpenStore's warning about a damaged file.
+func LazyStore(path string, warn func(string)) Store {
+	return &lazyStore{path: path, warn: warn}
+}
+
+type lazyStore struct {
+	mu   sync.Mutex
+	path string
+	warn func(string)
+	s    Store // nil until opened
+}
+
+// open opens the file store; create says whether it may create the file.
+// It reports false (and no error) when the file is absent and create is
+// false.
+func (l *lazyStore) open(create bool) (bool, error) {
+	if l.s != nil {
+		return true, nil
+	}
+	if !create {
+		if _, err := os.Stat(l.path); errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+	}
+	s, warning, err := OpenStore(l.path)
+	if err != nil {
+		return false, err
+	}
+	if warning != "" && l.warn != nil {
+		l.warn(warning)
+	}
+	l.s = s
+	return true, nil
+}
+
+func (l *lazyStore) Load() ([]Delivery, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ok, err := l.open(false)
+	if !ok {
+		return nil, err
+	}
+	return l.s.Load()
+}
+
+func (l *lazyStore) Save(ds []Delivery, gone []uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.s == nil && len(ds) == 0 {
+		return nil // nothing to keep, and nothing stored to remove
+	}
+	if _, err := l.open(true); err != nil {
+		return err
+	}
+	return l.s.Save(ds, gone)
+}
+
+func (l *lazyStore) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.s == nil {
+		return nil
+	}
+	return l.s.Close()
+}

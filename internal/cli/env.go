@@ -88,4 +88,8 @@ const (
 	// exitWaitTimeout is trigger -wait's answer when -timeout passed (or it
 	// was interrupted) with a run still in flight.
 	exitWaitTimeout = 5
+	// exitNotMet is report's answer when a cluster in the report did not
+	// meet its policies over the period (the report is printed all the
+	// same).
+	exitNotMet = 6
 )

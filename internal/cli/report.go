@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/backupd/backupd/internal/report"
@@ -24,7 +26,9 @@ func (m *multiFlag) Set(s string) error {
 // Report is `backupd report`: the evidence report of a period, from the
 // daemon's journal and the monitor's last reads (GET /api/v1/report). It
 // asks the running daemon: the journal file is locked by it, and the
-// clusters the policies schedule and the native reads live there.
+// clusters the policies schedule and the native reads live there. It exits
+// exitNotMet (6) when a cluster in the report did not meet its policies,
+// after printing the whole report, so a cron job or CI step fails on it.
 func Report(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) int {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -45,7 +49,14 @@ func Report(ctx context.Context, args []string, stdout, stderr io.Writer, env En
 		fmt.Fprintf(stderr, "backupd report: %v\n", err)
 		return exitUsage
 	}
-	v := url.Values{"format": {*format}}
+	if !slices.Contains(report.Formats, *format) {
+		fmt.Fprintf(stderr, "backupd report: -o format: format must be one of %s\n", strings.Join(report.Formats, ", "))
+		return exitUsage
+	}
+	// The daemon's JSON, rendered here in the asked format (the same
+	// renderer the daemon uses): the verb needs the totals for its exit
+	// code whatever it prints.
+	v := url.Values{"format": {report.FormatJSON}}
 	for k, p := range map[string]string{"since": *since, "from": *from, "to": *to} {
 		if p != "" {
 			v.Set(k, p)
@@ -61,9 +72,17 @@ func Report(ctx context.Context, args []string, stdout, stderr io.Writer, env En
 	if code, ok := readAPI(ctx, "report", base+"/api/v1/report?"+v.Encode(), &body, stderr); !ok {
 		return code
 	}
-	if _, err := stdout.Write(body); err != nil {
+	rep, err := report.Decode(bytes.NewReader(body))
+	if err != nil {
+		fmt.Fprintf(stderr, "backupd report: %v\n", err)
+		return exitFailure
+	}
+	if err := report.Render(stdout, rep, *format); err != nil {
 		fmt.Fprintf(stderr, "backupd report: writing the report: %v\n", err)
 		return exitFailure
+	}
+	if rep.Totals.NotMet > 0 {
+		return exitNotMet
 	}
 	return exitOK
 }

@@ -70,3 +70,30 @@ func TestReportVerb(t *testing.T) {
 		t.Fatalf("stray argument = %d %q", code, errOut)
 	}
 }
+
+type fixedReporter struct{ rep *report.Report }
+
+func (r fixedReporter) Report(context.Context, report.Query) (*report.Report, error) {
+	return r.rep, nil
+}
+
+// TestReportExitsNotMet: a report with a cluster that did not meet its
+// policies is printed whole, in every format, and exits 6.
+func TestReportExitsNotMet(t *testing.T) {
+	rep := report.Build(report.Input{Now: cliT0}, report.Query{From: cliT0.Add(-time.Hour), To: cliT0})
+	rep.Totals.Clusters, rep.Totals.NotMet = 1, 1
+	srv := httpapi.New(httpapi.Config{Listen: "127.0.0.1:0", Reporter: fixedReporter{rep}, Clock: clock.NewFake(cliT0)})
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	for _, f := range report.Formats {
+		var out, errOut bytes.Buffer
+		code := Report(context.Background(), []string{"-addr", hs.URL, "-o", f}, &out, &errOut, OSEnv())
+		var want bytes.Buffer
+		if err := report.Render(&want, rep, f); err != nil {
+			t.Fatal(err)
+		}
+		if code != exitNotMet || out.String() != want.String() || errOut.String() != "" {
+			t.Fatalf("-o %s = %d, stderr %q, printed the report: %v", f, code, errOut.String(), out.String() == want.String())
+		}
+	}
+}

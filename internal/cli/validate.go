@@ -77,6 +77,7 @@ func Validate(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if !*online {
 		validatePrintOffline(stdout, cfg, at)
 		validatePrintMonitor(stdout, cfg.Monitor)
+		validatePrintNotify(stdout, cfg.Notify)
 		fmt.Fprintf(stdout, "\n%s: valid (%d %s; not checked against Atlas, use -online)\n", cfg.Source, len(cfg.Policies), validatePlural(len(cfg.Policies), "policy", "policies"))
 		return exitOK
 	}
@@ -85,6 +86,7 @@ func Validate(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintf(stderr, "backupd validate: %v\n", err)
 		return exitUsage
 	}
+	validatePrintNotify(stdout, cfg.Notify)
 
 	if problems > 0 {
 		fmt.Fprintf(stderr, "backupd validate: %s: %d %s found in Atlas\n", cfg.Source, problems, validatePlural(problems, "problem", "problems"))

@@ -380,3 +380,43 @@ func TestReadmeMonitorOnlyConfigValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateSummarisesNotify: validate prints the notify section's
+// webhooks (format, events, policies) and pings (signals) and the delivery
+// bounds, and never a URL or anything read from a urlFile.
+func TestValidateSummarisesNotify(t *testing.T) {
+	dir := t.TempDir()
+	const hookSecret, pingSecret = "SECRET-hook-path", "SECRET-ping-uuid"
+	hook, ping := filepath.Join(dir, "hook-url"), filepath.Join(dir, "ping-url")
+	for f, url := range map[string]string{hook: "https://hooks.example.com/services/" + hookSecret, ping: "https://hc-ping.example.com/" + pingSecret} {
+		if err := os.WriteFile(f, []byte(url+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := validateWriteConfig(t, validateGood+`notify:
+  webhooks:
+    - {name: ops, urlFile: `+hook+`, format: slack, events: [failed], policies: [nightly]}
+    - {name: audit, urlFile: `+hook+`, events: [succeeded, failed, skipped]}
+  pings:
+    - {policy: nightly, urlFile: `+ping+`}
+`)
+	code, out, errOut := validateRun(t, validateTestEnv(validateSAEnv), "-config", path)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	for _, l := range []string{
+		"notify: 2 webhooks, 1 ping;",
+		"  ops  slack  failed  nightly",
+		"  audit  json  succeeded, failed, skipped  all",
+		"  nightly  POST  start, success, fail",
+	} {
+		if !strings.Contains(validateSquash(out), validateSquash(l)) {
+			t.Errorf("stdout lacks %q:\n%s", l, out)
+		}
+	}
+	for _, s := range []string{hookSecret, pingSecret, "https://"} {
+		if strings.Contains(out+errOut, s) {
+			t.Errorf("validate printed %q:\n%s", s, out)
+		}
+	}
+}

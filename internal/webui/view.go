@@ -41,6 +41,24 @@ type fleetView struct {
 	Policies  []policyRow
 	Problems  []problemRow
 	Monitor   *monitorView
+	Drills    []drillRow
+}
+
+// drillRow is a restore drill policy's source cluster and its last drill:
+// the result, the restore time and the snapshot's age on Atlas's clock,
+// and how the restore was verified (status carries each target's last
+// run, whose Drill record holds these).
+type drillRow struct {
+	Policy      string
+	Source      run.Target
+	Into        run.Target
+	Last        *run.Run
+	Class, Text string
+	Restore     time.Duration // 0: not known (yet)
+	SnapshotAge time.Duration // 0: not recorded
+	Verified    string        // the drill's verification, or "—"
+	LastSuccess time.Time
+	SuccessAge  time.Duration
 }
 
 type summary struct{ Targets, Failing, InFlight, Behind int }
@@ -116,6 +134,9 @@ func buildFleet(st run.Status, failed []run.Run, readErr string) fleetView {
 	for _, p := range st.Policies {
 		v.Policies = append(v.Policies, policyRow{Name: p.Name, Action: string(p.Action), Schedule: p.Schedule, Timezone: p.Timezone, Interval: p.Interval.D(), Targets: len(p.Targets)})
 		for _, t := range p.Targets {
+			if p.Action == run.ActionRestoreDrill {
+				v.Drills = append(v.Drills, buildDrillRow(now, p.Name, t))
+			}
 			row := targetRow{Policy: p.Name, Target: t.Target, Interval: p.Interval.D(), Last: t.LastRun, LastSuccess: t.LastSuccess, NextRun: t.NextRun, InFlight: t.InFlight}
 			row.LastClass, row.LastText = lastResult(t.LastRun)
 			row.Freshness, row.FreshText = freshness(now, t.LastSuccess, p.Interval.D())
@@ -154,6 +175,28 @@ func buildFleet(st run.Status, failed []run.Run, readErr string) fleetView {
 		v.Monitor = mv
 	}
 	return v
+}
+
+func buildDrillRow(now time.Time, policyName string, t run.TargetStatus) drillRow {
+	row := drillRow{Policy: policyName, Source: t.Target, Last: t.LastRun, LastSuccess: t.LastSuccess, Verified: "—"}
+	row.Class, row.Text = lastResult(t.LastRun)
+	if !t.LastSuccess.IsZero() {
+		row.SuccessAge = now.Sub(t.LastSuccess)
+	}
+	if r := t.LastRun; r != nil {
+		row.Into = run.Target{ProjectID: r.Spec.TargetProjectID, Cluster: r.Spec.TargetCluster}
+		row.Restore = r.Drill.RestoreDuration()
+		if !r.Drill.SnapshotAt.IsZero() && !r.Drill.JobCreatedAt.IsZero() {
+			row.SnapshotAge = r.Drill.SnapshotAge()
+		}
+		if r.Drill.Verification != "" {
+			row.Verified = r.Drill.Verification
+			if r.Drill.Verification == run.VerifyFailed || r.Drill.Verification == run.VerifiedByCommand {
+				row.Verified += fmt.Sprintf(" (exit %d)", r.Drill.VerifyExitCode)
+			}
+		}
+	}
+	return row
 }
 
 // finished is when a run ended, or its last change for an unfinished one.

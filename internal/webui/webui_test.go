@@ -284,3 +284,44 @@ func TestHuman(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetPageShowsDrills: a restore drill policy's last drill is on the
+// page with its result (linked to its run), restore time, snapshot age and
+// verification.
+func TestFleetPageShowsDrills(t *testing.T) {
+	f := newFixture()
+	src := run.Target{ProjectID: projProd, Cluster: "prod-a"}
+	start := ago(3 * time.Hour)
+	d := run.Run{ID: "drill-prod-a-1", Policy: "drill-prod", Action: run.ActionRestoreDrill, Target: src, Slot: start, ScheduledAt: start,
+		Spec:  run.Spec{TargetProjectID: projProd, TargetCluster: "scratch", DrillSnapshot: "latest"},
+		Stage: run.StageFailed, Reason: run.ReasonVerifyFailed, CreatedAt: start, FinishedAt: ago(2 * time.Hour), UpdatedAt: ago(2 * time.Hour),
+		Drill: run.Drill{SnapshotAt: ago(9 * time.Hour), JobCreatedAt: start, JobFinishedAt: start.Add(42 * time.Minute),
+			Verification: run.VerifyFailed, VerifyExitCode: 3}}
+	f.runs = append(f.runs, d)
+	f.st.Policies = append(f.st.Policies, run.PolicyStatus{Name: "drill-prod", Action: run.ActionRestoreDrill, Schedule: "0 6 * * 1", Timezone: "UTC",
+		Targets: []run.TargetStatus{{Target: src, LastRun: &d, LastSuccess: ago(8 * 24 * time.Hour)}}})
+	_, body := get(t, server(t, f), http.MethodGet, "/")
+	i := strings.Index(body, `<h2 id="drills">Restore drills</h2>`)
+	if i < 0 {
+		t.Fatalf("no drills section:\n%s", body)
+	}
+	section := body[i:]
+	section = section[:strings.Index(section, "</section>")]
+	for _, want := range []string{
+		`<th scope="row" data-label="Policy">drill-prod</th>`,
+		`prod-a <span class="proj">project ` + projProd + `</span> → scratch`,
+		`<a href="/ui/runs/drill-prod-a-1"><span class="badge bad">failed: verify_failed</span></a>`,
+		`<td data-label="Restore time">42m</td>`,
+		`<td data-label="Snapshot age">6h</td>`,
+		`<td data-label="Verification">failed (exit 3)</td>`,
+		`8d ago`,
+	} {
+		if !strings.Contains(section, want) {
+			t.Errorf("drills section lacks %q:\n%s", want, section)
+		}
+	}
+	// A page without drill policies has no such section.
+	if _, plain := get(t, server(t, newFixture()), http.MethodGet, "/"); strings.Contains(plain, `id="drills"`) {
+		t.Error("a drills section without drill policies")
+	}
+}

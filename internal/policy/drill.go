@@ -87,16 +87,7 @@ func (d *decoder) restoreDrill(f field) *RestoreDrillAction {
 	if target == "" {
 		target = "the target cluster"
 	}
-	if cf, ok := m.get("confirmOverwrite"); ok {
-		if v, ok := d.boolean(cf); ok {
-			if !v {
-				d.errorAt(cf.val, cf.path, "must be true: every drill deletes all data in %s", target)
-			}
-			r.ConfirmOverwrite = v
-		}
-	} else {
-		d.errorAt(m.node, join(f.path, "confirmOverwrite"), "required: set confirmOverwrite: true to acknowledge that every drill deletes all data in %s", target)
-	}
+	r.ConfirmOverwrite = d.confirmOverwrite(m, f.path, "every drill deletes all data in "+target)
 	if hasTC && r.TargetCluster != "" && r.TargetCluster == r.Cluster && r.TargetProjectID == r.ProjectID && r.ProjectID != "" {
 		d.errorAt(tc.val, tc.path, "must differ from the source cluster: the drill would delete the data it restores")
 	}

@@ -801,6 +801,23 @@ func (d *decoder) customData(f field) []atlas.Label {
 	return out
 }
 
+// confirmOverwrite decodes the confirmOverwrite key of an action that
+// replaces a cluster's data (flexRestore, restoreDrill): it is required and
+// must be true, so nobody wipes a cluster by a typo, and its errors say what
+// would be lost (consequence, e.g. "the restore replaces all data in X").
+func (d *decoder) confirmOverwrite(m fields, path, consequence string) bool {
+	cf, ok := m.get("confirmOverwrite")
+	if !ok {
+		d.errorAt(m.node, join(path, "confirmOverwrite"), "required: set confirmOverwrite: true to acknowledge that %s", consequence)
+		return false
+	}
+	v, ok := d.boolean(cf)
+	if ok && !v {
+		d.errorAt(cf.val, cf.path, "must be true: %s", consequence)
+	}
+	return ok && v
+}
+
 func (d *decoder) flexRestore(f field) *FlexRestoreAction {
 	m, ok := d.mapping(f.val, f.path, "projectID", "cluster", "snapshot", "targetProjectID", "targetCluster", "confirmOverwrite")
 	if !ok {
@@ -837,16 +854,7 @@ func (d *decoder) flexRestore(f field) *FlexRestoreAction {
 	if target == "" {
 		target = "the target cluster"
 	}
-	if cf, ok := m.get("confirmOverwrite"); ok {
-		if v, ok := d.boolean(cf); ok {
-			if !v {
-				d.errorAt(cf.val, cf.path, "must be true: the restore replaces all data in %s", target)
-			}
-			r.ConfirmOverwrite = v
-		}
-	} else {
-		d.errorAt(m.node, join(f.path, "confirmOverwrite"), "required: set confirmOverwrite: true to acknowledge that the restore replaces all data in %s", target)
-	}
+	r.ConfirmOverwrite = d.confirmOverwrite(m, f.path, "the restore replaces all data in "+target)
 	if hasTC && r.TargetCluster != "" && r.TargetCluster == r.Cluster && r.TargetProjectID == r.ProjectID && r.ProjectID != "" {
 		d.errorAt(tc.val, tc.path, "must differ from the source cluster: a cluster cannot be restored onto itself")
 	}

@@ -238,8 +238,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// the events of its last steps are saved for the next start.
 	defer d.startNotify(cfg, log)()
 
-	// 2. Metrics, rebuilt from the journal.
-	if err := d.rebuildMetrics(); err != nil {
+	// 2. Metrics, rebuilt from the journal. The summaries are read once:
+	// decoding them is most of a start at fleet size (10,000 targets), and
+	// startRuns needs only which targets they covered.
+	rebuilt, err := d.rebuildMetrics()
+	if err != nil {
 		return err
 	}
 
@@ -327,7 +330,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() {
 		defer bg.Done()
 		defer close(d.startupDone)
-		if err := d.startRuns(schedCtx, runCtx); err != nil {
+		if err := d.startRuns(schedCtx, runCtx, rebuilt); err != nil {
 			if schedCtx.Err() == nil {
 				log.Error("cannot re-attach the runs in flight; no run starts", zap.Error(err))
 				d.setStartErr(err)
@@ -500,7 +503,7 @@ func (d *Daemon) currentClient() *atlas.Client {
 // on what resolved, and on the journal's targets of the projects that did
 // not: one project Atlas cannot list holds up no other. upkeep retries the
 // projects that have not answered.
-func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
+func (d *Daemon) startRuns(ctx, runCtx context.Context, rebuilt []seriesKey) error {
 	d.resolveAll(ctx, d.Config())
 	if err := ctx.Err(); err != nil {
 		return err
@@ -508,7 +511,7 @@ func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
 	d.reloadMu.Lock() // a reload meanwhile applies to the started components
 	defer d.reloadMu.Unlock()
 	cfg := d.Config()
-	d.pruneRebuiltSeries(cfg)
+	d.pruneRebuiltSeries(cfg, rebuilt)
 	d.eng().SetPolicies(d.enginePolicies(cfg))
 	if d.lead == nil {
 		if err := d.eng().Start(runCtx); err != nil {
@@ -529,12 +532,7 @@ func (d *Daemon) startRuns(ctx, runCtx context.Context) error {
 // pruneRebuiltSeries deletes the series rebuilt from journal summaries of
 // targets a resolved policy no longer schedules (a cluster deleted while
 // backupd was down), so no alert fires forever for a target that is gone.
-func (d *Daemon) pruneRebuiltSeries(cfg *policy.Config) {
-	sums, err := d.journal.Summaries()
-	if err != nil {
-		d.log.Warn("reading run summaries to prune their series", zap.Error(err))
-		return
-	}
+func (d *Daemon) pruneRebuiltSeries(cfg *policy.Config, rebuilt []seriesKey) {
 	d.mu.RLock()
 	keep := map[string]bool{}
 	resolved := map[string]bool{}
@@ -549,9 +547,9 @@ func (d *Daemon) pruneRebuiltSeries(cfg *policy.Config) {
 		}
 	}
 	d.mu.RUnlock()
-	for _, s := range sums {
-		if resolved[s.Policy] && !keep[engine.Key(s.Policy, s.Target)] {
-			d.metrics.DeleteTarget(s.Policy, s.Target)
+	for _, k := range rebuilt {
+		if resolved[k.policy] && !keep[engine.Key(k.policy, k.target)] {
+			d.metrics.DeleteTarget(k.policy, k.target)
 		}
 	}
 }
@@ -921,14 +919,24 @@ func (d *Daemon) seedMarksFromAtlas(cfg *policy.Config) {
 	}
 }
 
-func (d *Daemon) rebuildMetrics() error {
+// seriesKey names the per-target series of one policy.
+type seriesKey struct {
+	policy string
+	target run.Target
+}
+
+// rebuildMetrics restores the series from the journal and returns which
+// ones it rebuilt.
+func (d *Daemon) rebuildMetrics() ([]seriesKey, error) {
 	sums, err := d.journal.Summaries()
 	if err != nil {
-		return fmt.Errorf("reading run summaries from the journal: %w", err)
+		return nil, fmt.Errorf("reading run summaries from the journal: %w", err)
 	}
 	rs := make([]metrics.Restored, 0, len(sums))
+	keys := make([]seriesKey, 0, len(sums))
 	for _, s := range sums {
 		rs = append(rs, metrics.Restored{Policy: s.Policy, Target: s.Target, Last: s.Last, LastSuccess: s.LastSuccess, SnapshotBytes: s.LastSnapshotBytes})
+		keys = append(keys, seriesKey{s.Policy, s.Target})
 	}
 	d.metrics.Rebuild(rs)
 	// Each drill policy's runs through its own index: a walk of the whole
@@ -943,16 +951,16 @@ func (d *Daemon) rebuildMetrics() error {
 			return r.Action == run.ActionRestoreDrill
 		}})
 		if err != nil {
-			return fmt.Errorf("reading the restore drills of policy %s from the journal: %w", p.Name, err)
+			return nil, fmt.Errorf("reading the restore drills of policy %s from the journal: %w", p.Name, err)
 		}
 		d.drills.Rebuild(drills)
 	}
 	active, err := d.journal.Active()
 	if err != nil {
-		return fmt.Errorf("reading in-flight runs from the journal: %w", err)
+		return nil, fmt.Errorf("reading in-flight runs from the journal: %w", err)
 	}
 	d.metrics.RebuildInflight(active)
-	return nil
+	return keys, nil
 }
 
 // upkeep refreshes the next-run gauges, re-resolves targets every

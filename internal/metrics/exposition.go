@@ -272,11 +272,11 @@ func (c *dtoChunk) fill(f *targetFamily, samples []sample) *dto.MetricFamily {
 // scrapeState is what one scrape needs beyond the response: reused across
 // scrapes through a pool so a scrape allocates little.
 type scrapeState struct {
-	buf      []sample
-	chunk    *dtoChunk
-	srcBuf   []SourceSample
-	srcChunk *sourceChunk
-	gz       *gzip.Writer
+	buf     []sample
+	chunk   *dtoChunk
+	srcBuf  []SourceSample
+	srcText []byte // a streamed family's chunk, written directly
+	gz      *gzip.Writer
 }
 
 // handler serves the exposition: the registry's families, and between them
@@ -325,7 +325,7 @@ func (m *Metrics) Handler() http.Handler {
 	h := &handler{m: m, inFlight: make(chan struct{}, maxScrapesInFlight)}
 	h.pool.New = func() any {
 		return &scrapeState{buf: make([]sample, 0, chunkSamples), chunk: newDTOChunk(),
-			srcBuf: make([]SourceSample, 0, chunkSamples), srcChunk: newSourceChunk()}
+			srcBuf: make([]SourceSample, 0, chunkSamples), srcText: make([]byte, 0, 64<<10)}
 	}
 	return h
 }
@@ -449,11 +449,13 @@ func (m *Metrics) encode(w io.Writer, format expfmt.Format, mfs []*dto.MetricFam
 			if !wanted(f.Name) {
 				continue
 			}
-			first := true
+			first, om := true, format.FormatType() == expfmt.TypeOpenMetrics
+			hs.strip = false
 			err := walkSource(&f, st.srcBuf, func(ss []SourceSample) error {
-				hs.strip, hs.atLineStart = !first, true
+				st.srcText = appendSourceChunk(st.srcText[:0], &f, om, first, ss)
 				first = false
-				return encodeChunk(hs, format, st.srcChunk.fill(&f, ss))
+				_, err := hs.Write(st.srcText)
+				return err
 			})
 			if err != nil {
 				return fmt.Errorf("encoding %s: %w", f.Name, err)

@@ -1,12 +1,17 @@
 package metrics
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 )
 
 // Streamed families: a package with as many series as the per-target
@@ -63,6 +68,14 @@ func (m *Metrics) AddSource(s Source) (remove func(), err error) {
 		if len(f.Labels) > MaxSourceLabels || !slices.IsSorted(f.Labels) || f.Walk == nil {
 			return nil, fmt.Errorf("metrics: streamed family %s: needs a Walk and at most %d labels in byte order, has %v", f.Name, MaxSourceLabels, f.Labels)
 		}
+		// The exposition writes names as they are (appendSourceChunk).
+		valid := model.LegacyValidation.IsValidMetricName(f.Name)
+		for _, l := range f.Labels {
+			valid = valid && model.LegacyValidation.IsValidLabelName(l)
+		}
+		if !valid {
+			return nil, fmt.Errorf("metrics: streamed family %s: its name and label names %v must be legacy Prometheus names", f.Name, f.Labels)
+		}
 	}
 	m.src.mu.Lock()
 	defer m.src.mu.Unlock()
@@ -105,66 +118,98 @@ func (m *Metrics) sourceFamilies() []SourceFamily {
 	return out
 }
 
-// sourceChunk is the dto of one chunk of a streamed family, reused for
-// every chunk of a scrape like dtoChunk.
-type sourceChunk struct {
-	mf       dto.MetricFamily
-	name     string
-	help     string
-	typ      dto.MetricType
-	labels   [MaxSourceLabels]string
-	metrics  []*dto.Metric
-	ms       []dto.Metric
-	lps      []dto.LabelPair
-	lpps     []*dto.LabelPair
-	gauges   []dto.Gauge
-	counters []dto.Counter
-}
-
-func newSourceChunk() *sourceChunk {
-	return &sourceChunk{
-		metrics:  make([]*dto.Metric, chunkSamples),
-		ms:       make([]dto.Metric, chunkSamples),
-		lps:      make([]dto.LabelPair, MaxSourceLabels*chunkSamples),
-		lpps:     make([]*dto.LabelPair, MaxSourceLabels*chunkSamples),
-		gauges:   make([]dto.Gauge, chunkSamples),
-		counters: make([]dto.Counter, chunkSamples),
+// appendSourceChunk appends the exposition of samples, one chunk of family
+// f, to b, in the text format or (om) OpenMetrics, with the family's HELP
+// and TYPE lines first if header is set. It writes what expfmt writes for
+// the same family (TestSourceStreamsLikeRegistry compares them byte for
+// byte) but directly: no dto per chunk, no allocation per series. At 10,000
+// watched clusters the monitor's 300,000 series are most of a scrape's
+// CPU. Names and label names are legacy Prometheus names (AddSource
+// checks), so they need no quoting.
+func appendSourceChunk(b []byte, f *SourceFamily, om, header bool, samples []SourceSample) []byte {
+	name, suffix := f.Name, ""
+	if om && f.Counter {
+		// OpenMetrics names a counter family without _total and its
+		// samples with it.
+		name, suffix = strings.TrimSuffix(f.Name, "_total"), "_total"
 	}
-}
-
-// fill makes c the dto of samples (at most chunkSamples) of family f. The
-// dto points into samples, which must stay unchanged until it is encoded.
-func (c *sourceChunk) fill(f *SourceFamily, samples []SourceSample) *dto.MetricFamily {
-	c.name, c.help = f.Name, f.Help
-	c.typ = dto.MetricType_GAUGE
-	if f.Counter {
-		c.typ = dto.MetricType_COUNTER
+	if header {
+		b = append(b, "# HELP "...)
+		b = append(b, name...)
+		b = append(b, ' ')
+		b = appendEscaped(b, f.Help, om)
+		b = append(b, "\n# TYPE "...)
+		b = append(b, name...)
+		switch {
+		case !f.Counter:
+			b = append(b, " gauge\n"...)
+		case om && !strings.HasSuffix(f.Name, "_total"):
+			b = append(b, " unknown\n"...)
+		default:
+			b = append(b, " counter\n"...)
+		}
 	}
-	copy(c.labels[:], f.Labels)
-	c.mf.Name, c.mf.Help, c.mf.Type = &c.name, &c.help, &c.typ
-	nl := len(f.Labels)
 	for i := range samples {
 		smp := &samples[i]
-		lps := c.lps[MaxSourceLabels*i : MaxSourceLabels*i+nl]
-		lpps := c.lpps[MaxSourceLabels*i : MaxSourceLabels*i+nl]
-		for j := range lps {
-			lps[j].Name, lps[j].Value = &c.labels[j], &smp.Values[j]
-			lpps[j] = &lps[j]
+		b = append(b, name...)
+		b = append(b, suffix...)
+		for j, l := range f.Labels {
+			if j == 0 {
+				b = append(b, '{')
+			} else {
+				b = append(b, ',')
+			}
+			b = append(b, l...)
+			b = append(b, '=', '"')
+			b = appendEscaped(b, smp.Values[j], true)
+			b = append(b, '"')
 		}
-		m := &c.ms[i]
-		m.Label = lpps
-		m.Gauge, m.Counter = nil, nil
-		if f.Counter {
-			c.counters[i].Value = &smp.Value
-			m.Counter = &c.counters[i]
-		} else {
-			c.gauges[i].Value = &smp.Value
-			m.Gauge = &c.gauges[i]
+		if len(f.Labels) > 0 {
+			b = append(b, '}')
 		}
-		c.metrics[i] = m
+		b = append(b, ' ')
+		b = appendFloat(b, smp.Value, om)
+		b = append(b, '\n')
 	}
-	c.mf.Metric = c.metrics[:len(samples)]
-	return &c.mf
+	return b
+}
+
+// appendEscaped appends s with backslashes and newlines escaped, and
+// double quotes too if quote is set, as expfmt escapes label values
+// (quote) and HELP text (quote in OpenMetrics only).
+func appendEscaped(b []byte, s string, quote bool) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			b = append(b, '\\', '\\')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '"' && quote:
+			b = append(b, '\\', '"')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// appendFloat appends v as expfmt writes a sample value: the shortest
+// representation, with OpenMetrics's ".0" on integral values.
+func appendFloat(b []byte, v float64, om bool) []byte {
+	switch {
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	}
+	n := len(b)
+	b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	if om && !bytes.ContainsAny(b[n:], "e.") {
+		b = append(b, '.', '0')
+	}
+	return b
 }
 
 // errChunkTooLarge is a source's Walk emitting more than cap(buf).

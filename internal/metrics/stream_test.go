@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -26,12 +27,19 @@ func (s *fakeSource) Families() []SourceFamily {
 			s.mu.Lock()
 			n := s.n
 			s.mu.Unlock()
+			if labels == 0 {
+				n = min(n, 1) // one series without labels
+			}
 			for i := 0; i < n; {
 				buf = buf[:0]
 				for ; i < n && len(buf) < cap(buf); i++ {
-					smp := SourceSample{Value: float64(i) + 0.5}
+					smp := SourceSample{Value: sourceValues[i%len(sourceValues)] + float64(i/len(sourceValues))}
 					for j := range labels {
 						smp.Values[j] = fmt.Sprintf("v%d-%05d", j, i)
+						if i%5 == 0 {
+							// What the encoder must escape, and UTF-8.
+							smp.Values[j] += "a\"b\\c\nd é"
+						}
 					}
 					buf = append(buf, smp)
 				}
@@ -45,9 +53,15 @@ func (s *fakeSource) Families() []SourceFamily {
 	return []SourceFamily{
 		// Out of name order on purpose: the handler sorts.
 		{Name: "backupd_zz_stream_total", Help: "A streamed counter.", Counter: true, Labels: []string{"cluster"}, Walk: walk(1)},
-		{Name: "backupd_aa_stream", Help: "A streamed gauge.", Labels: []string{"cluster", "kind", "project"}, Walk: walk(3)},
+		{Name: "backupd_aa_stream", Help: "A streamed gauge: \"quoted\", back\\slash,\nnewline.", Labels: []string{"cluster", "kind", "project"}, Walk: walk(3)},
+		{Name: "backupd_mm_stream", Help: "A streamed gauge without labels.", Walk: walk(0)},
 	}
 }
+
+// sourceValues are the values fakeSource cycles through (plus the cycle
+// number): what the text formats write specially (0, ±1, NaN, ±Inf,
+// integral values, exponents) and ordinary ones.
+var sourceValues = []float64{0.5, 0, 1, -1, math.NaN(), math.Inf(1), math.Inf(-1), 1.7724456e+09, 1 << 30, 1e21, 2.5e-7, 86400}
 
 // A source's families are served between the registry's and the
 // per-target ones in name order, chunk after chunk, byte for byte as
@@ -67,10 +81,17 @@ func TestSourceStreamsLikeRegistry(t *testing.T) {
 	if !names["backupd_aa_stream"] || !names["backupd_zz_stream_total"] {
 		t.Fatalf("Gatherer lacks the streamed families: %v", names)
 	}
-	for _, gz := range []bool{false, true} {
+	for _, tc := range []struct {
+		gz     bool
+		accept string
+	}{{false, ""}, {true, ""}, {false, string(expfmt.FmtOpenMetrics_1_0_0)}, {true, string(expfmt.FmtOpenMetrics_0_0_1)}} {
+		gz := tc.gz
 		hdr := http.Header{}
 		if gz {
 			hdr.Set("Accept-Encoding", "gzip")
+		}
+		if tc.accept != "" {
+			hdr.Set("Accept", tc.accept)
 		}
 		resp, body := get(t, m.Handler(), onlyBackupd(mfs), hdr)
 		if resp.StatusCode != http.StatusOK {
@@ -83,8 +104,13 @@ func TestSourceStreamsLikeRegistry(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		if c, ok := enc.(expfmt.Closer); ok {
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if !bytes.Equal(body, want.Bytes()) {
-			t.Errorf("gzip=%v: exposition differs from the registry's encoding:\n%s", gz, firstDiff(body, want.Bytes()))
+			t.Errorf("gzip=%v %s: exposition differs from the registry's encoding:\n%s", gz, resp.Header.Get("Content-Type"), firstDiff(body, want.Bytes()))
 		}
 	}
 	remove()

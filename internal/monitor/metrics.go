@@ -282,6 +282,10 @@ func (c *Collector) sorted() []*observed {
 // only while it has room for that many.
 const maxPerCluster = 16
 
+// maxPerProject is the most series one project has in one family: one
+// per scheduled frequency.
+const maxPerProject = 5
+
 // emitFunc appends one series: its value and its label values in the
 // family's label order (lv builds them). An array, not a variadic slice:
 // through a func value a slice would be allocated for each of the 300,000
@@ -351,44 +355,44 @@ func (c *Collector) walkClusters(m metric) func([]metrics.SourceSample, func([]m
 	}
 }
 
-// walkProjects walks a per-project family: the project's compliance
-// policy comes from its most recently read cluster (every cluster of a
-// project reads the same policy). Projects are few; their series are
-// built whole, then emitted a chunk at a time.
+// walkProjects walks a per-project family a chunk of projects at a time,
+// like walkClusters: the project's compliance policy comes from its most
+// recently read cluster (every cluster of a project reads the same
+// policy), and the sorted order keeps a project's clusters together.
 func (c *Collector) walkProjects(m metric) func([]metrics.SourceSample, func([]metrics.SourceSample) error) error {
 	return func(buf []metrics.SourceSample, emit func([]metrics.SourceSample) error) error {
-		var all []metrics.SourceSample
+		c.mu.Lock()
+		order := c.sorted()
+		c.mu.Unlock()
 		add := func(v float64, labels [metrics.MaxSourceLabels]string) {
 			s := metrics.SourceSample{Values: labels, Value: v}
 			for i, l := range labels {
 				s.Values[i] = validUTF8(l)
 			}
-			all = append(all, s)
+			buf = append(buf, s)
 		}
-		c.mu.Lock()
-		var latest []*observed // per project, in project order
-		for _, o := range c.sorted() {
-			if o.s == nil {
-				continue
-			}
-			if n := len(latest); n > 0 && latest[n-1].t.ProjectID == o.t.ProjectID {
-				if o.at.After(latest[n-1].at) {
-					latest[n-1] = o
+		for i := 0; i < len(order); {
+			buf = buf[:0]
+			c.mu.Lock()
+			for i < len(order) && len(buf) <= cap(buf)-maxPerProject {
+				p := order[i].t.ProjectID
+				var latest *observed
+				for ; i < len(order) && order[i].t.ProjectID == p; i++ {
+					if o := order[i]; !o.gone && o.s != nil && (latest == nil || o.at.After(latest.at)) {
+						latest = o
+					}
 				}
+				if latest != nil {
+					m.project(p, latest.s, add)
+				}
+			}
+			c.mu.Unlock()
+			if len(buf) == 0 {
 				continue
 			}
-			latest = append(latest, o)
-		}
-		for _, o := range latest {
-			m.project(o.t.ProjectID, o.s, add)
-		}
-		c.mu.Unlock()
-		for len(all) > 0 {
-			n := min(len(all), cap(buf))
-			if err := emit(append(buf[:0], all[:n]...)); err != nil {
+			if err := emit(buf); err != nil {
 				return err
 			}
-			all = all[n:]
 		}
 		return nil
 	}

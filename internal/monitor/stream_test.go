@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/backupd/backupd/internal/metrics"
-	"github.com/backupd/backupd/internal/run"
 )
 
 // defaultSchedule is Atlas's default policy (6-hourly, daily, weekly,
@@ -30,22 +29,12 @@ func defaultSchedule() *Schedule {
 // the scheduled ones and a compliance policy, as a fleet-size daemon holds.
 func observedFleet(projects, clusters int) *Collector {
 	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
-	comp := &Compliance{ScheduledItems: []PolicyItem{{FrequencyDaily, 1, RetentionDays, 14}}}
 	c := NewCollector(time.Hour)
 	for p := range projects {
 		for cl := range clusters {
-			tg := run.Target{ProjectID: fmt.Sprintf("6a%022x", p+1), Cluster: fmt.Sprintf("c%03d", cl)}
-			var snaps []Snapshot
-			for i := range 8 {
-				snaps = append(snaps, Snapshot{Kind: KindHourly, Status: StatusCompleted, CreatedAt: now.Add(-time.Duration(i*6) * time.Hour), SizeBytes: 1 << 30})
-			}
-			for i := range 24 {
-				snaps = append(snaps, Snapshot{Kind: KindOnDemand, Status: StatusCompleted, CreatedAt: now.Add(-time.Duration(i) * time.Hour)})
-			}
-			snaps = append(snaps, Snapshot{Kind: KindDaily, Status: StatusFailed, CreatedAt: now.Add(-10 * time.Hour)})
+			tg := fleetTarget(p, cl)
 			c.Watch(tg, now.Add(-time.Hour))
-			c.Observe(Assess(Reading{Target: tg, BackupEnabled: true, Since: now.Add(-48 * time.Hour), Snapshots: snaps,
-				Schedule: defaultSchedule(), Compliance: comp}, now, 0), now)
+			c.Observe(Assess(fleetReading(tg, now), now, 0), now)
 		}
 	}
 	return c

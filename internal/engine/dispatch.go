@@ -40,6 +40,12 @@ type task struct {
 	// Only the worker stepping the task touches it.
 	jobCreated time.Time
 
+	// verify is the drill's verify command running beside the workers
+	// (drillVerify), and verifyIntent the attempt this process journaled
+	// before starting it. Only the worker stepping the task touches them.
+	verify       *verifyJob
+	verifyIntent int
+
 	// unsaved is a transition the journal refused; the worker stepping
 	// the task writes it again before anything else (Engine.step).
 	unsaved *unsavedWrite

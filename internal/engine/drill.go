@@ -319,12 +319,67 @@ type Verifier interface {
 	Run(ctx context.Context, req verify.Request) verify.Result
 }
 
+// maxVerifyAttempts bounds how often a drill starts its verify command:
+// a command that a restart cut off runs again, but one that keeps taking
+// the daemon down with it (memory, say) must not do so forever.
+const maxVerifyAttempts = 3
+
+// verifyJob is a drill's verify command running beside the workers; done
+// is closed once res holds its result.
+type verifyJob struct {
+	done chan struct{}
+	res  verify.Result
+}
+
 // drillVerify runs the policy's verify command against the restored target
 // (its project, name and SRV connection string, the snapshot's id and time
 // in the environment). The exit code decides; the output's tail is kept.
-// The command runs within the worker, bounded by its timeout; a shutdown
-// kills it and the next start runs it again.
+//
+// The command does not run in the worker: it may take many minutes, and
+// drills verifying in every worker would stall every other chain. The
+// attempt is journaled first, then the command starts in a goroutine of
+// its own (at most VerifyWorkers at once) and the run parks without a
+// worker until it ends. A shutdown kills it; the next start finds the
+// attempt in the journal and runs the command again, saying so, at most
+// maxVerifyAttempts times within timeouts.verify.
 func (e *Engine) drillVerify(ctx context.Context, tk *task, r run.Run) (run.Run, error) {
+	if vj := tk.verify; vj != nil {
+		select {
+		case <-vj.done:
+		default:
+			return r, &parked{} // woken when the command ends
+		}
+		tk.verify = nil
+		if ctx.Err() != nil {
+			return r, ctx.Err() // shutdown: verifying resumes at the next start
+		}
+		return e.drillVerified(r, vj.res)
+	}
+	if dl := deadline(r); !dl.IsZero() && !e.clk.Now().Before(dl) {
+		r.Drill.Verification = run.VerifyFailed
+		return e.fail(r, run.ReasonVerifyFailed, fmt.Sprintf("the verify command did not end within timeouts.verify (%s)", r.Spec.Timeouts.Verify))
+	}
+	if tk.verifyIntent == 0 || tk.verifyIntent != r.Drill.VerifyAttempts {
+		// Not this process's attempt (or none yet): journal a new one.
+		if r.Drill.VerifyAttempts >= maxVerifyAttempts {
+			r.Drill.Verification = run.VerifyFailed
+			return e.fail(r, run.ReasonVerifyFailed, fmt.Sprintf("the verify command was started %d times, each cut off by a restart of backupd (the last at %s); not starting it again",
+				r.Drill.VerifyAttempts, r.Drill.VerifyStartedAt.UTC().Format(time.RFC3339)))
+		}
+		note := "running verify command " + r.Spec.VerifyCommand[0]
+		if r.Drill.VerifyAttempts > 0 {
+			r.Detail = fmt.Sprintf("verify command %s started again (attempt %d): a restart cut off the one started at %s",
+				r.Spec.VerifyCommand[0], r.Drill.VerifyAttempts+1, r.Drill.VerifyStartedAt.UTC().Format(time.RFC3339))
+			note = r.Detail
+		}
+		r.Drill.VerifyAttempts++
+		r.Drill.VerifyStartedAt = e.clk.Now()
+		tk.verifyIntent = r.Drill.VerifyAttempts
+		var err error
+		if r, err = e.to(r, r.Stage, note); err != nil {
+			return r, err
+		}
+	}
 	tgt := drillTarget(r)
 	c, err := e.atlas.GetCluster(ctx, tgt.ProjectID, tgt.Cluster)
 	if err != nil {
@@ -334,15 +389,7 @@ func (e *Engine) drillVerify(ctx context.Context, tk *task, r run.Run) (run.Run,
 	if c.ConnectionStrings != nil {
 		srv = c.ConnectionStrings.StandardSrv
 	}
-	timeout := r.Spec.Timeouts.Verify
-	if dl := deadline(r); !dl.IsZero() {
-		if left := dl.Sub(e.clk.Now()); left <= 0 {
-			timeout = time.Nanosecond
-		} else if timeout <= 0 || left < timeout {
-			timeout = left
-		}
-	}
-	res := e.cfg.Verifier.Run(ctx, verify.Request{Command: r.Spec.VerifyCommand, Timeout: timeout, Env: []string{
+	req := verify.Request{Command: r.Spec.VerifyCommand, Timeout: r.Spec.Timeouts.Verify, Env: []string{
 		"BACKUPD_DRILL_PROJECT_ID=" + tgt.ProjectID,
 		"BACKUPD_DRILL_CLUSTER=" + tgt.Cluster,
 		"BACKUPD_DRILL_SRV=" + srv,
@@ -352,10 +399,52 @@ func (e *Engine) drillVerify(ctx context.Context, tk *task, r run.Run) (run.Run,
 		"BACKUPD_DRILL_SOURCE_CLUSTER=" + r.Target.Cluster,
 		"BACKUPD_POLICY=" + r.Policy,
 		"BACKUPD_RUN_ID=" + string(r.ID),
-	}})
-	if ctx.Err() != nil {
-		return r, ctx.Err() // shutdown: verifying resumes at the next start
+	}}
+	vj := &verifyJob{done: make(chan struct{})}
+	tk.verify = vj
+	e.wg.Add(1)
+	go e.runVerify(ctx, tk, vj, req, deadline(r))
+	return r, &parked{}
+}
+
+// runVerify runs one verify command once a verify slot is free, within
+// what is left of the stage's deadline dl (zero: none), then wakes the
+// run. ctx is the engine's: a shutdown kills the command.
+func (e *Engine) runVerify(ctx context.Context, tk *task, vj *verifyJob, req verify.Request, dl time.Time) {
+	defer e.wg.Done()
+	defer func() {
+		close(vj.done)
+		e.disp.schedule(tk, e.clk.Now())
+	}()
+	var due <-chan time.Time
+	if !dl.IsZero() {
+		timer := e.clk.NewTimer(dl.Sub(e.clk.Now()))
+		defer timer.Stop()
+		due = timer.C()
 	}
+	select {
+	case e.verifySlots <- struct{}{}:
+	case <-ctx.Done():
+		vj.res = verify.Result{ExitCode: -1, Err: ctx.Err()}
+		return
+	case <-due:
+		vj.res = verify.Result{ExitCode: -1, TimedOut: true, Err: fmt.Errorf("verify command %s did not start within timeouts.verify (%s): %d other verify commands ran all along",
+			req.Command[0], req.Timeout, cap(e.verifySlots))}
+		return
+	}
+	defer func() { <-e.verifySlots }()
+	if !dl.IsZero() {
+		if left := dl.Sub(e.clk.Now()); left <= 0 {
+			req.Timeout = time.Nanosecond
+		} else if req.Timeout <= 0 || left < req.Timeout {
+			req.Timeout = left
+		}
+	}
+	vj.res = e.cfg.Verifier.Run(ctx, req)
+}
+
+// drillVerified records the verify command's result and ends the run.
+func (e *Engine) drillVerified(r run.Run, res verify.Result) (run.Run, error) {
 	out := res.Output
 	if len(out) > run.MaxVerifyOutput {
 		out = out[len(out)-run.MaxVerifyOutput:]
@@ -363,6 +452,9 @@ func (e *Engine) drillVerify(ctx context.Context, tk *task, r run.Run) (run.Run,
 	r.Drill.VerifyExitCode, r.Drill.VerifyOutput, r.Drill.VerifyDuration = res.ExitCode, out, run.Duration(res.Duration)
 	if res.OK() {
 		r.Drill.Verification, r.Detail = run.VerifiedByCommand, "verified by "+r.Spec.VerifyCommand[0]+" (exit 0)"
+		if n := r.Drill.VerifyAttempts; n > 1 {
+			r.Detail += fmt.Sprintf(", on attempt %d: a restart cut off the earlier", n)
+		}
 		return e.to(r, run.StageSucceeded, "")
 	}
 	r.Drill.Verification = run.VerifyFailed

@@ -68,6 +68,12 @@ type Config struct {
 	// that wait for Atlas hold no worker, so this bounds concurrent Atlas
 	// requests and memory, not the number of runs in flight.
 	Workers int
+	// VerifyWorkers bounds how many drill verify commands run at once
+	// (default 4). They run beside the workers, not in them: a command may
+	// take many minutes, and one holding a worker meanwhile would starve
+	// the snapshot and export chains once as many drills verify as there
+	// are workers. A drill past the bound waits without a worker.
+	VerifyWorkers int
 	// FixedPolling polls every job with the backoff alone, ignoring the
 	// cluster's history: a baseline to measure learned polling against.
 	FixedPolling bool
@@ -83,15 +89,16 @@ var (
 // Engine runs policies on targets. Create it with New, call Start once, then
 // Fire (from the scheduler) and Trigger (from the admin API).
 type Engine struct {
-	cfg     Config
-	clk     clock.Clock
-	j       journal.Journal
-	atlas   Atlas
-	obs     run.Observer
-	log     *zap.Logger
-	locks   *clusterLocks
-	disp    *dispatcher
-	workers chan struct{} // one token per run being stepped
+	cfg         Config
+	clk         clock.Clock
+	j           journal.Journal
+	atlas       Atlas
+	obs         run.Observer
+	log         *zap.Logger
+	locks       *clusterLocks
+	disp        *dispatcher
+	workers     chan struct{} // one token per run being stepped
+	verifySlots chan struct{} // one token per verify command running
 
 	mu        sync.Mutex
 	policies  map[string]Policy
@@ -135,18 +142,22 @@ func New(cfg Config) *Engine {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
 	}
+	if cfg.VerifyWorkers <= 0 {
+		cfg.VerifyWorkers = 4
+	}
 	if cfg.Verifier == nil {
 		cfg.Verifier = verify.Runner{Clock: cfg.Clock, MaxOutput: run.MaxVerifyOutput}
 	}
 	e := &Engine{
 		cfg: cfg, clk: cfg.Clock, j: cfg.Journal, atlas: cfg.Atlas, obs: cfg.Observer, log: cfg.Logger,
-		disp:      newDispatcher(),
-		workers:   make(chan struct{}, cfg.Workers),
-		policies:  map[string]Policy{},
-		inflight:  map[string]*task{},
-		seen:      map[run.ID]bool{},
-		lastSlots: map[string]time.Time{},
-		queued:    map[string][]run.Run{},
+		disp:        newDispatcher(),
+		workers:     make(chan struct{}, cfg.Workers),
+		verifySlots: make(chan struct{}, cfg.VerifyWorkers),
+		policies:    map[string]Policy{},
+		inflight:    map[string]*task{},
+		seen:        map[run.ID]bool{},
+		lastSlots:   map[string]time.Time{},
+		queued:      map[string][]run.Run{},
 	}
 	e.hist = history{plan: pollplan.Plan{Min: cfg.PollMin, Max: cfg.PollMax}, byTarget: map[run.Target]*clusterHistory{}}
 	if cfg.Fence != nil {
@@ -235,7 +246,7 @@ func (e *Engine) launch(t *task) {
 
 func stageOrder(s run.Stage) int {
 	switch s {
-	case run.StageSnapshotting, run.StageExporting, run.StageRestoring:
+	case run.StageSnapshotting, run.StageExporting, run.StageRestoring, run.StageVerifying:
 		return 2
 	case run.StageWaiting:
 		return 1

@@ -261,6 +261,11 @@ type Drill struct {
 	VerifyExitCode int      `json:"verifyExitCode,omitempty"`
 	VerifyOutput   string   `json:"verifyOutput,omitempty"` // at most MaxVerifyOutput bytes
 	VerifyDuration Duration `json:"verifyDuration,omitempty"`
+	// VerifyAttempts counts the verify commands started, each journaled
+	// before it starts (VerifyStartedAt the last one's start): a count
+	// above one says a restart cut an earlier one off and it ran again.
+	VerifyAttempts  int       `json:"verifyAttempts,omitempty"`
+	VerifyStartedAt time.Time `json:"verifyStartedAt,omitzero"`
 }
 
 // RestoreDuration is the restore's time from request to finished, on

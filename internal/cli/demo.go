@@ -417,7 +417,8 @@ func (l *liveSummary) Observe(e run.Event) {
 		case run.ActionExport:
 			msg += ": snapshot " + r.SnapshotID + " exported by job " + r.ExportJobID
 		case run.ActionFlexRestore:
-			msg += ": restore job " + r.RestoreJobID + " done"
+			msg += fmt.Sprintf(": flex snapshot %s (%s old) restored into %s in %s by job %s", r.FlexSnapshotID,
+				r.Drill.SnapshotAge().Round(time.Minute), r.Spec.TargetCluster, r.Drill.RestoreDuration(), r.RestoreJobID)
 		case run.ActionRestoreDrill:
 			msg += fmt.Sprintf(": snapshot %s (%s old) restored into %s in %s by job %s, %s", r.SnapshotID,
 				r.Drill.SnapshotAge().Round(time.Minute), r.Spec.TargetCluster, r.Drill.RestoreDuration(), r.RestoreJobID, drillVerification(r))

@@ -327,8 +327,22 @@ func TestFlexRestore(t *testing.T) {
 		if got := h.rec.stages(id); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("stages = %v, want %v", got, want)
 		}
-		if jobs := sim.RestoreJobs(project, "flex-prod"); len(jobs) != 1 || jobs[0].TargetDeploymentItemName != "staging" {
+		jobs := sim.RestoreJobs(project, "flex-prod")
+		if len(jobs) != 1 || jobs[0].TargetDeploymentItemName != "staging" {
 			t.Fatalf("restore jobs = %+v", jobs)
+		}
+		// Like a drill, it records the snapshot's age when the restore
+		// began and the restore time, on Atlas's clock.
+		d, j := r.Drill, jobs[0]
+		if !d.JobCreatedAt.Equal(j.RestoreScheduledDate) || !d.JobFinishedAt.Equal(j.RestoreFinishedDate) || !d.SnapshotAt.Equal(j.SnapshotFinishedDate) {
+			t.Fatalf("recorded snapshot %v, job %v to %v; Atlas says %v, %v to %v", d.SnapshotAt, d.JobCreatedAt, d.JobFinishedAt,
+				j.SnapshotFinishedDate, j.RestoreScheduledDate, j.RestoreFinishedDate)
+		}
+		if age := d.SnapshotAge(); age < 6*time.Hour || age > 6*time.Hour+10*time.Minute {
+			t.Errorf("snapshot age at restore start %s, want about the seeded 6h", age)
+		}
+		if took := d.RestoreDuration(); took <= 0 || took > 10*time.Minute {
+			t.Errorf("restore time %s", took)
 		}
 	})
 }

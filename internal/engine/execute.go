@@ -870,6 +870,26 @@ func findRestore(jobs []atlas.FlexRestoreJob, r run.Run) *atlas.FlexRestoreJob {
 	return found
 }
 
+// adoptFlexJob records what Atlas says of the run's flex restore job: its
+// id and status, and in the run's restore record the times on Atlas's
+// clock — scheduled (the restore's start), finished, and the snapshot's
+// finish when the run did not read it from the snapshot itself (a run
+// recovered from Atlas) — so a flex restore reports its snapshot's age and
+// restore time as a drill does.
+func adoptFlexJob(r run.Run, j *atlas.FlexRestoreJob) run.Run {
+	r.RestoreJobID, r.RestoreStatus, r.Detail = j.ID, string(j.Status), ""
+	if !j.RestoreScheduledDate.IsZero() {
+		r.Drill.JobCreatedAt = j.RestoreScheduledDate
+	}
+	if !j.RestoreFinishedDate.IsZero() {
+		r.Drill.JobFinishedAt = j.RestoreFinishedDate
+	}
+	if r.Drill.SnapshotAt.IsZero() && !j.SnapshotFinishedDate.IsZero() {
+		r.Drill.SnapshotAt = j.SnapshotFinishedDate
+	}
+	return r
+}
+
 // restore restores the newest completed flex snapshot into the target and
 // polls the job to COMPLETED or FAILED.
 func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, error) {
@@ -884,6 +904,7 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 			return e.fail(r, run.ReasonNoSnapshot, "flex cluster "+t.String()+" has no COMPLETED snapshot")
 		}
 		r.FlexSnapshotID, r.Detail = s.ID, ""
+		r.Drill.SnapshotAt = flexTime(*s)
 		if r, err = e.to(r, r.Stage, "restoring flex snapshot "+s.ID); err != nil {
 			return r, err
 		}
@@ -915,8 +936,7 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 		find: func(ctx context.Context, r run.Run) (run.Run, bool, error) {
 			jobs, err := e.atlas.ListFlexRestores(ctx, t.ProjectID, t.Cluster)
 			if j := findRestore(jobs, r); err == nil && j != nil {
-				r.RestoreJobID, r.RestoreStatus = j.ID, string(j.Status)
-				return r, true, nil
+				return adoptFlexJob(r, j), true, nil
 			}
 			return r, false, err
 		},
@@ -927,8 +947,7 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 			if err != nil {
 				return r, err
 			}
-			r.RestoreJobID, r.RestoreStatus = j.ID, string(j.Status)
-			return r, nil
+			return adoptFlexJob(r, j), nil
 		},
 	})
 	if err != nil || ended {
@@ -944,12 +963,12 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 		},
 		seen: func(r run.Run, j *atlas.FlexRestoreJob) (run.Run, bool, error) {
 			if string(j.Status) != r.RestoreStatus {
-				r.RestoreStatus = string(j.Status)
+				r = adoptFlexJob(r, j)
 				r = e.progress(r, "restore job "+j.ID+" "+string(j.Status))
 			}
 			switch j.Status {
 			case atlas.FlexCompleted:
-				r.Detail = ""
+				r = adoptFlexJob(r, j)
 				return moved(e.to(r, run.StageSucceeded, ""))
 			case atlas.FlexFailed:
 				return moved(e.fail(r, run.ReasonRestoreFailed, "Atlas reports restore job "+j.ID+" FAILED"))

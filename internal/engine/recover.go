@@ -262,8 +262,8 @@ func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now 
 			slot := j.RestoreScheduledDate
 			r := base(run.NewID(p.Name, t.ProjectID, t.Cluster, slot, false), slot, false)
 			r.Stage = run.StageRestoring
-			r.FlexSnapshotID, r.RestoreJobID, r.RestoreStatus, r.RestoreRequested = j.SnapshotID, j.ID, string(j.Status), true
-			out = append(out, r)
+			r.FlexSnapshotID, r.RestoreRequested = j.SnapshotID, true
+			out = append(out, adoptFlexJob(r, &j))
 		}
 		return out, nil
 	case run.ActionRestoreDrill:

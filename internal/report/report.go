@@ -292,7 +292,7 @@ type Export struct {
 // Restore is one restore backupd ran to prove a snapshot restorable.
 type Restore struct {
 	RunID  run.ID     `json:"runID"`
-	Kind   run.Action `json:"kind"` // flexRestore
+	Kind   run.Action `json:"kind"` // restoreDrill or flexRestore
 	Slot   time.Time  `json:"slot"`
 	Manual bool       `json:"manual,omitempty"`
 	// SnapshotID is the snapshot restored.
@@ -301,8 +301,12 @@ type Restore struct {
 	JobID      string     `json:"jobID"`
 	Status     string     `json:"status"` // Atlas's restore status
 	Result     string     `json:"result"` // the run's stage
-	// RequestedAt is when the restore stage began, FinishedAt when the
-	// run ended; RestoreDuration the time between ("0s" until it ended).
+	// RequestedAt is when Atlas created the restore job (a flex job's
+	// restoreScheduledDate), or when the restore stage began where the run
+	// has no such time; FinishedAt when the run ended. RestoreDuration is
+	// the job's creation to its finish on Atlas's clock ("0s" until it
+	// ended; for a flex restore recorded before it kept Atlas's times,
+	// RequestedAt to FinishedAt).
 	RequestedAt     time.Time    `json:"requestedAt,omitzero"`
 	FinishedAt      time.Time    `json:"finishedAt,omitzero"`
 	RestoreDuration run.Duration `json:"restoreDuration"`
@@ -320,8 +324,9 @@ type Restore struct {
 	// describe).
 	VerifyExitCode *int         `json:"verifyExitCode,omitempty"`
 	VerifyDuration run.Duration `json:"verifyDuration,omitempty"`
-	// SnapshotAt is when Atlas took the snapshot (drills); SourceExportID
-	// the export whose snapshot a drill chose (snapshot: exported).
+	// SnapshotAt is when Atlas took the snapshot (a flex snapshot's
+	// finishTime); SourceExportID the export whose snapshot a drill chose
+	// (snapshot: exported).
 	SnapshotAt     time.Time `json:"snapshotAt,omitzero"`
 	SourceExportID string    `json:"sourceExportID,omitempty"`
 }
@@ -664,17 +669,10 @@ func restoreOf(r run.Run) (Restore, bool) {
 		Target: run.Target{ProjectID: r.Spec.TargetProjectID, Cluster: r.Spec.TargetCluster},
 		JobID:  r.RestoreJobID, Status: r.RestoreStatus, Result: string(r.Stage),
 		RequestedAt: stageAt(r, run.StageRestoring), FinishedAt: r.FinishedAt}
-	if r.Action == run.ActionFlexRestore {
-		x.SnapshotID, x.Verification = r.FlexSnapshotID, VerificationAtlasOnly
-		if !x.RequestedAt.IsZero() && !x.FinishedAt.IsZero() {
-			x.RestoreDuration = run.Duration(x.FinishedAt.Sub(x.RequestedAt))
-		}
-		return x, true
-	}
-	// A drill records its times on Atlas's clock: the job's creation and
-	// finish, the snapshot's time.
+	// A restore records its times on Atlas's clock: the job's creation (a
+	// flex job's restoreScheduledDate) and finish, the snapshot's time.
 	d := r.Drill
-	x.SnapshotID, x.SnapshotAt, x.SourceExportID = r.SnapshotID, d.SnapshotAt, d.SourceExportID
+	x.SnapshotAt = d.SnapshotAt
 	if !d.JobCreatedAt.IsZero() {
 		x.RequestedAt = d.JobCreatedAt
 	}
@@ -683,6 +681,16 @@ func restoreOf(r run.Run) (Restore, bool) {
 		age := run.Duration(d.SnapshotAge())
 		x.SnapshotAge = &age
 	}
+	if r.Action == run.ActionFlexRestore {
+		x.SnapshotID, x.Verification = r.FlexSnapshotID, VerificationAtlasOnly
+		if x.RestoreDuration == 0 && d.JobFinishedAt.IsZero() && !x.RequestedAt.IsZero() && !x.FinishedAt.IsZero() {
+			// Recorded before flex restores kept Atlas's times: the
+			// stage's start to the run's end, on the local clock.
+			x.RestoreDuration = run.Duration(x.FinishedAt.Sub(x.RequestedAt))
+		}
+		return x, true
+	}
+	x.SnapshotID, x.SourceExportID = r.SnapshotID, d.SourceExportID
 	x.Verification = d.Verification
 	switch {
 	case x.Verification != "":

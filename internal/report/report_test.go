@@ -413,3 +413,44 @@ func TestDrillEvidence(t *testing.T) {
 		}
 	}
 }
+
+// TestFlexRestoreEvidence: a flex restore shows the snapshot's age and the
+// restore time on Atlas's clock, as a drill does (restoreScheduledDate
+// after the snapshot's finishTime, to restoreFinishedDate); one journaled
+// before flex restores kept those times has no age and a restore time on
+// backupd's clock.
+func TestFlexRestoreEvidence(t *testing.T) {
+	in := month(t)
+	slot := at(1, 6*time.Hour)
+	flex := run.Run{ID: run.NewID("refresh", project, "flex-a", slot, false), Policy: "refresh", Action: run.ActionFlexRestore,
+		Target: run.Target{ProjectID: project, Cluster: "flex-a"}, Slot: slot, ScheduledAt: slot, CreatedAt: slot,
+		Stage: run.StageSucceeded, FlexSnapshotID: "flex-snap-1", RestoreJobID: "job-1", RestoreStatus: "COMPLETED", RestoreRequested: true,
+		Spec: run.Spec{TargetProjectID: project, TargetCluster: "staging"}, FinishedAt: slot.Add(10 * time.Minute),
+		Stages: []run.StageEntry{{Stage: run.StageRestoring, At: slot.Add(time.Minute)}, {Stage: run.StageSucceeded, At: slot.Add(10 * time.Minute)}},
+		Drill:  run.Drill{SnapshotAt: slot.Add(-6 * time.Hour), JobCreatedAt: slot.Add(90 * time.Second), JobFinishedAt: slot.Add(4 * time.Minute)}}
+	older := flex
+	older.ID, older.Slot, older.Drill = run.NewID("refresh", project, "flex-a", at(2, 6*time.Hour), false), at(2, 6*time.Hour), run.Drill{}
+	older.Stages = []run.StageEntry{{Stage: run.StageRestoring, At: at(2, 6*time.Hour+time.Minute)}}
+	older.FinishedAt = at(2, 6*time.Hour+10*time.Minute)
+	in.Runs = []run.Run{flex, older}
+	rep := build(t, in, report.Query{From: at(0, 0), To: at(10, 0), Policies: []string{"refresh"}})
+	if len(rep.Clusters) != 1 || len(rep.Clusters[0].Policies) != 1 || len(rep.Clusters[0].Policies[0].Restores) != 2 {
+		t.Fatalf("clusters %+v", rep.Clusters)
+	}
+	rs := rep.Clusters[0].Policies[0].Restores
+	x := rs[0]
+	if x.SnapshotAge == nil || *x.SnapshotAge != run.Duration(6*time.Hour+90*time.Second) || x.RestoreDuration != run.Duration(150*time.Second) ||
+		!x.RequestedAt.Equal(slot.Add(90*time.Second)) || !x.SnapshotAt.Equal(slot.Add(-6*time.Hour)) || x.Verification != report.VerificationAtlasOnly {
+		t.Fatalf("flex restore %+v", x)
+	}
+	if x := rs[1]; x.SnapshotAge != nil || x.RestoreDuration != run.Duration(9*time.Minute) {
+		t.Fatalf("flex restore without Atlas's times: age %v restore %s, want none and the stage's 9m", x.SnapshotAge, x.RestoreDuration)
+	}
+	var md strings.Builder
+	if err := report.Render(&md, rep, report.FormatMarkdown); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "| 6h") {
+		t.Errorf("the Markdown report does not show the flex snapshot's age:\n%s", md.String())
+	}
+}

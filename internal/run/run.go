@@ -136,7 +136,10 @@ type Run struct {
 	// requested. Restore jobs carry no marker, so after an unknown outcome
 	// the run adopts only a job Atlas dated after it.
 	RestoreBaseline RestoreBaseline `json:"restoreBaseline,omitzero"`
-	// Drill is what a restore drill recorded (restoreDrill runs only).
+	// Drill is what a restore recorded: a restore drill's whole record,
+	// and for a flex restore the snapshot's time and the job's (its
+	// restoreScheduledDate and restoreFinishedDate), so both report the
+	// snapshot's age and the restore time on Atlas's clock.
 	Drill Drill `json:"drill,omitzero"`
 
 	// SnapshotRanFor, ExportRanFor and RestoreRanFor are how long after
@@ -240,15 +243,18 @@ const (
 // MaxVerifyOutput bounds the verify command's output kept in the journal.
 const MaxVerifyOutput = 4 << 10
 
-// Drill is a restore drill's record. Times named Job* and SnapshotAt are
-// Atlas's own, so durations between them are free of local clock skew.
+// Drill is a restore drill's record (a flex restore fills SnapshotAt and
+// the Job* times only). Times named Job* and SnapshotAt are Atlas's own, so
+// durations between them are free of local clock skew.
 type Drill struct {
-	// SnapshotAt is when Atlas took the restored snapshot.
+	// SnapshotAt is when Atlas took the restored snapshot (a flex
+	// snapshot's finishTime).
 	SnapshotAt time.Time `json:"snapshotAt,omitzero"`
 	// SourceExportID is the export whose snapshot was chosen (snapshot: exported).
 	SourceExportID string `json:"sourceExportID,omitempty"`
-	// JobCreatedAt is when Atlas created the restore job (read from its id);
-	// JobFinishedAt its finishedAt.
+	// JobCreatedAt is when Atlas created the restore job (a flex job's
+	// restoreScheduledDate); JobFinishedAt its finishedAt (a flex job's
+	// restoreFinishedDate).
 	JobCreatedAt  time.Time `json:"jobCreatedAt,omitzero"`
 	JobFinishedAt time.Time `json:"jobFinishedAt,omitzero"`
 	// RestoreDone is set once the job succeeded; the run then waits for the

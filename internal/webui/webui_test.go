@@ -285,9 +285,9 @@ func TestHuman(t *testing.T) {
 	}
 }
 
-// TestFleetPageShowsDrills: a restore drill policy's last drill is on the
-// page with its result (linked to its run), restore time, snapshot age and
-// verification.
+// TestFleetPageShowsDrills: a restore drill policy's last drill, and a
+// flex restore policy's last restore, are on the page with the result
+// (linked to the run), restore time, snapshot age and verification.
 func TestFleetPageShowsDrills(t *testing.T) {
 	f := newFixture()
 	src := run.Target{ProjectID: projProd, Cluster: "prod-a"}
@@ -300,6 +300,16 @@ func TestFleetPageShowsDrills(t *testing.T) {
 	f.runs = append(f.runs, d)
 	f.st.Policies = append(f.st.Policies, run.PolicyStatus{Name: "drill-prod", Action: run.ActionRestoreDrill, Schedule: "0 6 * * 1", Timezone: "UTC",
 		Targets: []run.TargetStatus{{Target: src, LastRun: &d, LastSuccess: ago(8 * 24 * time.Hour)}}})
+	// A flex restore policy's last restore is there too, with its
+	// snapshot's age and restore time on Atlas's clock.
+	flexSrc := run.Target{ProjectID: projProd, Cluster: "flex-a"}
+	fr := run.Run{ID: "refresh-flex-a-1", Policy: "refresh", Action: run.ActionFlexRestore, Target: flexSrc, Slot: start, ScheduledAt: start,
+		Spec:  run.Spec{TargetProjectID: projProd, TargetCluster: "staging", FlexSnapshot: "latest"},
+		Stage: run.StageSucceeded, CreatedAt: start, FinishedAt: ago(2 * time.Hour), UpdatedAt: ago(2 * time.Hour),
+		Drill: run.Drill{SnapshotAt: ago(5 * time.Hour), JobCreatedAt: start, JobFinishedAt: start.Add(3 * time.Minute)}}
+	f.runs = append(f.runs, fr)
+	f.st.Policies = append(f.st.Policies, run.PolicyStatus{Name: "refresh", Action: run.ActionFlexRestore, Schedule: "0 5 * * *", Timezone: "UTC",
+		Targets: []run.TargetStatus{{Target: flexSrc, LastRun: &fr, LastSuccess: ago(2 * time.Hour)}}})
 	_, body := get(t, server(t, f), http.MethodGet, "/")
 	i := strings.Index(body, `<h2 id="drills">Restore drills</h2>`)
 	if i < 0 {
@@ -315,6 +325,11 @@ func TestFleetPageShowsDrills(t *testing.T) {
 		`<td data-label="Snapshot age">6h</td>`,
 		`<td data-label="Verification">failed (exit 3)</td>`,
 		`8d ago`,
+		`<th scope="row" data-label="Policy">refresh <span class="proj">flex restore</span></th>`,
+		`flex-a <span class="proj">project ` + projProd + `</span> → staging`,
+		`<td data-label="Restore time">3m</td>`,
+		`<td data-label="Snapshot age">2h</td>`,
+		`<td data-label="Verification">atlas_only</td>`,
 	} {
 		if !strings.Contains(section, want) {
 			t.Errorf("drills section lacks %q:\n%s", want, section)

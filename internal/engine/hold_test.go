@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -67,12 +66,7 @@ func TestHeldProjectDoesNotStallOtherProjects(t *testing.T) {
 		must(t, sim.AddCluster(projectB, atlassim.ClusterSpec{Name: "other", Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, BackupEnabled: true}))
 		const workers, held = 2, 6
 		pa := snapshotPolicy("held", "rs", false)
-		pa.Targets = nil
-		for i := range held {
-			name := fmt.Sprintf("h%02d", i)
-			must(t, sim.AddCluster(project, atlassim.ClusterSpec{Name: name, Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, BackupEnabled: true}))
-			pa.Targets = append(pa.Targets, run.Target{ProjectID: project, Cluster: name})
-		}
+		pa.Targets = addClusters(t, sim, "h%02d", held)
 		pb := snapshotPolicy("free", "other", false)
 		pb.Targets = []run.Target{{ProjectID: projectB, Cluster: "other"}}
 

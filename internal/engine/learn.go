@@ -29,27 +29,36 @@ func stageIndex(s run.Stage) int {
 	return -1
 }
 
-// ranFor is the run's field recording how long its job of stage ran.
-func ranFor(r *run.Run, s run.Stage) *time.Duration {
+// bounds are the run's fields recording how long its job of stage s was
+// seen running and when it was first seen done (nil, nil: a stage without
+// a job).
+func bounds(r *run.Run, s run.Stage) (ran, done *time.Duration) {
 	switch s {
 	case run.StageSnapshotting:
-		return &r.SnapshotRanFor
+		return &r.SnapshotRanFor, &r.SnapshotDoneBy
 	case run.StageExporting:
-		return &r.ExportRanFor
+		return &r.ExportRanFor, &r.ExportDoneBy
 	case run.StageRestoring:
-		return &r.RestoreRanFor
+		return &r.RestoreRanFor, &r.RestoreDoneBy
 	}
-	return nil
+	return nil, nil
 }
 
-// sample is one job's duration, with its run so that a run read from the
+// jobSample is what r recorded of its job of stage s, one of the learned
+// stages (Done 0: nothing a plan can use).
+func jobSample(r *run.Run, s run.Stage) pollplan.Sample {
+	ran, done := bounds(r, s)
+	return pollplan.Sample{Ran: *ran, Done: *done}
+}
+
+// sample is one job's bounds, with its run so that a run read from the
 // journal and learnt meanwhile counts once.
 type sample struct {
 	run run.ID
-	d   time.Duration
+	s   pollplan.Sample
 }
 
-// clusterHistory is one cluster's recent job durations per learned stage,
+// clusterHistory is one cluster's recent job samples per learned stage,
 // newest first, and the estimates made of them.
 type clusterHistory struct {
 	ran [len(learnedStages)][]sample
@@ -117,12 +126,12 @@ func (e *Engine) estimate(t run.Target, s run.Stage) pollplan.Estimate {
 		merged := ch.ran[k]
 		for idx := range runs {
 			r := &runs[idx]
-			if d := *ranFor(r, ls); d > 0 && !hasRun(merged, r.ID) {
-				merged = append(merged, sample{r.ID, d})
+			if js := jobSample(r, ls); js.Done > 0 && !hasRun(merged, r.ID) {
+				merged = append(merged, sample{r.ID, js})
 			}
 		}
 		ch.ran[k] = merged[:min(len(merged), h.keep())]
-		ch.est[k] = h.plan.Estimate(durations(ch.ran[k]))
+		ch.est[k] = h.plan.Estimate(samples(ch.ran[k]))
 	}
 	ch.loading = false
 	return ch.est[i]
@@ -137,15 +146,15 @@ func hasRun(ss []sample, id run.ID) bool {
 	return false
 }
 
-func durations(ss []sample) []time.Duration {
-	out := make([]time.Duration, len(ss))
+func samples(ss []sample) []pollplan.Sample {
+	out := make([]pollplan.Sample, len(ss))
 	for i, s := range ss {
-		out[i] = s.d
+		out[i] = s.s
 	}
 	return out
 }
 
-// learn adds the duration a transition out of from recorded to the
+// learn adds the sample a transition out of from recorded to the
 // cluster's cached history. A cluster not cached yet is left alone: its
 // first poll reads the journal, which already holds this run.
 func (e *Engine) learn(r run.Run, from run.Stage) {
@@ -153,8 +162,8 @@ func (e *Engine) learn(r run.Run, from run.Stage) {
 	if i < 0 || r.Stage == from {
 		return
 	}
-	d := *ranFor(&r, from)
-	if d <= 0 {
+	js := jobSample(&r, from)
+	if js.Done <= 0 {
 		return
 	}
 	h := &e.hist
@@ -164,9 +173,9 @@ func (e *Engine) learn(r run.Run, from run.Stage) {
 	if !ok || hasRun(ch.ran[i], r.ID) {
 		return
 	}
-	ran := append([]sample{{r.ID, d}}, ch.ran[i]...)
+	ran := append([]sample{{r.ID, js}}, ch.ran[i]...)
 	ch.ran[i] = ran[:min(len(ran), h.keep())]
 	if !ch.loading {
-		ch.est[i] = h.plan.Estimate(durations(ch.ran[i]))
+		ch.est[i] = h.plan.Estimate(samples(ch.ran[i]))
 	}
 }

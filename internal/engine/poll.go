@@ -54,10 +54,14 @@ func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobP
 				r.Detail = ""
 				r = e.progress(r, "read "+jp.what+" again")
 			}
-			if jp.succeeded(job) {
-				if ran := ranUntil(p); ran > 0 {
-					*ranFor(&r, r.Stage) = ran
+			if ran, done := bounds(&r, r.Stage); jp.succeeded(job) && ran != nil {
+				if d := ranUntil(p); d > 0 {
+					*ran = d
 				}
+				// Answered after the job ended: an upper bound of its
+				// duration, the lower one being the last read that
+				// saw it running.
+				*done = e.clk.Now().Sub(p.since)
 			}
 			next, ended, err := jp.seen(r, job)
 			if ended || err != nil {

@@ -7,6 +7,11 @@ import (
 
 const s = time.Second
 
+// win is a sample from seconds: last seen running at ran, first seen done at done.
+func win(ran, done int) Sample {
+	return Sample{Ran: time.Duration(ran) * s, Done: time.Duration(done) * s}
+}
+
 func secs(v ...int) []time.Duration {
 	out := make([]time.Duration, len(v))
 	for i, x := range v {
@@ -17,25 +22,36 @@ func secs(v ...int) []time.Duration {
 
 var engineDefaults = Plan{Min: 10 * s, Max: time.Minute}
 
+func est(low, high, n int) Estimate {
+	return Estimate{Low: time.Duration(low) * s, High: time.Duration(high) * s, Samples: n}
+}
+
 func TestEstimate(t *testing.T) {
+	tenStable := []Sample{}
+	for range 10 {
+		tenStable = append(tenStable, win(140, 150))
+	}
 	cases := []struct {
-		name      string
-		durations []time.Duration
-		want      Estimate
+		name    string
+		samples []Sample
+		want    Estimate
 	}{
 		{"no history", nil, Estimate{}},
-		{"one run is not enough", secs(150), Estimate{}},
-		{"failed or unknown runs (zero) are ignored", secs(0, 150, 0), Estimate{}},
-		{"stable", secs(150, 148, 152, 150), Estimate{Low: 148 * s, High: 150 * s, Samples: 4}},
-		{"a long outlier is not the upper quartile", secs(150, 150, 900, 150, 151, 149, 150, 150), Estimate{Low: 149 * s, High: 150 * s, Samples: 8}},
-		{"a short outlier is not the low end", secs(150, 20, 150, 152, 150), Estimate{Low: 150 * s, High: 150 * s, Samples: 5}},
-		{"only the newest Samples count", append(secs(300, 300, 300, 300, 300, 300, 300, 300, 300, 300), secs(60, 60, 60)...),
-			Estimate{Low: 300 * s, High: 300 * s, Samples: 10}},
+		{"one run is not enough", []Sample{win(130, 190)}, Estimate{}},
+		{"runs never seen done (older journals) are left out", []Sample{win(130, 0), win(130, 190), win(140, 0)}, Estimate{}},
+		{"two runs polled with the backoff: their common window", []Sample{win(130, 190), win(130, 190)}, est(130, 190, 2)},
+		{"a job read once narrows the window from above", []Sample{win(0, 160), win(130, 190), win(130, 190)}, est(130, 160, 3)},
+		{"a probe seen running narrows it from below", []Sample{win(145, 150), win(0, 155), win(130, 160)}, est(145, 150, 3)},
+		{"no read saw a job running: no lower bound", []Sample{win(0, 150), win(0, 155)}, est(0, 150, 2)},
+		{"durations that vary: the 20th percentile of the lower bounds to the 80th of the upper",
+			[]Sample{win(100, 110), win(200, 210), win(150, 160), win(120, 130), win(170, 180)}, est(100, 180, 5)},
+		{"a one-off slow job does not widen the window", append([]Sample{win(890, 900)}, tenStable[:7]...), est(140, 150, 8)},
+		{"only the newest Samples count", append(append([]Sample{}, tenStable...), win(290, 300), win(290, 300)), est(140, 150, 10)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := engineDefaults.Estimate(tc.durations); got != tc.want {
-				t.Fatalf("Estimate(%v) = %+v, want %+v", tc.durations, got, tc.want)
+			if got := engineDefaults.Estimate(tc.samples); got != tc.want {
+				t.Fatalf("Estimate(%v) = %+v, want %+v", tc.samples, got, tc.want)
 			}
 		})
 	}
@@ -66,7 +82,6 @@ func reads(p Plan, e Estimate, done, deadline time.Duration) []time.Duration {
 }
 
 func TestNext(t *testing.T) {
-	stable := engineDefaults.Estimate(secs(150, 148, 152, 150))
 	cases := []struct {
 		name     string
 		est      Estimate
@@ -76,27 +91,37 @@ func TestNext(t *testing.T) {
 	}{
 		{"no history: today's backoff exactly", Estimate{}, 150 * s, 4 * time.Hour,
 			secs(10, 30, 70, 130, 190)},
-		{"stable history: sleep, then read tightly", stable, 151 * s, 4 * time.Hour,
-			secs(143, 158)},
-		{"a job a little faster than its history", stable, 140 * s, 4 * time.Hour,
-			secs(143)},
-		{"a job past its estimate reads tightly through the grace", stable, 175 * s, 4 * time.Hour,
-			secs(143, 158, 173, 188)},
-		{"a job far past its estimate falls back to the backoff", stable, 400 * s, 4 * time.Hour,
-			secs(143, 158, 173, 188, 198, 218, 258, 318, 378, 438)},
-		{"very short jobs keep the backoff", engineDefaults.Estimate(secs(4, 5, 4)), 5 * s, 4 * time.Hour,
+		{"a window two reads wide: its middle, then its end", est(130, 190, 2), 150 * s, 4 * time.Hour,
+			secs(160)},
+		{"a window two reads wide, a job ending late in it", est(130, 190, 2), 185 * s, 4 * time.Hour,
+			secs(160, 190)},
+		{"a window one read wide is probed Lead before its end", est(130, 150, 3), 140 * s, 4 * time.Hour,
+			secs(145)},
+		{"the probe saw it running: the end of the window", est(130, 150, 3), 148 * s, 4 * time.Hour,
+			secs(145, 150)},
+		{"a window within Lead: one read at its end", est(145, 150, 4), 150 * s, 4 * time.Hour,
+			secs(150)},
+		{"no lower bound: probe, then the end", est(0, 150, 2), 150 * s, 4 * time.Hour,
+			secs(145, 150)},
+		{"a job a little slower than its history is seen within Lead", est(145, 150, 4), 152 * s, 4 * time.Hour,
+			secs(150, 155)},
+		{"past the window, reads every Tight through the grace", est(145, 150, 4), 200 * s, 4 * time.Hour,
+			secs(150, 155, 185, 215)},
+		{"a job far past its estimate falls back to the backoff", est(145, 150, 4), 400 * s, 4 * time.Hour,
+			// end of the grace: 150 + 60 s
+			secs(150, 155, 185, 215, 225, 245, 285, 345, 405)},
+		{"very short jobs keep the backoff", est(4, 5, 3), 5 * s, 4 * time.Hour,
 			secs(10)},
-		{"the deadline clamps the planned sleep", stable, time.Hour, 100 * s,
+		{"the deadline clamps the planned sleep", est(145, 150, 4), time.Hour, 100 * s,
 			secs(100)},
-		{"a wide history spaces the reads, never past Max", engineDefaults.Estimate(secs(600, 3000, 1200, 2400)), 4000 * s, 4 * time.Hour,
-			// Low 600, High (p75) 2400: reads from 595 s every (2700-595)/8,
-			// capped at 60 s, up to 2400+300 s; then the backoff.
-			concat(secs(595), stepSecs(655, 60, 2755), secs(2765, 2785, 2825), stepSecs(2885, 60, 4025))},
+		{"a wide window spaces its reads evenly, never more than Max apart", est(600, 2400, 4), 2450 * s, 4 * time.Hour,
+			// 1800 s wide: 30 reads 60 s apart, then Lead past its end and every Tight.
+			concat(stepSecs(660, 60, 2400), secs(2405, 2435, 2465))},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := reads(engineDefaults, tc.est, tc.done, tc.deadline)
-			if len(tc.want) > 0 && (len(got) != len(tc.want) || !equal(got, tc.want)) {
+			if !equal(got, tc.want) {
 				t.Fatalf("reads = %v, want %v", got, tc.want)
 			}
 		})
@@ -121,26 +146,48 @@ func concat(parts ...[]time.Duration) []time.Duration {
 
 func equal(a, b []time.Duration) bool {
 	for i := range a {
-		if a[i] != b[i] {
+		if i >= len(b) || a[i] != b[i] {
 			return false
 		}
 	}
 	return len(a) == len(b)
 }
 
-// Near the estimate the detection delay (read time minus the job's end) is
-// at most Tight, for any end inside the window; a plan never reads more
-// often than every Tight.
-func TestNextCapsDetectionDelayNearTheEstimate(t *testing.T) {
-	est := engineDefaults.Estimate(secs(150, 148, 152, 150, 149))
-	for done := est.Low - DefaultLead; done <= est.High+2*DefaultTight; done += s {
-		rs := reads(engineDefaults, est, done, 4*time.Hour)
-		if delay := rs[len(rs)-1] - done; delay > DefaultTight {
-			t.Fatalf("job ending at %v seen at %v: delay %v > %v", done, rs[len(rs)-1], delay, DefaultTight)
+// For any window and any end inside it or within twice Tight after it, the
+// detection delay (read time minus the job's end) is at most Tight (Max in
+// a window too wide for maxTightReads reads every Tight), and a
+// job ending inside the window is read at most ⌈width/Tight⌉ times, plus
+// the probe of a window one read wide.
+func TestNextCapsDetectionDelayAndReads(t *testing.T) {
+	for _, e := range []Estimate{est(130, 190, 2), est(130, 160, 3), est(130, 150, 3), est(145, 150, 4), est(0, 150, 2), est(100, 180, 5), est(600, 2400, 4)} {
+		width := e.High - e.Low
+		if e.Low == 0 {
+			width = DefaultTight
 		}
-		for i := 1; i < len(rs); i++ {
-			if rs[i]-rs[i-1] < min(DefaultTight, engineDefaults.Min) {
-				t.Fatalf("reads %v closer than %v", rs, DefaultTight)
+		n := int((width + DefaultTight - 1) / DefaultTight)
+		if n == 1 && width > DefaultLead {
+			n = 2
+		}
+		// A window wider than maxTightReads reads every Tight is read
+		// at most every Max instead, in it.
+		capped := DefaultTight
+		if n > maxTightReads {
+			n = max(maxTightReads, int((width+engineDefaults.Max-1)/engineDefaults.Max))
+			capped = engineDefaults.Max
+		}
+		from := e.Low
+		if e.Low == 0 {
+			// Without a lower bound the promise holds for a job no
+			// faster than Tight under the upper one.
+			from = e.High - DefaultTight
+		}
+		for done := from + 1; done <= e.High+2*DefaultTight; done += s / 2 {
+			rs := reads(engineDefaults, e, done, 4*time.Hour)
+			if delay := rs[len(rs)-1] - done; delay > capped {
+				t.Fatalf("%+v: job ending at %v seen at %v: delay %v > %v", e, done, rs[len(rs)-1], delay, capped)
+			}
+			if done <= e.High && len(rs) > n {
+				t.Fatalf("%+v: job ending at %v read %d times (%v), want at most %d", e, done, len(rs), rs, n)
 			}
 		}
 	}

@@ -107,12 +107,16 @@ type runJSON struct {
 	SnapshotRanFor Duration `json:"snapshotRanFor,omitempty"`
 	ExportRanFor   Duration `json:"exportRanFor,omitempty"`
 	RestoreRanFor  Duration `json:"restoreRanFor,omitempty"`
+	SnapshotDoneBy Duration `json:"snapshotDoneBy,omitempty"`
+	ExportDoneBy   Duration `json:"exportDoneBy,omitempty"`
+	RestoreDoneBy  Duration `json:"restoreDoneBy,omitempty"`
 }
 
-// MarshalJSON writes the run with its *RanFor durations as strings.
+// MarshalJSON writes the run with its *RanFor and *DoneBy durations as strings.
 func (r Run) MarshalJSON() ([]byte, error) {
 	return json.Marshal(runJSON{plainRun: (*plainRun)(&r),
-		SnapshotRanFor: Duration(r.SnapshotRanFor), ExportRanFor: Duration(r.ExportRanFor), RestoreRanFor: Duration(r.RestoreRanFor)})
+		SnapshotRanFor: Duration(r.SnapshotRanFor), ExportRanFor: Duration(r.ExportRanFor), RestoreRanFor: Duration(r.RestoreRanFor),
+		SnapshotDoneBy: Duration(r.SnapshotDoneBy), ExportDoneBy: Duration(r.ExportDoneBy), RestoreDoneBy: Duration(r.RestoreDoneBy)})
 }
 
 // UnmarshalJSON reads strings, or the nanoseconds older journals hold.
@@ -122,5 +126,6 @@ func (r *Run) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	r.SnapshotRanFor, r.ExportRanFor, r.RestoreRanFor = v.SnapshotRanFor.D(), v.ExportRanFor.D(), v.RestoreRanFor.D()
+	r.SnapshotDoneBy, r.ExportDoneBy, r.RestoreDoneBy = v.SnapshotDoneBy.D(), v.ExportDoneBy.D(), v.RestoreDoneBy.D()
 	return nil
 }

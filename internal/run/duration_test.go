@@ -10,7 +10,7 @@ import (
 // Every duration in the JSON of a run, an event and a status is a string,
 // and runs an older journal wrote with nanoseconds still decode.
 func TestDurationsAreStringsInJSON(t *testing.T) {
-	r := Run{ID: "0123456789abcdef0123", SnapshotRanFor: 150 * time.Second, Spec: Spec{Timeouts: Timeouts{Wait: 30 * time.Minute, Snapshot: 4 * time.Hour, Export: 90 * time.Second}}}
+	r := Run{ID: "0123456789abcdef0123", SnapshotRanFor: 150 * time.Second, SnapshotDoneBy: 160 * time.Second, Spec: Spec{Timeouts: Timeouts{Wait: 30 * time.Minute, Snapshot: 4 * time.Hour, Export: 90 * time.Second}}}
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -18,11 +18,11 @@ func TestDurationsAreStringsInJSON(t *testing.T) {
 	if want := `"timeouts":{"wait":"30m0s","snapshot":"4h0m0s","export":"1m30s","restore":"0s"}`; !strings.Contains(string(b), want) {
 		t.Errorf("run JSON %s lacks %s", b, want)
 	}
-	if !strings.Contains(string(b), `"snapshotRanFor":"2m30s"`) || strings.Contains(string(b), "exportRanFor") || !strings.Contains(string(b), `"id":"0123456789abcdef0123"`) {
-		t.Errorf("run JSON %s: want snapshotRanFor as a string, the zero exportRanFor left out, the other fields kept", b)
+	if !strings.Contains(string(b), `"snapshotRanFor":"2m30s"`) || !strings.Contains(string(b), `"snapshotDoneBy":"2m40s"`) || strings.Contains(string(b), "exportDoneBy") || strings.Contains(string(b), "exportRanFor") || !strings.Contains(string(b), `"id":"0123456789abcdef0123"`) {
+		t.Errorf("run JSON %s: want snapshotRanFor and snapshotDoneBy as strings, the zero exportRanFor and exportDoneBy left out, the other fields kept", b)
 	}
 	var back Run
-	if err := json.Unmarshal(b, &back); err != nil || back.Spec.Timeouts != r.Spec.Timeouts || back.SnapshotRanFor != r.SnapshotRanFor || back.ID != r.ID {
+	if err := json.Unmarshal(b, &back); err != nil || back.Spec.Timeouts != r.Spec.Timeouts || back.SnapshotRanFor != r.SnapshotRanFor || back.SnapshotDoneBy != r.SnapshotDoneBy || back.ID != r.ID {
 		t.Errorf("round trip: %+v, %v", back, err)
 	}
 

@@ -152,6 +152,14 @@ type Run struct {
 	SnapshotRanFor time.Duration `json:"snapshotRanFor,omitempty"`
 	ExportRanFor   time.Duration `json:"exportRanFor,omitempty"`
 	RestoreRanFor  time.Duration `json:"restoreRanFor,omitempty"`
+	// SnapshotDoneBy, ExportDoneBy and RestoreDoneBy are, counted the same
+	// way, when the job was first seen done: the upper bound. The two
+	// bounds together place the duration in a window a plan can narrow
+	// (internal/pollplan); zero in journals written before they existed,
+	// whose runs the plans leave out.
+	SnapshotDoneBy time.Duration `json:"snapshotDoneBy,omitempty"`
+	ExportDoneBy   time.Duration `json:"exportDoneBy,omitempty"`
+	RestoreDoneBy  time.Duration `json:"restoreDoneBy,omitempty"`
 
 	CreatedAt      time.Time `json:"createdAt"`
 	StageStartedAt time.Time `json:"stageStartedAt"`

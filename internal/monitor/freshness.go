@@ -51,7 +51,10 @@ var knownKinds = map[string]bool{
 // Assessment is what one Reading says about a cluster's native backups at
 // a moment: the numbers the metrics expose and the problems status shows.
 type Assessment struct {
-	Target        run.Target
+	Target run.Target
+	// At is the moment assessed: what Problems and the overdue promises
+	// hold for.
+	At            time.Time
 	Flex          bool
 	BackupEnabled bool
 	// Kinds holds, per kind that has snapshots, the newest completed and
@@ -140,7 +143,7 @@ func Assess(r Reading, now time.Time, margin time.Duration) Assessment {
 	if margin <= 0 {
 		margin = DefaultMargin
 	}
-	a := Assessment{Target: r.Target, Flex: r.Flex, BackupEnabled: r.BackupEnabled || r.Flex, Kinds: map[string]KindState{}}
+	a := Assessment{Target: r.Target, At: now, Flex: r.Flex, BackupEnabled: r.BackupEnabled || r.Flex, Kinds: map[string]KindState{}}
 	var newestSize int64
 	for _, s := range r.Snapshots {
 		if !knownKinds[s.Kind] {

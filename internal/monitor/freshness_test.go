@@ -342,3 +342,85 @@ func TestCompliance(t *testing.T) {
 		t.Errorf("flex compliance %+v: want the requirement listed and no shortfall (no schedule to compare)", flex.Compliance)
 	}
 }
+
+// The summary keeps numbers, not words: what it renders for status and
+// walks for the metrics is what the Assessment it summarizes says, for
+// every kind of problem (flex stale, backup disabled, overdue since ever
+// and since a slot, failed snapshots of several kinds, shortfalls in
+// frequency and retention) and for none.
+func TestSummaryMatchesAssessment(t *testing.T) {
+	now := utc("2026-03-02T12:00:00Z")
+	strict := &Compliance{ScheduledItems: []PolicyItem{{FrequencyHourly, 4, RetentionDays, 7}, {FrequencyDaily, 1, RetentionDays, 14}, {FrequencyWeekly, 1, RetentionWeeks, 4}}}
+	readings := map[string]Reading{
+		"healthy": {BackupEnabled: true, Schedule: hourlyDaily(), Since: now.Add(-time.Hour),
+			Snapshots: []Snapshot{snap(KindHourly, StatusCompleted, "2026-03-02T06:00:00Z", 1), snap(KindDaily, StatusCompleted, "2026-03-02T00:00:00Z", 2)}},
+		"everything wrong": {Schedule: hourlyDaily(), Compliance: strict,
+			Snapshots: []Snapshot{snap(KindHourly, StatusFailed, "2026-03-02T06:00:00Z", 0), snap(KindOnDemand, StatusFailed, "2026-03-01T06:00:00Z", 0),
+				snap(KindDaily, StatusCompleted, "2026-02-20T00:00:00Z", 5), snap(KindFallback, StatusInProgress, "2026-03-02T11:00:00Z", 0)}},
+		"disabled, no schedule": {Compliance: strict},
+		"flex stale":            {Flex: true, Compliance: strict, Snapshots: []Snapshot{snap(KindFlex, StatusCompleted, "2026-02-27T00:00:00Z", 0)}},
+		"flex fresh":            {Flex: true, Snapshots: []Snapshot{snap(KindFlex, StatusCompleted, "2026-03-02T00:00:00Z", 0)}},
+		"policy without items":  {BackupEnabled: true, Schedule: defaultSchedule(), Since: now, Compliance: &Compliance{}},
+	}
+	for name, r := range readings {
+		t.Run(name, func(t *testing.T) {
+			r.Target = tgt
+			a := Assess(r, now, 0)
+			s := summarize(a)
+			if got := s.problems(); !slices.Equal(got, a.Problems) {
+				t.Errorf("problems\n got %q\nwant %q", got, a.Problems)
+			}
+			var promises []Promise
+			s.eachPromise(func(p promiseSummary) {
+				promises = append(promises, Promise{Frequency: p.frequency, Due: stamp(p.due), MaxGap: time.Duration(p.maxGap), Retention: time.Duration(p.retention)})
+			})
+			if len(promises) != len(a.Promises) {
+				t.Fatalf("promises %+v, want %+v", promises, a.Promises)
+			}
+			for i, p := range a.Promises {
+				if q := promises[i]; q.Frequency != p.Frequency || !q.Due.Equal(p.Due) || q.MaxGap != p.MaxGap || q.Retention != p.Retention {
+					t.Errorf("promise %d: %+v, want %+v", i, q, p)
+				}
+			}
+			kinds := map[string]KindState{}
+			s.eachKind(func(kind string, k kindSummary) {
+				kinds[kind] = KindState{Newest: stamp(k.newest), NewestFailed: stamp(k.failedAt), Retained: int(k.retained), Failed: int(k.failed)}
+			})
+			if len(kinds) != len(a.Kinds) {
+				t.Errorf("kinds %v, want %v", kinds, a.Kinds)
+			}
+			for kind, k := range a.Kinds {
+				if g := kinds[kind]; !g.Newest.Equal(k.Newest) || !g.NewestFailed.Equal(k.NewestFailed) || g.Retained != k.Retained || g.Failed != k.Failed {
+					t.Errorf("kind %s: %+v, want %+v", kind, g, k)
+				}
+			}
+			if (a.Compliance != nil) != s.hasCompliance() {
+				t.Fatalf("compliance %v, summary says %v", a.Compliance, s.hasCompliance())
+			}
+			if a.Compliance == nil {
+				return
+			}
+			var req []Requirement
+			var short []Shortfall
+			s.eachRequired(func(r Requirement, f, ret bool) {
+				req = append(req, r)
+				if f {
+					short = append(short, Shortfall{Frequency: r.Frequency, Aspect: AspectFrequency})
+				}
+				if ret {
+					short = append(short, Shortfall{Frequency: r.Frequency, Aspect: AspectRetention})
+				}
+			})
+			if !slices.Equal(req, a.Compliance.Required) {
+				t.Errorf("required %+v, want %+v", req, a.Compliance.Required)
+			}
+			var want []Shortfall
+			for _, sf := range a.Compliance.Shortfalls {
+				want = append(want, Shortfall{Frequency: sf.Frequency, Aspect: sf.Aspect})
+			}
+			if !slices.Equal(short, want) {
+				t.Errorf("shortfalls %+v, want %+v", short, want)
+			}
+		})
+	}
+}

@@ -49,29 +49,28 @@ func read(f func(o *observed, s *summary, add emitFunc, cl, p string)) func(*obs
 // dedicated is read for dedicated clusters only.
 func dedicated(f func(o *observed, s *summary, add emitFunc, cl, p string)) func(*observed, emitFunc) {
 	return read(func(o *observed, s *summary, add emitFunc, cl, p string) {
-		if !s.flex {
+		if !s.flex() {
 			f(o, s, add, cl, p)
 		}
 	})
 }
 
-// perKind adds one series per kind the cluster has snapshots of.
+// perKind adds one series per kind the cluster has snapshots of (where v
+// says there is one).
 func perKind(v func(k kindSummary) (float64, bool)) func(*observed, emitFunc) {
 	return read(func(o *observed, s *summary, add emitFunc, cl, p string) {
-		for _, k := range s.kinds {
+		s.eachKind(func(kind string, k kindSummary) {
 			if x, ok := v(k); ok {
-				add(x, lv(cl, k.kind, p))
+				add(x, lv(cl, kind, p))
 			}
-		}
+		})
 	})
 }
 
 // perPromise adds one series per scheduled frequency of the schedule.
 func perPromise(v func(p promiseSummary) float64) func(*observed, emitFunc) {
 	return dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) {
-		for _, pr := range s.promises {
-			add(v(pr), lv(cl, pr.frequency, p))
-		}
+		s.eachPromise(func(pr promiseSummary) { add(v(pr), lv(cl, pr.frequency, p)) })
 	})
 }
 
@@ -82,8 +81,8 @@ var (
 		cluster: perKind(func(k kindSummary) (float64, bool) { return unixN(k.failedAt), k.failedAt != 0 })}
 	mRetained = metric{name: "backupd_native_snapshots_retained", help: "Completed native snapshots Atlas lists (retains) for the cluster, per kind.", labels: lck,
 		cluster: perKind(func(k kindSummary) (float64, bool) { return float64(k.retained), true })}
-	mFailed = metric{name: "backupd_native_snapshots_failed", help: "Failed native snapshots Atlas lists for the cluster, per kind.", labels: lck,
-		cluster: perKind(func(k kindSummary) (float64, bool) { return float64(k.failed), true })}
+	mFailed = metric{name: "backupd_native_snapshots_failed", help: "Failed native snapshots Atlas lists for the cluster, per kind (absent: none).", labels: lck,
+		cluster: perKind(func(k kindSummary) (float64, bool) { return float64(k.failed), k.failed > 0 })}
 	mSize = metric{name: "backupd_native_snapshot_newest_size_bytes", help: "Size Atlas reports for the cluster's newest completed native snapshot (0 when it does not say).", labels: lc,
 		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) {
 			if s.newest != 0 {
@@ -92,13 +91,11 @@ var (
 		})}
 	mDue = metric{name: "backupd_native_snapshot_due_timestamp_seconds", help: "Unix time after which the cluster's next snapshot of this kind is overdue: the first schedule slot after the newest snapshot keeping it, plus the margin (flex: 36 h after the newest). 0: overdue since ever.", labels: lck,
 		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) {
-			if s.flex {
+			if s.flex() {
 				add(unixN(s.flexDue), lv(cl, KindFlex, p))
 				return
 			}
-			for _, pr := range s.promises {
-				add(unixN(pr.due), lv(cl, pr.frequency, p))
-			}
+			s.eachPromise(func(pr promiseSummary) { add(unixN(pr.due), lv(cl, pr.frequency, p)) })
 		})}
 	mInterval = metric{name: "backupd_native_schedule_interval_seconds", help: "Longest time the cluster's backup schedule lets pass between two snapshots of the frequency.", labels: lcf,
 		cluster: perPromise(func(p promiseSummary) float64 { return time.Duration(p.maxGap).Seconds() })}
@@ -111,32 +108,32 @@ var (
 			}
 		})}
 	mEnabled = metric{name: "backupd_native_backup_enabled", help: "1 if the dedicated cluster has Cloud Backup enabled, 0 if not.", labels: lc,
-		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) { add(bool01(s.enabled), lv(cl, p)) })}
+		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) { add(bool01(s.enabled()), lv(cl, p)) })}
 	mInForce = metric{name: "backupd_native_compliance_policy_in_force", help: "1 if the project has a Backup Compliance Policy, 0 if not.", labels: []string{"project"},
-		project: func(p string, s *summary, add emitFunc) { add(bool01(s.hasCompliance), lv(p)) }}
+		project: func(p string, s *summary, add emitFunc) { add(bool01(s.hasCompliance()), lv(p)) }}
 	mReqInterval = metric{name: "backupd_native_compliance_required_interval_seconds", help: "Longest gap between two snapshots of the frequency the project's compliance policy allows.", labels: lfp,
 		project: func(p string, s *summary, add emitFunc) {
-			for _, r := range s.required {
-				add(r.MaxGap.Seconds(), lv(r.Frequency, p))
-			}
+			s.eachRequired(func(r Requirement, _, _ bool) { add(r.MaxGap.Seconds(), lv(r.Frequency, p)) })
 		}}
 	mReqRetention = metric{name: "backupd_native_compliance_required_retention_seconds", help: "Shortest retention of the frequency the project's compliance policy allows (months of 30 days, years of 365).", labels: lfp,
 		project: func(p string, s *summary, add emitFunc) {
-			for _, r := range s.required {
-				add(r.Retention.Seconds(), lv(r.Frequency, p))
-			}
+			s.eachRequired(func(r Requirement, _, _ bool) { add(r.Retention.Seconds(), lv(r.Frequency, p)) })
 		}}
 	mShortfall = metric{name: "backupd_native_schedule_compliance_shortfall", help: "1 if the cluster's schedule is weaker than the project's compliance policy in this frequency and aspect (frequency, retention), 0 if it meets it.", labels: lacf,
 		cluster: dedicated(func(o *observed, s *summary, add emitFunc, cl, p string) {
-			for i, r := range s.required {
-				add(bool01(s.short(i, 0)), lv(AspectFrequency, cl, r.Frequency, p))
-				add(bool01(s.short(i, 1)), lv(AspectRetention, cl, r.Frequency, p))
-			}
+			s.eachRequired(func(r Requirement, shortFreq, shortRet bool) {
+				add(bool01(shortFreq), lv(AspectFrequency, cl, r.Frequency, p))
+				// A frequency the schedule lacks falls short in frequency;
+				// its retention says nothing more.
+				if !shortFreq || s.hasFrequency(r.Frequency) {
+					add(bool01(shortRet), lv(AspectRetention, cl, r.Frequency, p))
+				}
+			})
 		})}
 	mLastSuccess = metric{name: "backupd_monitor_last_success_timestamp_seconds", help: "Unix time the monitor last read the cluster completely.", labels: lc,
-		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) { add(unix(o.at), lv(cl, p)) })}
+		cluster: read(func(o *observed, s *summary, add emitFunc, cl, p string) { add(unixN(o.at), lv(cl, p)) })}
 	mWatchStart = metric{name: "backupd_monitor_watch_start_timestamp_seconds", help: "Unix time the monitor started watching the cluster (the daemon's start, or when the cluster became selected): with no successful read since, the age of its blindness.", labels: lc,
-		cluster: func(o *observed, add emitFunc) { add(unix(o.since), lv(o.t.Cluster, o.t.ProjectID)) }}
+		cluster: func(o *observed, add emitFunc) { add(unixN(o.since), lv(o.t.Cluster, o.t.ProjectID)) }}
 	mReadFailures = metric{name: "backupd_monitor_read_failures_total", help: "Reads of the cluster that failed since the monitor started watching it (its last success time stays).", labels: lc, counter: true,
 		cluster: func(o *observed, add emitFunc) { add(float64(o.failures), lv(o.t.Cluster, o.t.ProjectID)) }}
 	mMonitorInterval = metric{name: "backupd_monitor_interval_seconds", help: "How often the monitor reads each watched cluster."}
@@ -167,26 +164,26 @@ type Collector struct {
 	mu       sync.Mutex
 	interval time.Duration
 	clusters map[run.Target]*observed
-	// required interns each project's latest compliance requirements.
-	required map[string][]Requirement
 	// order is the watched clusters sorted, rebuilt after a change; a
 	// walk in progress keeps the slice it started with.
 	order []*observed
 	dirty bool
 }
 
+// observed is a watched cluster: 64 bytes beside its summary. Times are
+// Unix nanoseconds, 0 for none.
 type observed struct {
 	t        run.Target
-	s        *summary  // of the last successful read; nil before the first
-	at       time.Time // when the read succeeded; zero before the first
-	since    time.Time // when watching started
-	failures int       // reads that failed
-	gone     bool      // forgotten: a walk holding an old order skips it
+	s        *summary // of the last successful read; nil before the first
+	at       int64    // when the read succeeded; 0 before the first
+	since    int64    // when watching started
+	failures int32    // reads that failed
+	gone     bool     // forgotten: a walk holding an old order skips it
 }
 
 // NewCollector returns a Collector for a monitor reading every interval.
 func NewCollector(interval time.Duration) *Collector {
-	return &Collector{interval: interval, clusters: map[run.Target]*observed{}, required: map[string][]Requirement{}}
+	return &Collector{interval: interval, clusters: map[run.Target]*observed{}}
 }
 
 // Watch starts watching t at since, before its first read: from then on
@@ -198,7 +195,7 @@ func (c *Collector) Watch(t run.Target, since time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.clusters[t]; !ok {
-		c.clusters[t] = &observed{t: t, since: since}
+		c.clusters[t] = &observed{t: t, since: nanos(since)}
 		c.dirty = true
 	}
 }
@@ -209,25 +206,17 @@ func (c *Collector) Observe(a Assessment, at time.Time) {
 	c.observe(a.Target, summarize(a), at)
 }
 
-// observe records s, the summary of a successful read of t at `at`. The
-// project's compliance requirements are interned: its clusters share them.
+// observe records s, the summary of a successful read of t at `at`.
 func (c *Collector) observe(t run.Target, s *summary, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	o, ok := c.clusters[t]
 	if !ok {
-		o = &observed{t: t, since: at}
+		o = &observed{t: t, since: nanos(at)}
 		c.clusters[t] = o
 		c.dirty = true
 	}
-	if s.required != nil {
-		if cur, ok := c.required[t.ProjectID]; ok && slices.Equal(cur, s.required) {
-			s.required = cur
-		} else {
-			c.required[t.ProjectID] = s.required
-		}
-	}
-	o.s, o.at = s, at
+	o.s, o.at = s, nanos(at)
 }
 
 // ReadFailed counts a failed read of t; everything the last successful
@@ -248,12 +237,6 @@ func (c *Collector) Forget(t run.Target) {
 		o.gone = true
 		delete(c.clusters, t)
 		c.dirty = true
-		for u := range c.clusters {
-			if u.ProjectID == t.ProjectID {
-				return
-			}
-		}
-		delete(c.required, t.ProjectID)
 	}
 }
 
@@ -378,7 +361,7 @@ func (c *Collector) walkProjects(m metric) func([]metrics.SourceSample, func([]m
 				p := order[i].t.ProjectID
 				var latest *observed
 				for ; i < len(order) && order[i].t.ProjectID == p; i++ {
-					if o := order[i]; !o.gone && o.s != nil && (latest == nil || o.at.After(latest.at)) {
+					if o := order[i]; !o.gone && o.s != nil && (latest == nil || o.at > latest.at) {
 						latest = o
 					}
 				}
@@ -396,14 +379,6 @@ func (c *Collector) walkProjects(m metric) func([]metrics.SourceSample, func([]m
 		}
 		return nil
 	}
-}
-
-// unix is t in Unix seconds; the zero time is 0, "never".
-func unix(t time.Time) float64 {
-	if t.IsZero() {
-		return 0
-	}
-	return float64(t.UnixNano()) / 1e9
 }
 
 func bool01(b bool) float64 {

@@ -44,6 +44,12 @@ func fleet(t *testing.T) (*Collector, prometheus.Gatherer) {
 		Target: run.Target{ProjectID: "p1", Cluster: "flex-a"}, Flex: true, Compliance: compliance,
 		Snapshots: []Snapshot{snap(KindFlex, StatusCompleted, "2026-03-01T12:00:00Z", 0)},
 	}, now, 0), now.Add(-time.Minute))
+	// A schedule without the daily snapshots the policy requires: short
+	// in frequency, and no retention series (it has no daily retention).
+	c.Observe(Assess(Reading{
+		Target: run.Target{ProjectID: "p1", Cluster: "prod-b"}, BackupEnabled: true, Compliance: compliance,
+		Schedule: &Schedule{Items: []PolicyItem{{FrequencyHourly, 6, RetentionDays, 2}}},
+	}, now, 0), now.Add(-3*time.Minute))
 	c.Watch(run.Target{ProjectID: "p2", Cluster: "off"}, now.Add(-time.Hour))
 	c.Observe(Assess(Reading{Target: run.Target{ProjectID: "p2", Cluster: "off"}}, now, 0), now.Add(-2*time.Minute))
 	// Watched and never read: only its watch start, and its project has
@@ -66,17 +72,20 @@ backupd_monitor_read_failures_total{cluster="blind",project="p3"} 1
 backupd_monitor_read_failures_total{cluster="flex-a",project="p1"} 0
 backupd_monitor_read_failures_total{cluster="off",project="p2"} 0
 backupd_monitor_read_failures_total{cluster="prod-a",project="p1"} 1
+backupd_monitor_read_failures_total{cluster="prod-b",project="p1"} 0
 # HELP backupd_monitor_last_success_timestamp_seconds Unix time the monitor last read the cluster completely.
 # TYPE backupd_monitor_last_success_timestamp_seconds gauge
 backupd_monitor_last_success_timestamp_seconds{cluster="flex-a",project="p1"} 1.77244554e+09
 backupd_monitor_last_success_timestamp_seconds{cluster="off",project="p2"} 1.77244548e+09
 backupd_monitor_last_success_timestamp_seconds{cluster="prod-a",project="p1"} 1.7724456e+09
+backupd_monitor_last_success_timestamp_seconds{cluster="prod-b",project="p1"} 1.77244542e+09
 # HELP backupd_monitor_watch_start_timestamp_seconds Unix time the monitor started watching the cluster (the daemon's start, or when the cluster became selected): with no successful read since, the age of its blindness.
 # TYPE backupd_monitor_watch_start_timestamp_seconds gauge
 backupd_monitor_watch_start_timestamp_seconds{cluster="blind",project="p3"} 1.7724348e+09
 backupd_monitor_watch_start_timestamp_seconds{cluster="flex-a",project="p1"} 1.77244554e+09
 backupd_monitor_watch_start_timestamp_seconds{cluster="off",project="p2"} 1.7724420e+09
 backupd_monitor_watch_start_timestamp_seconds{cluster="prod-a",project="p1"} 1.7724456e+09
+backupd_monitor_watch_start_timestamp_seconds{cluster="prod-b",project="p1"} 1.77244542e+09
 # HELP backupd_monitor_interval_seconds How often the monitor reads each watched cluster.
 # TYPE backupd_monitor_interval_seconds gauge
 backupd_monitor_interval_seconds 3600
@@ -84,6 +93,7 @@ backupd_monitor_interval_seconds 3600
 # TYPE backupd_native_backup_enabled gauge
 backupd_native_backup_enabled{cluster="off",project="p2"} 0
 backupd_native_backup_enabled{cluster="prod-a",project="p1"} 1
+backupd_native_backup_enabled{cluster="prod-b",project="p1"} 1
 # HELP backupd_native_compliance_policy_in_force 1 if the project has a Backup Compliance Policy, 0 if not.
 # TYPE backupd_native_compliance_policy_in_force gauge
 backupd_native_compliance_policy_in_force{project="p1"} 1
@@ -95,11 +105,13 @@ backupd_native_compliance_required_retention_seconds{frequency="daily",project="
 # TYPE backupd_native_schedule_compliance_shortfall gauge
 backupd_native_schedule_compliance_shortfall{aspect="frequency",cluster="prod-a",frequency="daily",project="p1"} 0
 backupd_native_schedule_compliance_shortfall{aspect="retention",cluster="prod-a",frequency="daily",project="p1"} 1
+backupd_native_schedule_compliance_shortfall{aspect="frequency",cluster="prod-b",frequency="daily",project="p1"} 1
 # HELP backupd_native_snapshot_due_timestamp_seconds Unix time after which the cluster's next snapshot of this kind is overdue: the first schedule slot after the newest snapshot keeping it, plus the margin (flex: 36 h after the newest). 0: overdue since ever.
 # TYPE backupd_native_snapshot_due_timestamp_seconds gauge
 backupd_native_snapshot_due_timestamp_seconds{cluster="flex-a",kind="flex",project="p1"} 1.772496e+09
 backupd_native_snapshot_due_timestamp_seconds{cluster="prod-a",kind="daily",project="p1"} 1.7725032e+09
 backupd_native_snapshot_due_timestamp_seconds{cluster="prod-a",kind="hourly",project="p1"} 1.7724600e+09
+backupd_native_snapshot_due_timestamp_seconds{cluster="prod-b",kind="hourly",project="p1"} 0
 # HELP backupd_native_snapshot_newest_failed_timestamp_seconds Unix time of the newest failed native snapshot Atlas lists for the cluster, per kind.
 # TYPE backupd_native_snapshot_newest_failed_timestamp_seconds gauge
 backupd_native_snapshot_newest_failed_timestamp_seconds{cluster="prod-a",kind="daily",project="p1"} 1.7723232e+09
@@ -112,11 +124,9 @@ backupd_native_snapshot_newest_size_bytes{cluster="prod-a",project="p1"} 2048
 backupd_native_snapshot_newest_timestamp_seconds{cluster="flex-a",kind="flex",project="p1"} 1.7723664e+09
 backupd_native_snapshot_newest_timestamp_seconds{cluster="prod-a",kind="daily",project="p1"} 1.7724096e+09
 backupd_native_snapshot_newest_timestamp_seconds{cluster="prod-a",kind="hourly",project="p1"} 1.7724312e+09
-# HELP backupd_native_snapshots_failed Failed native snapshots Atlas lists for the cluster, per kind.
+# HELP backupd_native_snapshots_failed Failed native snapshots Atlas lists for the cluster, per kind (absent: none).
 # TYPE backupd_native_snapshots_failed gauge
-backupd_native_snapshots_failed{cluster="flex-a",kind="flex",project="p1"} 0
 backupd_native_snapshots_failed{cluster="prod-a",kind="daily",project="p1"} 1
-backupd_native_snapshots_failed{cluster="prod-a",kind="hourly",project="p1"} 0
 # HELP backupd_native_snapshots_retained Completed native snapshots Atlas lists (retains) for the cluster, per kind.
 # TYPE backupd_native_snapshots_retained gauge
 backupd_native_snapshots_retained{cluster="flex-a",kind="flex",project="p1"} 1
@@ -126,6 +136,7 @@ backupd_native_snapshots_retained{cluster="prod-a",kind="hourly",project="p1"} 2
 # TYPE backupd_native_schedule_interval_seconds gauge
 backupd_native_schedule_interval_seconds{cluster="prod-a",frequency="daily",project="p1"} 86400
 backupd_native_schedule_interval_seconds{cluster="prod-a",frequency="hourly",project="p1"} 21600
+backupd_native_schedule_interval_seconds{cluster="prod-b",frequency="hourly",project="p1"} 21600
 # HELP backupd_native_schedule_next_snapshot_timestamp_seconds Unix time of the cluster's next scheduled snapshot, as Atlas says.
 # TYPE backupd_native_schedule_next_snapshot_timestamp_seconds gauge
 backupd_native_schedule_next_snapshot_timestamp_seconds{cluster="prod-a",project="p1"} 1.7724528e+09
@@ -133,6 +144,7 @@ backupd_native_schedule_next_snapshot_timestamp_seconds{cluster="prod-a",project
 # TYPE backupd_native_schedule_retention_seconds gauge
 backupd_native_schedule_retention_seconds{cluster="prod-a",frequency="daily",project="p1"} 604800
 backupd_native_schedule_retention_seconds{cluster="prod-a",frequency="hourly",project="p1"} 172800
+backupd_native_schedule_retention_seconds{cluster="prod-b",frequency="hourly",project="p1"} 172800
 # HELP backupd_native_compliance_required_interval_seconds Longest gap between two snapshots of the frequency the project's compliance policy allows.
 # TYPE backupd_native_compliance_required_interval_seconds gauge
 backupd_native_compliance_required_interval_seconds{frequency="daily",project="p1"} 86400
@@ -149,6 +161,7 @@ backupd_native_compliance_required_interval_seconds{frequency="daily",project="p
 func TestCollectorForgetAndInterval(t *testing.T) {
 	c, reg := fleet(t)
 	c.Forget(run.Target{ProjectID: "p1", Cluster: "prod-a"})
+	c.Forget(run.Target{ProjectID: "p1", Cluster: "prod-b"})
 	c.Forget(run.Target{ProjectID: "p2", Cluster: "off"})
 	c.Forget(run.Target{ProjectID: "p3", Cluster: "blind"})
 	c.SetInterval(10 * time.Minute)

@@ -54,12 +54,15 @@ type Runner struct {
 	listErrs map[string]run.ResolutionError
 }
 
+// watch is a watched cluster as the Runner sees it: 64 bytes beside the
+// summary it shares with the Collector. Times are Unix nanoseconds, 0 for
+// none (status turns them back into times).
 type watch struct {
-	since, next, lastRead, lastAttempt time.Time
-	inflight                           bool
-	failures                           int
+	since, next, lastRead, lastAttempt int64
+	s                                  *summary // of the last success; nil before the first
 	lastErr                            string
-	s                                  *summary // of the last success; nil before the first (shared with the Collector)
+	failures                           int32
+	inflight                           bool
 }
 
 // NewRunner returns a Runner; Run starts it.
@@ -122,11 +125,11 @@ func (r *Runner) Run(ctx context.Context) {
 		for t, w := range r.watched {
 			switch {
 			case w.inflight:
-			case !now.Before(w.next):
+			case now.UnixNano() >= w.next:
 				w.inflight = true
 				due = append(due, t)
-			case w.next.Before(wakeAt):
-				wakeAt = w.next
+			case w.next < wakeAt.UnixNano():
+				wakeAt = time.Unix(0, w.next)
 			}
 		}
 		r.mu.Unlock()
@@ -209,7 +212,7 @@ func (r *Runner) discover(ctx context.Context) {
 		switch {
 		case keep[t]:
 			if !w.inflight {
-				w.next = plan.NextRead(t, now)
+				w.next = plan.NextRead(t, now).UnixNano()
 			}
 		case failed && plan.Selects(t):
 		default:
@@ -222,7 +225,7 @@ func (r *Runner) discover(ctx context.Context) {
 	}
 	for t := range keep {
 		if _, ok := r.watched[t]; !ok {
-			r.watched[t] = &watch{since: now, next: plan.NextRead(t, now)}
+			r.watched[t] = &watch{since: now.UnixNano(), next: plan.NextRead(t, now).UnixNano()}
 			r.cfg.Collector.Watch(t, now)
 		}
 	}
@@ -242,10 +245,10 @@ func (r *Runner) read(ctx context.Context, t run.Target) {
 		return // forgotten while reading
 	}
 	w.inflight = false
-	w.lastAttempt = now
+	w.lastAttempt = now.UnixNano()
 	// The next read is the plan's next slot after now: on the fixed grid,
 	// and never a catch-up burst after a slow read.
-	w.next = r.plan.NextRead(t, now)
+	w.next = r.plan.NextRead(t, now).UnixNano()
 	if err != nil {
 		if ctx.Err() != nil {
 			return // stopping: not a failure of Atlas
@@ -258,7 +261,7 @@ func (r *Runner) read(ctx context.Context, t run.Target) {
 	}
 	rd.Target = t
 	sum := summarize(Assess(rd, now, r.plan.Margin()))
-	w.s, w.lastRead, w.lastErr = sum, now, ""
+	w.s, w.lastRead, w.lastErr = sum, now.UnixNano(), ""
 	r.cfg.Collector.observe(t, sum, now)
 }
 
@@ -269,24 +272,21 @@ func (r *Runner) Status() *run.MonitorStatus {
 	defer r.mu.Unlock()
 	st := &run.MonitorStatus{Interval: run.Duration(r.plan.Interval()), Clusters: []run.MonitorCluster{}}
 	for t, w := range r.watched {
-		c := run.MonitorCluster{Target: t, WatchedSince: w.since, LastRead: w.lastRead, LastAttempt: w.lastAttempt,
-			LastError: w.lastErr, ReadFailures: w.failures, NextRead: w.next}
+		c := run.MonitorCluster{Target: t, WatchedSince: local(w.since), LastRead: local(w.lastRead), LastAttempt: local(w.lastAttempt),
+			LastError: w.lastErr, ReadFailures: int(w.failures), NextRead: local(w.next)}
 		if s := w.s; s != nil {
-			c.Flex, c.Problems = s.flex, s.problems
-			for _, k := range s.kinds {
+			c.Flex, c.Problems = s.flex(), s.problems()
+			s.eachKind(func(kind string, k kindSummary) {
 				if k.newest != 0 {
 					if c.Newest == nil {
 						c.Newest = map[string]time.Time{}
 					}
-					c.Newest[k.kind] = time.Unix(0, k.newest).UTC()
+					c.Newest[kind] = stamp(k.newest)
 				}
-			}
+			})
 			dueSet := false
 			due := func(kind string, n int64) {
-				var at time.Time
-				if n != 0 {
-					at = time.Unix(0, n).UTC()
-				}
+				at := stamp(n)
 				// A zero due (overdue since ever) is before every other
 				// and stays.
 				if !dueSet || at.Before(c.Due) {
@@ -296,13 +296,11 @@ func (r *Runner) Status() *run.MonitorStatus {
 					c.Overdue = append(c.Overdue, kind)
 				}
 			}
-			if s.flex {
+			if s.flex() {
 				due(KindFlex, s.flexDue)
 			}
 			c.Schedule, c.Compliance = nativeSchedule(s)
-			for _, p := range s.promises {
-				due(p.frequency, p.due)
-			}
+			s.eachPromise(func(p promiseSummary) { due(p.frequency, p.due) })
 		}
 		st.Clusters = append(st.Clusters, c)
 	}
@@ -318,18 +316,27 @@ func (r *Runner) Status() *run.MonitorStatus {
 // status and the evidence report.
 func nativeSchedule(s *summary) ([]run.NativeItem, *run.NativeCompliance) {
 	var items []run.NativeItem
-	for _, p := range s.promises {
+	s.eachPromise(func(p promiseSummary) {
 		items = append(items, run.NativeItem{Frequency: p.frequency, MaxGap: run.Duration(p.maxGap), Retention: run.Duration(p.retention)})
-	}
-	if !s.hasCompliance {
+	})
+	if !s.hasCompliance() {
 		return items, nil
 	}
 	c := &run.NativeCompliance{Required: []run.NativeItem{}}
-	for _, r := range s.required {
+	s.eachRequired(func(r Requirement, _, _ bool) {
 		c.Required = append(c.Required, run.NativeItem{Frequency: r.Frequency, MaxGap: run.Duration(r.MaxGap), Retention: run.Duration(r.Retention)})
-	}
+	})
 	c.Shortfalls = slices.Clone(s.shortDetails)
 	return items, c
+}
+
+// local is Unix nanoseconds n as a time in the local zone, as the clock
+// gives them; 0 is the zero time.
+func local(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 func compareTargets(a, b run.Target) int {

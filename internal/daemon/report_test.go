@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/atlas/atlassim"
+	"github.com/backupd/backupd/internal/daemon"
+	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/report"
 	"github.com/backupd/backupd/internal/run"
 )
@@ -65,13 +68,45 @@ func (e *env) allRuns(t *testing.T, policy string) []run.Run {
 	return page.Runs
 }
 
+// reportAfterPruning prunes every full run but the newest from j (the
+// daemon's journal), as the count limit does on a fleet, and requires the
+// same report as before, from the rollup (the daemon's clock has not
+// moved).
+func reportAfterPruning(t *testing.T, e *env, j journal.Journal, before string) {
+	if t.Failed() {
+		return
+	}
+	n, err := j.Prune(time.Now(), 1, 0)
+	if err != nil || n < 90 {
+		t.Fatalf("Prune = %d, %v", n, err)
+	}
+	if rs, err := j.History(journal.Query{}); err != nil || len(rs) > 1 {
+		t.Fatalf("%d runs left, %v", len(rs), err)
+	}
+	code, after := e.get(t, "/api/v1/report?since=30d&format=json")
+	if code != 200 || after != before {
+		t.Fatalf("the report changed when the full runs were pruned (%d):\n%s", code, lineDiffOf(before, after))
+	}
+}
+
+// lineDiffOf is the first line where a and b differ, with its number.
+func lineDiffOf(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range min(len(al), len(bl)) {
+		if al[i] != bl[i] {
+			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, al[i], bl[i])
+		}
+	}
+	return fmt.Sprintf("%d lines, then %d", len(al), len(bl))
+}
+
 // TestReportOfASimulatedMonth drives the daemon through 31 virtual days
 // against the simulator: two days down (one nightly slot is missed, the
 // other caught up), one export failing, one manual run, the monitor
 // reading the native schedule and a compliance policy. The report of the
 // last 30 days must add up to the runs it was built from, show the slot
 // the downtime lost as missed, and carry the Atlas ids the simulator
-// holds.
+// holds; and it must stay the same once the full runs are pruned.
 func TestReportOfASimulatedMonth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dir, sim := setup(t, "")
@@ -96,7 +131,12 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 		until(at(10, time.Hour)) // day 10 01:00: down until day 12 02:00
 		e.stop()
 		until(at(12, 2*time.Hour))
-		e = launch(t, dir, sim)
+		var jr journal.Journal
+		e = launchOpts(t, dir, sim, daemon.Options{Transport: sim.Transport(), WrapJournal: func(j journal.Journal) journal.Journal {
+			jr = j
+			return j
+		}})
+		synctest.Wait()
 		defer e.stop()
 		until(at(20, time.Hour))
 		sim.FailNextExports(1, false) // day 20's nightly export fails
@@ -108,6 +148,7 @@ func TestReportOfASimulatedMonth(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("report = %d %s", code, body)
 		}
+		defer reportAfterPruning(t, e, jr, body)
 		rep, err := report.Decode(strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)

@@ -33,7 +33,22 @@ var (
 	// Optional: a journal that was never pruned has none, and an older
 	// backupd ignores it, so the schema version stays 1.
 	keyPrunedThrough = []byte("prunedThrough")
+	// The rollup (rollup.go): record key -> encodeDayRecord, and its day
+	// index, day + record key -> empty. Added after schema 1 was out: a
+	// journal without them gets them at its first open (see openRW), an
+	// older backupd ignores them, so the schema version stays 1.
+	bucketRollup     = []byte("rollup")
+	bucketRollupDays = []byte("rollup-days")
+	// keyRollupSince -> appendTime of Horizon.Since; keyRollupPruned ->
+	// appendTime of Horizon.PrunedBefore (absent until a prune deletes a
+	// record).
+	keyRollupSince  = []byte("rollupSince")
+	keyRollupPruned = []byte("rollupPrunedBefore")
 )
+
+// optionalBuckets are sealed buckets a journal of schema 1 may lack: they
+// are created at open.
+func optionalBuckets() [][]byte { return [][]byte{bucketRollup, bucketRollupDays} }
 
 // allBuckets is every bucket a journal of this schema has.
 func allBuckets() [][]byte {
@@ -208,7 +223,7 @@ func check(path string, opts Options) error {
 	}
 	prefetchForCheck(f, st.Size())
 	sealed := make(map[string]bool)
-	for _, name := range allBuckets() {
+	for _, name := range append(allBuckets(), optionalBuckets()...) {
 		sealed[string(name)] = true
 	}
 	err = checkFile(f, st.Size(), func(buckets [][]byte, k, v []byte) error {
@@ -283,22 +298,53 @@ func openRW(path string, opts Options) (*Bolt, error) {
 		_ = db.Close()
 		return nil, b.wrap("open", err)
 	}
-	if initialised {
-		return b, nil
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets() {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("create bucket %s: %w", name, err)
+	if !initialised {
+		err = db.Update(func(tx *bolt.Tx) error {
+			for _, name := range allBuckets() {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return fmt.Errorf("create bucket %s: %w", name, err)
+				}
 			}
+			return tx.Bucket(bucketMeta).Put(keySchema, seal(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion)))
+		})
+		if err != nil {
+			_ = db.Close()
+			return nil, b.wrap("initialise", err)
 		}
-		return tx.Bucket(bucketMeta).Put(keySchema, seal(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion)))
+	}
+	var hasRollup bool
+	err = db.View(func(tx *bolt.Tx) error {
+		hasRollup = tx.Bucket(bucketRollup) != nil && tx.Bucket(bucketRollupDays) != nil
+		return nil
 	})
+	if err == nil && !hasRollup {
+		err = db.Update(addRollup)
+	}
 	if err != nil {
 		_ = db.Close()
-		return nil, b.wrap("initialise", err)
+		return nil, b.wrap("add the rollup", err)
 	}
 	return b, nil
+}
+
+// addRollup gives a journal without the rollup its buckets. Its runs that
+// ended before are not in it: Horizon.Since is set past the newest run's
+// creation, so the report reads the older runs from History (while they
+// are held) and the newer ones from the rollup, each once.
+func addRollup(tx *bolt.Tx) error {
+	for _, name := range optionalBuckets() {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	var since time.Time
+	if k, _ := tx.Bucket(indexAll.bucket).Cursor().Last(); k != nil {
+		if len(k) < timeKeyLen {
+			return damagef("index %s has a malformed key %q", indexAll.bucket, k)
+		}
+		since = parseTimeKey(k).Add(time.Nanosecond)
+	}
+	return tx.Bucket(bucketMeta).Put(keyRollupSince, seal(keyRollupSince, appendTime(nil, since)))
 }
 
 // openError explains a bbolt Open failure.
@@ -451,6 +497,9 @@ func putTx(tx *bolt.Tx, rel *pageReleaser, r run.Run, payload []byte) error {
 		if err := active.Delete(id); err != nil {
 			return fmt.Errorf("leave active index: %w", err)
 		}
+	}
+	if err := updateRollup(tx, rel, old, r); err != nil {
+		return err
 	}
 	if !summaryMayChange(old, r) {
 		return nil
@@ -685,7 +734,8 @@ func (b *Bolt) DeleteMark(key string) error {
 	return b.wrap("delete mark "+key, err)
 }
 
-// Prune implements Journal. It finds the newest history key to delete
+// Prune implements Journal. It deletes the rollup's records of the days
+// wholly older than maxAge first (pruneBatch per transaction). Then it finds the newest history key to delete
 // below (the older of the age cutoff and the keepRuns-th newest terminal
 // run), then deletes terminal runs below it, oldest first, pruneBatch per
 // transaction.
@@ -722,23 +772,34 @@ func (b *Bolt) Prune(now time.Time, keepRuns int, maxAge time.Duration) (int, er
 			return 0, b.wrap("prune", err)
 		}
 	}
+	if maxAge > 0 {
+		// The rollup goes by age alone: the report's horizon.
+		day := dayOf(now.Add(-maxAge))
+		if _, err := b.inBatches(func(tx *bolt.Tx) (int, error) { return pruneRollupTx(tx, day, b.pruneBatch, &b.rel) }); err != nil {
+			return 0, b.wrap("prune the rollup", err)
+		}
+	}
 	if cutoff == nil {
 		return 0, nil
 	}
+	removed, err := b.inBatches(func(tx *bolt.Tx) (int, error) { return pruneTx(tx, cutoff, b.pruneBatch, &b.rel) })
+	return removed, b.wrap("prune", err)
+}
+
+// inBatches runs del in one write transaction after another until it
+// deletes fewer than pruneBatch, and returns how many it deleted.
+func (b *Bolt) inBatches(del func(tx *bolt.Tx) (int, error)) (int, error) {
 	removed := 0
 	for {
 		n := 0
 		err := b.db.Update(func(tx *bolt.Tx) error {
 			var err error
-			n, err = pruneTx(tx, cutoff, b.pruneBatch, &b.rel)
+			n, err = del(tx)
 			return err
 		})
 		removed += n
-		if err != nil {
-			return removed, b.wrap("prune", err)
-		}
-		if n < b.pruneBatch {
-			return removed, nil
+		if err != nil || n < b.pruneBatch {
+			return removed, err
 		}
 	}
 }
@@ -793,21 +854,7 @@ func pruneTx(tx *bolt.Tx, cutoff []byte, limit int, rel *pageReleaser) (int, err
 }
 
 // prunedThroughTx reads keyPrunedThrough (zero when absent).
-func prunedThroughTx(tx *bolt.Tx) (time.Time, error) {
-	raw := tx.Bucket(bucketMeta).Get(keyPrunedThrough)
-	if raw == nil {
-		return time.Time{}, nil
-	}
-	p, err := unseal(bucketMeta, keyPrunedThrough, raw)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if len(p) != timeKeyLen {
-		return time.Time{}, damagef("%s is %d bytes long, not %d", keyPrunedThrough, len(p), timeKeyLen)
-	}
-	sec := int64(binary.BigEndian.Uint64(p) ^ (1 << 63))
-	return time.Unix(sec, int64(binary.BigEndian.Uint32(p[8:]))).UTC(), nil
-}
+func prunedThroughTx(tx *bolt.Tx) (time.Time, error) { return metaTime(tx, keyPrunedThrough) }
 
 // PrunedThrough implements Journal.
 func (b *Bolt) PrunedThrough() (time.Time, error) {

@@ -63,6 +63,23 @@ func buildJournal(t *testing.T, path string, n int) []run.Run {
 
 // wantCorrupt checks the operator-facing corruption error and that the
 // file was left untouched.
+// damageAt flips the first byte of needle in the file at path, under the
+// journal's feet: its record no longer matches its checksum.
+func damageAt(t *testing.T, path, needle string) {
+	t.Helper()
+	_, off := pageOf(t, readFile(t, path), needle)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("N"), int64(off)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func wantCorrupt(t *testing.T, path string, err error, before []byte) {
 	t.Helper()
 	if !errors.Is(err, ErrCorrupt) {
@@ -352,18 +369,8 @@ func TestCorruptionFoundWhileRunning(t *testing.T) {
 	r := mk("r1", "nightly", tgtA, at(0), run.StagePending)
 	r.Detail = "needle-in-the-file"
 	mustPut(t, j, r)
-	_, off := pageOf(t, readFile(t, path), r.Detail)
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("N"), int64(off)); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = j.Get("r1")
+	damageAt(t, path, r.Detail)
+	_, _, err := j.Get("r1")
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), "mv "+path) {
 		t.Fatalf("Get of a damaged record: err = %v; want CorruptError", err)
 	}

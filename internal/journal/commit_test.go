@@ -3,7 +3,6 @@ package journal
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -225,24 +224,16 @@ func TestCommitErrorReachesEveryWrite(t *testing.T) {
 
 // TestDamagedRunFailsOnlyItsOwnPut: a Put that finds the stored version
 // of its run damaged fails with CorruptError; Puts of other runs committed
-// in the same group are not affected.
+// in the same group are not affected. The rollup is written in each run's
+// own transaction: the failed Put's end adds no outcome, the others' add
+// theirs, once.
 func TestDamagedRunFailsOnlyItsOwnPut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		j := openBoltAt(t, filepath.Join(t.TempDir(), "state.db"))
 		bad := mk("bad", "nightly", tgtA, at(0), run.StagePending)
 		bad.Detail = "needle-in-the-file"
 		mustPut(t, j, bad)
-		_, off := pageOf(t, readFile(t, j.Path()), bad.Detail)
-		f, err := os.OpenFile(j.Path(), os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.WriteAt([]byte("N"), int64(off)); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
+		damageAt(t, j.Path(), bad.Detail)
 
 		var wg sync.WaitGroup
 		release := holdLeader(t, &j.w, &wg)
@@ -253,7 +244,7 @@ func TestDamagedRunFailsOnlyItsOwnPut(t *testing.T) {
 		errs := make([]error, 3)
 		wg.Go(func() { errs[0] = j.Put(good[0]) })
 		synctest.Wait()
-		bad.Stage = run.StageSnapshotting
+		bad.Stage = run.StageSucceeded
 		wg.Go(func() { errs[1] = j.Put(bad) })
 		synctest.Wait()
 		wg.Go(func() { errs[2] = j.Put(good[1]) })
@@ -274,6 +265,9 @@ func TestDamagedRunFailsOnlyItsOwnPut(t *testing.T) {
 			if got, found, err := j.Get(r.ID); err != nil || !found || got.Stage != r.Stage {
 				t.Fatalf("Get(%s) = %v, %v, %v", r.ID, got.Stage, found, err)
 			}
+		}
+		if got, err := allOutcomes(j); err != nil || !slices.Equal(ids(got), []string{"good-2"}) {
+			t.Fatalf("outcomes = %v, %v; want good-2's alone", ids(got), err)
 		}
 	})
 }

@@ -36,6 +36,13 @@ func appendTime(dst []byte, t time.Time) []byte {
 	return binary.BigEndian.AppendUint32(dst, uint32(t.Nanosecond()))
 }
 
+// parseTimeKey reads appendTime's output at the start of k (at least
+// timeKeyLen bytes).
+func parseTimeKey(k []byte) time.Time {
+	sec := int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
+	return time.Unix(sec, int64(binary.BigEndian.Uint32(k[8:]))).UTC()
+}
+
 // historyIndex is one ordering of runs: a bucket whose keys are
 // prefix(run) + time(CreatedAt) + ID.
 type historyIndex struct {

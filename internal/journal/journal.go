@@ -46,13 +46,25 @@ type Journal interface {
 	// Prune deletes terminal runs: all but the keepRuns newest (keepRuns
 	// <= 0: no count limit) and every one created before now-maxAge
 	// (maxAge <= 0: no age limit). Active runs and summaries are never
-	// touched. It returns how many runs it deleted.
+	// touched. It also deletes the rollup's records (Outcomes) of the days
+	// wholly older than now-maxAge, never by keepRuns. It returns how many
+	// runs it deleted.
 	Prune(now time.Time, keepRuns int, maxAge time.Duration) (removed int, err error)
 	// PrunedThrough is the creation time of the newest run Prune ever
 	// deleted (zero if it never deleted one): every run created after it
 	// is still held. The evidence report judges only the slots after it,
 	// so a pruned run never reads as a missed slot.
 	PrunedThrough() (time.Time, error)
+	// Outcomes calls fn with the ReportView of every ended run whose
+	// report time lies in q's period and that Horizon says it holds, in
+	// the order of target (project, cluster), policy, then report time and
+	// ID. It reads the rollup, not the runs: Prune's count limit never
+	// shortens it, its age limit deletes whole days. fn runs inside the
+	// read and must not call the journal; its error ends the walk and is
+	// returned.
+	Outcomes(q OutcomeQuery, fn func(run.Run) error) error
+	// Horizon says which ended runs Outcomes holds.
+	Horizon() (Horizon, error)
 	// Close releases the journal; for Bolt it unlocks the file.
 	Close() error
 }

@@ -28,6 +28,10 @@ type Memory struct {
 	summaries map[string]*summaryRecord // by targetKey
 	marks     map[string]Mark
 	pruned    time.Time // the newest CreatedAt Prune deleted
+	// rollup holds the report views of the terminal runs by rollupKey
+	// (Bolt's rollup, unencoded); rollupPruned is Horizon.PrunedBefore.
+	rollup       map[string]dayRecord
+	rollupPruned time.Time
 }
 
 var _ Journal = (*Memory)(nil)
@@ -39,6 +43,7 @@ func NewMemory() *Memory {
 		active:    make(map[run.ID]bool),
 		summaries: make(map[string]*summaryRecord),
 		marks:     make(map[string]Mark),
+		rollup:    make(map[string]dayRecord),
 	}
 }
 
@@ -73,6 +78,24 @@ func (m *Memory) Put(r run.Run) error {
 	}
 	stored.Stages = run.StageHistory(old, stored)
 	m.runs[r.ID] = stored
+	if prev := old; prev != nil && prev.Stage.Terminal() || prev == nil && !stored.Stage.Terminal() {
+		if prev == nil { // pruned after it ended, perhaps (see updateRollup)
+			prev = &stored
+		}
+		k := string(rollupKey(prev.Target, prev.Policy, dayOf(ReportTime(*prev))))
+		rec := m.rollup[k]
+		if rec.remove(prev.ID); len(rec) == 0 {
+			delete(m.rollup, k)
+		} else {
+			m.rollup[k] = rec
+		}
+	}
+	if stored.Stage.Terminal() {
+		k := string(rollupKey(stored.Target, stored.Policy, dayOf(ReportTime(stored))))
+		rec := m.rollup[k]
+		rec.upsert(ReportView(stored))
+		m.rollup[k] = rec
+	}
 	if stored.Stage.Terminal() {
 		delete(m.active, r.ID)
 	} else {
@@ -206,6 +229,17 @@ func (m *Memory) Prune(now time.Time, keepRuns int, maxAge time.Duration) (int, 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cutoff := now.Add(-maxAge)
+	if maxAge > 0 {
+		day := dayOf(cutoff)
+		for k := range m.rollup {
+			if d := binaryDay([]byte(k)); d < day {
+				delete(m.rollup, k)
+				if next := dayStart(d + 1); next.After(m.rollupPruned) {
+					m.rollupPruned = next
+				}
+			}
+		}
+	}
 	removed := 0
 	for i, r := range m.sorted(func(id run.ID) bool { return !m.active[id] }) {
 		if (keepRuns > 0 && i >= keepRuns) || (maxAge > 0 && r.CreatedAt.Before(cutoff)) {
@@ -217,6 +251,34 @@ func (m *Memory) Prune(now time.Time, keepRuns int, maxAge time.Duration) (int, 
 		}
 	}
 	return removed, nil
+}
+
+// Outcomes implements Journal.
+func (m *Memory) Outcomes(q OutcomeQuery, fn func(run.Run) error) error {
+	m.mu.Lock()
+	var out []run.Run
+	for _, k := range slices.Sorted(maps.Keys(m.rollup)) {
+		for _, r := range m.rollup[k] {
+			if at := ReportTime(r); !at.Before(q.From) && at.Before(q.To) && (q.Keep == nil || q.Keep(r.Policy, r.Target)) {
+				out = append(out, r)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, r := range out {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Horizon implements Journal: a memory journal had its rollup from the
+// start.
+func (m *Memory) Horizon() (Horizon, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Horizon{PrunedBefore: m.rollupPruned}, nil
 }
 
 // PrunedThrough implements Journal.

@@ -111,7 +111,12 @@ func (q Query) Validate() error {
 
 // Keeps reports whether the filters keep run r (its period is Build's to
 // judge): for reading only the runs a report needs.
-func (q Query) Keeps(r run.Run) bool { return q.keepPolicy(r.Policy) && q.keepCluster(r.Target) }
+func (q Query) Keeps(r run.Run) bool { return q.Selects(r.Policy, r.Target) }
+
+// Selects reports whether the filters keep the runs of policy on t.
+func (q Query) Selects(policy string, t run.Target) bool {
+	return q.keepPolicy(policy) && q.keepCluster(t)
+}
 
 func (q Query) keepPolicy(name string) bool { return matchAny(q.Policies, name) }
 

@@ -323,10 +323,13 @@ func (j RestoreJob) State() RestoreState {
 	return RestoreRunning
 }
 
-// CreatedAt is the job's creation time on Atlas's clock, read from its id:
-// Atlas ids are MongoDB ObjectIds, whose first four bytes are the seconds
-// since the epoch at which the server made them (derived, not a documented
-// API field: docs/atlas-client.md). ok is false for an id that is not one.
+// CreatedAt is the job's creation time on Atlas's clock, read from its id.
+// The v2 spec declares no creation time (the legacy v1.0 API's createdAt
+// is gone from it); reading it from the id infers that Atlas's ids are
+// MongoDB ObjectIds, whose first four bytes are the seconds since the epoch
+// at which the server made them (docs/atlas-client.md), so backupd adopts
+// jobs by their ids and uses this for the times it records. ok is false
+// for an id that is not shaped like one.
 func (j RestoreJob) CreatedAt() (t time.Time, ok bool) { return ObjectIDTime(j.ID) }
 
 // ObjectIDTime reads the creation second of a 24-hex ObjectId.

@@ -113,49 +113,70 @@ func (e *Engine) drillSnapshot(ctx context.Context, r run.Run) (*atlas.Snapshot,
 	return best, exportID, nil
 }
 
+// maxBaselineJobs bounds the job ids a drill's baseline keeps, and so the
+// run's record: a snapshot restored into the same target more often than
+// that (snapshot: exported, the same export for months) keeps the newest
+// creation time and the ids of its second instead.
+const maxBaselineJobs = 64
+
 // drillBaseline is what the source's job list shows before the run's first
-// restore request: the newest creation time of the jobs restoring the same
-// snapshot into the same target, and the ids of those created in that
-// second, all on Atlas's clock (the jobs' ids).
+// restore request: the ids of the jobs restoring the same snapshot into
+// the same target, and the newest creation time among them on Atlas's
+// clock (read from the ids). Past maxBaselineJobs it keeps only the ids
+// created in that newest second.
 func drillBaseline(jobs []atlas.RestoreJob, r run.Run) run.RestoreBaseline {
-	b := run.RestoreBaseline{Taken: true}
+	b := run.RestoreBaseline{Taken: true, AllJobs: true}
 	tgt := drillTarget(r)
+	var newest []string // the ids of NewestJob's second
 	for i := range jobs {
 		j := &jobs[i]
-		at, ok := j.CreatedAt()
-		if !ok || j.SnapshotID != r.SnapshotID || !restoresInto(j, tgt) {
+		if j.SnapshotID != r.SnapshotID || !restoresInto(j, tgt) {
 			continue
 		}
+		b.JobIDs = append(b.JobIDs, j.ID)
+		at, ok := j.CreatedAt()
 		switch {
+		case !ok:
 		case at.After(b.NewestJob):
-			b.NewestJob, b.JobIDs = at, []string{j.ID}
+			b.NewestJob, newest = at, []string{j.ID}
 		case at.Equal(b.NewestJob):
-			b.JobIDs = append(b.JobIDs, j.ID)
+			newest = append(newest, j.ID)
 		}
+	}
+	if len(b.JobIDs) > maxBaselineJobs {
+		b.JobIDs, b.AllJobs = newest, false
 	}
 	return b
 }
 
 // findDrillRestore adopts the restore job this run created after an
-// unknown outcome. The job carries no marker, so it is the oldest job of
-// the run's snapshot into its target that Atlas created at or after the
-// baseline's newest and that the baseline did not already hold.
+// unknown outcome. The job carries no marker, so it is a job of the run's
+// snapshot into its target that the baseline did not hold: with every id
+// in the baseline, that is all it takes, on the fields the spec documents
+// (ids, snapshotId, targetClusterName, targetGroupId); a baseline that kept
+// only its newest second (past maxBaselineJobs, or journaled before) also
+// requires a job Atlas created at or after it. Of several, the oldest is
+// the run's: its request went first. Creation times are read from the ids
+// (inferred: docs/atlas-client.md); a job whose id gives none is adopted
+// only when no other is new.
 func findDrillRestore(jobs []atlas.RestoreJob, r run.Run) *atlas.RestoreJob {
 	var found *atlas.RestoreJob
 	var foundAt time.Time
+	foundTimed := false
 	tgt := drillTarget(r)
 	b := r.RestoreBaseline
 	for i := range jobs {
 		j := &jobs[i]
+		if j.SnapshotID != r.SnapshotID || !restoresInto(j, tgt) || slices.Contains(b.JobIDs, j.ID) {
+			continue
+		}
 		at, ok := j.CreatedAt()
-		if !ok || j.SnapshotID != r.SnapshotID || !restoresInto(j, tgt) || slices.Contains(b.JobIDs, j.ID) {
+		if !b.AllJobs && (!ok || (b.Taken && !b.NewestJob.IsZero() && at.Before(b.NewestJob))) {
 			continue
 		}
-		if b.Taken && !b.NewestJob.IsZero() && at.Before(b.NewestJob) {
-			continue
-		}
-		if found == nil || at.Before(foundAt) {
-			found, foundAt = j, at
+		switch {
+		case found == nil, ok && !foundTimed, ok && at.Before(foundAt):
+			found, foundAt, foundTimed = j, at, ok
 		}
 	}
 	return found

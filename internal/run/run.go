@@ -236,9 +236,12 @@ type RestoreBaseline struct {
 	// each other keeps the match true whatever the local clock says. For a
 	// drill it is the newest creation time read from the jobs' ids.
 	NewestJob time.Time `json:"newestJob,omitzero"`
-	// JobIDs are a drill's matching jobs created in NewestJob's second,
-	// which a time comparison alone cannot tell from the run's own.
-	JobIDs []string `json:"jobIDs,omitempty"`
+	// JobIDs are a drill's matching jobs: all of them when AllJobs is set
+	// (adoption then needs no time, only fields the spec documents),
+	// otherwise those created in NewestJob's second, which a time
+	// comparison alone cannot tell from the run's own.
+	JobIDs  []string `json:"jobIDs,omitempty"`
+	AllJobs bool     `json:"allJobs,omitempty"`
 }
 
 // Verification outcomes of a drill (Drill.Verification).

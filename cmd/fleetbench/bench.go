@@ -32,7 +32,7 @@ type Options struct {
 	Keep               bool          // keep the work directory
 	RateCapacity       int           // simulator's per-project bucket
 	RatePerMinute      int
-	RequestsPerMinute  int           // daemon's client budget; 0 = 200 per project
+	RequestsPerMinute  int           // daemon's client budget per project; 0 = RatePerMinute
 	LogLevel           string        // daemon log level
 	GoMemLimit         string        // the daemon's GOMEMLIMIT ("": inherit fleetbench's environment)
 	Lead               time.Duration // real time from starting the processes to the first slot
@@ -82,14 +82,16 @@ func (o *Options) defaults() error {
 	if o.JournalRuns < 0 {
 		return fmt.Errorf("-journal-runs must not be negative, got %d", o.JournalRuns)
 	}
-	if o.RequestsPerMinute <= 0 {
-		o.RequestsPerMinute = 200 * o.Projects
-	}
 	if o.RateCapacity <= 0 {
 		o.RateCapacity = 100
 	}
 	if o.RatePerMinute <= 0 {
 		o.RatePerMinute = 100
+	}
+	if o.RequestsPerMinute <= 0 {
+		// The daemon's budget is per project, like the simulator's
+		// bucket: at its refill rate no steady state earns a 429.
+		o.RequestsPerMinute = o.RatePerMinute
 	}
 	if o.LogLevel == "" {
 		o.LogLevel = "info"

@@ -56,7 +56,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory")
 	fs.IntVar(&o.RateCapacity, "rate-capacity", 100, "simulator's per-project token bucket capacity")
 	fs.IntVar(&o.RatePerMinute, "rate-refill", 100, "simulator's per-project refill per minute")
-	fs.IntVar(&o.RequestsPerMinute, "requests-per-minute", 0, "daemon's atlas.requestsPerMinute (default 200 x projects)")
+	fs.IntVar(&o.RequestsPerMinute, "requests-per-minute", 0, "daemon's atlas.requestsPerMinute, per project (default -rate-refill)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "daemon log level")
 	fs.StringVar(&o.GoMemLimit, "gomemlimit", defaultGoMemLimit, "the daemon's GOMEMLIMIT (default: the value deploy/systemd/backupd.service sets; \"\" inherits fleetbench's environment)")
 	fs.DurationVar(&o.Lead, "lead", 20*time.Second, "real time between starting the processes and the first measured slot")

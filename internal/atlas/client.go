@@ -26,7 +26,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
-	"golang.org/x/time/rate"
 
 	"github.com/backupd/backupd/internal/clock"
 )
@@ -122,7 +121,7 @@ type Config struct {
 	BaseURL           string          // default DefaultBaseURL; the simulator's URL in tests
 	ServiceAccount    *ServiceAccount // OAuth2 client credentials
 	APIKey            *APIKey         // HTTP Digest
-	RequestsPerMinute int             // client-side budget (token bucket); default 100
+	RequestsPerMinute int             // client-side budget of each project (token bucket); default 100
 	Timeout           time.Duration   // per HTTP attempt, body included; default 30s
 	// Transport is the base transport under authentication; default a fresh
 	// clone of http.DefaultTransport (which is never modified) keeping up to 64
@@ -185,13 +184,12 @@ type Client struct {
 	http        *http.Client
 	tokens      *tokenCache // nil with API keys
 	clock       clock.Clock
-	limiter     *rate.Limiter
 	hook        RequestHook
 	userAgent   string
 	maxAttempts int
 	rand        func() float64
 	timeout     time.Duration
-	limits      *projectLimits
+	budgets     *budgets // per project (ratelimit.go)
 	caps        caps     // answer and listing bounds (bounds.go)
 	static      []string // configured secrets, scrubbed from errors (scrub.go)
 
@@ -274,13 +272,12 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		baseURL:     base,
 		clock:       cfg.Clock,
-		limiter:     rate.NewLimiter(rate.Limit(float64(cfg.RequestsPerMinute)/60), min(cfg.RequestsPerMinute, 10)),
 		hook:        cfg.Hook,
 		userAgent:   cfg.UserAgent,
 		maxAttempts: cfg.MaxAttempts,
 		rand:        cfg.Rand,
 		timeout:     cfg.Timeout,
-		limits:      newProjectLimits(log),
+		budgets:     newBudgets(cfg.Clock, cfg.RequestsPerMinute, log),
 		caps:        defaultCaps(),
 		static:      staticSecrets(cfg),
 	}
@@ -396,4 +393,4 @@ func (c *Client) markAuthenticated() {
 
 // RateLimit reports what the client last learned about projectID's Atlas
 // rate-limit bucket, including any Retry-After hold in force.
-func (c *Client) RateLimit(projectID string) RateInfo { return c.limits.get(projectID) }
+func (c *Client) RateLimit(projectID string) RateInfo { return c.budgets.info(projectID) }

@@ -69,8 +69,8 @@ func TestNewDefaults(t *testing.T) {
 	if c.maxAttempts != DefaultMaxAttempts || c.timeout != DefaultTimeout || c.userAgent != DefaultUserAgent {
 		t.Errorf("defaults: attempts %d timeout %s ua %q", c.maxAttempts, c.timeout, c.userAgent)
 	}
-	if got := float64(c.limiter.Limit()) * 60; got != DefaultRequestsPerMinute || c.limiter.Burst() != 10 {
-		t.Errorf("limiter = %v/min burst %d, want %d/min burst 10", got, c.limiter.Burst(), DefaultRequestsPerMinute)
+	if got := float64(c.budgets.limit) * 60; got != DefaultRequestsPerMinute || c.budgets.burst != 10 {
+		t.Errorf("budget = %v/min burst %d, want %d/min burst 10", got, c.budgets.burst, DefaultRequestsPerMinute)
 	}
 	if c.tokens.conf.TokenURL != "http://127.0.0.1:8080/prefix"+TokenPath {
 		t.Errorf("token URL = %q", c.tokens.conf.TokenURL)
@@ -79,8 +79,8 @@ func TestNewDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.baseURL != DefaultBaseURL || d.limiter.Burst() != 3 {
-		t.Errorf("api key client: baseURL %q burst %d", d.baseURL, d.limiter.Burst())
+	if d.baseURL != DefaultBaseURL || d.budgets.burst != 3 {
+		t.Errorf("api key client: baseURL %q burst %d", d.baseURL, d.budgets.burst)
 	}
 }
 

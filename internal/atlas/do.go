@@ -78,7 +78,7 @@ func (c *Client) doRead(ctx context.Context, r *request, out any) (_ answerUse, 
 	var last *Error
 	authRetried := false
 	for attempt := 1; ; attempt++ {
-		if err := c.waitTurn(ctx, r.projectID); err != nil {
+		if err := c.waitTurn(ctx, r); err != nil {
 			e := c.gaveUp(r, last, attempt-1, fmt.Errorf("waiting for the request budget: %w", err))
 			var he *holdError
 			if errors.As(err, &he) {
@@ -239,7 +239,7 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 		} else {
 			use, rerr = readAnswer(resp.Body, resp.ContentLength, r.bound, out)
 		}
-		c.limits.observe(r.projectID, resp.StatusCode, resp.Header, 0, now)
+		c.budgets.observe(r.projectID, resp.StatusCode, resp.Header, 0, now)
 		c.markAuthenticated()
 		if rerr != nil {
 			rerr = fmt.Errorf("decoding %d response: %w", resp.StatusCode, rerr)
@@ -269,7 +269,7 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 	e.Operation, e.Method, e.Path = r.op, r.method, r.path
 	info.ErrorCode = e.ErrorCode
 	info.RateLimited = resp.StatusCode == http.StatusTooManyRequests
-	c.limits.observe(r.projectID, resp.StatusCode, resp.Header, e.RetryAfter, now)
+	c.budgets.observe(r.projectID, resp.StatusCode, resp.Header, e.RetryAfter, now)
 	report()
 
 	switch code := resp.StatusCode; {

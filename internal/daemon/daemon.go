@@ -625,7 +625,9 @@ func (d *Daemon) resolveAll(ctx context.Context, cfg *policy.Config) {
 // schedule, and one bad project holds up no other. It reports whether any
 // policy's targets changed.
 func (d *Daemon) resolveAllLocked(ctx context.Context, cfg *policy.Config) bool {
-	results := policy.ResolveAll(ctx, cfg.Policies, d.currentClient().Clusters,
+	// Discovery yields the project's budget to the runs: a late list only
+	// delays noticing a new or deleted cluster (docs/atlas-client.md#rate-limits).
+	results := policy.ResolveAll(atlas.WithPriority(ctx, atlas.PriorityDiscovery), cfg.Policies, d.currentClient().Clusters,
 		policy.ResolveOptions{Clock: d.clk, ProjectTimeout: policy.ProjectTimeout(cfg.Atlas)})
 	if ctx.Err() != nil {
 		return false // stopping: what failed is no news about Atlas

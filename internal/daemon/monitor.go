@@ -117,31 +117,37 @@ func (d *Daemon) monitorStatus() *run.MonitorStatus {
 }
 
 // currentClusters and currentNative read through the client of the
-// moment, which a reload of the atlas: section replaces.
+// moment, which a reload of the atlas: section replaces, at the lowest
+// priority of its projects' budgets: the monitor yields to the runs and to
+// discovery (docs/atlas-client.md#rate-limits).
 type currentClusters struct{ d *Daemon }
 
+func monitorCtx(ctx context.Context) context.Context {
+	return atlas.WithPriority(ctx, atlas.PriorityMonitor)
+}
+
 func (c currentClusters) List(ctx context.Context, projectID string) ([]atlas.Cluster, error) {
-	return c.d.currentClient().Clusters.List(ctx, projectID)
+	return c.d.currentClient().Clusters.List(monitorCtx(ctx), projectID)
 }
 
 func (c currentClusters) ListFlex(ctx context.Context, projectID string) ([]atlas.FlexCluster, error) {
-	return c.d.currentClient().Clusters.ListFlex(ctx, projectID)
+	return c.d.currentClient().Clusters.ListFlex(monitorCtx(ctx), projectID)
 }
 
 type currentNative struct{ d *Daemon }
 
 func (n currentNative) Schedule(ctx context.Context, projectID, cluster string) (*atlas.BackupSchedule, error) {
-	return n.d.currentClient().Native.Schedule(ctx, projectID, cluster)
+	return n.d.currentClient().Native.Schedule(monitorCtx(ctx), projectID, cluster)
 }
 
 func (n currentNative) CompliancePolicy(ctx context.Context, projectID string) (atlas.ProjectCompliance, error) {
-	return n.d.currentClient().Native.CompliancePolicy(ctx, projectID)
+	return n.d.currentClient().Native.CompliancePolicy(monitorCtx(ctx), projectID)
 }
 
 func (n currentNative) Snapshots(ctx context.Context, projectID, cluster string, typ atlas.ClusterType) ([]atlas.Snapshot, error) {
-	return n.d.currentClient().Native.Snapshots(ctx, projectID, cluster, typ)
+	return n.d.currentClient().Native.Snapshots(monitorCtx(ctx), projectID, cluster, typ)
 }
 
 func (n currentNative) FlexSnapshots(ctx context.Context, projectID, name string) ([]atlas.FlexSnapshot, error) {
-	return n.d.currentClient().Native.FlexSnapshots(ctx, projectID, name)
+	return n.d.currentClient().Native.FlexSnapshots(monitorCtx(ctx), projectID, name)
 }

@@ -320,12 +320,18 @@ func (d *Daemon) newEngine(fenced bool) *engine.Engine {
 	return engine.New(c)
 }
 
+// fireParallel is how many slots of one scheduler pass are handed to the
+// engine at once: their runs share journal commits, so a fleet's slots fire
+// on time when the disk is slow and a loop that fell behind catches up.
+const fireParallel = 64
+
 // newScheduler builds a scheduler whose slots fire on eng.
 func (d *Daemon) newScheduler(eng *engine.Engine) *scheduler.Scheduler {
 	return scheduler.New(d.clk, markStore{d.journal}, func(ctx context.Context, f scheduler.Firing) error {
 		return d.fire(ctx, eng, f)
 	}, scheduler.Options{
-		Logf: func(f string, a ...any) { d.log.Sugar().Infof(f, a...) },
+		Logf:     func(f string, a ...any) { d.log.Sugar().Infof(f, a...) },
+		Parallel: fireParallel,
 	})
 }
 

@@ -31,7 +31,8 @@ type MarkBatcher interface {
 // FireFunc hands a Firing to the engine. It must return nil only once the
 // run for f.Slot is durable (run ids derive from the slot, so a repeated call
 // for the same slot after a crash is harmless), and it must not block for
-// long: the loop fires sequentially.
+// long: the loop waits for it. With Options.Parallel above 1 it is called
+// for several entries at once (never twice at once for one entry).
 type FireFunc func(ctx context.Context, f Firing) error
 
 // Options tunes the Scheduler; the zero value is usable.
@@ -40,8 +41,18 @@ type Options struct {
 	// on-time run (default DefaultGrace, 1m). Later than that it was missed.
 	Grace time.Duration
 	// Logf receives one line per problem (fire or store errors, invalid
-	// entries) and per missed slot. Nil discards.
+	// entries) and per missed slot. Nil discards. It must be safe for
+	// concurrent use when Parallel is above 1.
 	Logf func(format string, args ...any)
+	// Parallel is how many entries' firings of one pass are handed to the
+	// engine at once (default 1: one after the other, in order of At). A
+	// firing returns once its run is durable, a journal commit of a few
+	// milliseconds, or tens when the disk is busy: one at a time, 10,000
+	// targets in a 15-minute jitter window need 11 a second, and a loop
+	// that fell behind would catch up no faster than it fell behind. At
+	// once, the engine's journal commits the runs of a pass together. An
+	// entry's own firings (catch-ups) stay in order, one after the other.
+	Parallel int
 }
 
 const (
@@ -62,6 +73,7 @@ type Scheduler struct {
 	fire  FireFunc
 	grace time.Duration
 	logf  func(string, ...any)
+	par   int           // Options.Parallel, at least 1
 	wake  chan struct{} // capacity 1: "Set was called"
 
 	mu        sync.Mutex
@@ -107,6 +119,7 @@ func New(c clock.Clock, store MarkStore, fire FireFunc, opts Options) *Scheduler
 		fire:    fire,
 		grace:   grace,
 		logf:    logf,
+		par:     max(opts.Parallel, 1),
 		wake:    make(chan struct{}, 1),
 		next:    map[string]time.Time{},
 		states:  map[string]*state{},
@@ -227,32 +240,73 @@ func (s *Scheduler) iterate(ctx context.Context) {
 		return cmp.Compare(a.Entry.Key, b.Entry.Key)
 	})
 
-	failed := map[*state]bool{}
-	for _, q := range todo {
-		if failed[q.st] || ctx.Err() != nil {
-			continue
-		}
-		if err := s.fire(ctx, q.Firing); err != nil {
-			failed[q.st] = true
-			q.st.failures++
-			if ctx.Err() == nil {
-				s.logf("scheduler: %s: firing slot %s failed, will retry: %v", q.Entry.Key, q.Slot.Format(time.RFC3339), err)
-			}
-			continue
-		}
-		if q.CatchUp || q.Skip != "" {
-			s.logf("scheduler: %s: slot %s (due %s) was missed; %s", q.Entry.Key, q.Slot.Format(time.RFC3339), q.At.Format(time.RFC3339), missedAction(q.Firing))
-		}
-		q.st.pending = q.st.pending[1:]
-		q.st.mark.LastSlot = q.Slot
-		q.st.dirty = true
-	}
+	s.fireAll(ctx, todo)
 
 	s.saveMarks(due)
 	for _, st := range due {
 		s.wakeQ.schedule(st, s.wakeFor(st, now))
 	}
 	s.publish(due)
+}
+
+// fireAll hands todo (in order of At) to the engine. Each entry's firings
+// go one after the other, stopping at its first failure (the rest stay
+// pending for the retry); with s.par above 1, up to s.par entries at once,
+// started in order of their first firing.
+func (s *Scheduler) fireAll(ctx context.Context, todo []queued) {
+	if s.par == 1 {
+		failed := map[*state]bool{}
+		for _, q := range todo {
+			if !failed[q.st] && !s.fireOne(ctx, q) {
+				failed[q.st] = true
+			}
+		}
+		return
+	}
+	var order []*state
+	byState := map[*state][]queued{}
+	for _, q := range todo {
+		if _, ok := byState[q.st]; !ok {
+			order = append(order, q.st)
+		}
+		byState[q.st] = append(byState[q.st], q)
+	}
+	sem := make(chan struct{}, s.par)
+	var wg sync.WaitGroup
+	for _, st := range order {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			for _, q := range byState[st] {
+				if !s.fireOne(ctx, q) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// fireOne fires q and, once it is durable, advances its state past it. It
+// reports whether it did. Only one goroutine at a time touches q.st.
+func (s *Scheduler) fireOne(ctx context.Context, q queued) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if err := s.fire(ctx, q.Firing); err != nil {
+		q.st.failures++
+		if ctx.Err() == nil {
+			s.logf("scheduler: %s: firing slot %s failed, will retry: %v", q.Entry.Key, q.Slot.Format(time.RFC3339), err)
+		}
+		return false
+	}
+	if q.CatchUp || q.Skip != "" {
+		s.logf("scheduler: %s: slot %s (due %s) was missed; %s", q.Entry.Key, q.Slot.Format(time.RFC3339), q.At.Format(time.RFC3339), missedAction(q.Firing))
+	}
+	q.st.pending = q.st.pending[1:]
+	q.st.mark.LastSlot = q.Slot
+	q.st.dirty = true
+	return true
 }
 
 // missedAction says in a log line what happens to a missed slot.

@@ -343,15 +343,8 @@ func TestHALeaderParksOnLossAndResumes(t *testing.T) {
 // to the end without a second snapshot; the slot is not run again.
 func TestHATakeoverReattachesFromMarkers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dirA, sim := setup(t, "")
-		withHA(t, dirA, "pod-a")
-		dirB := t.TempDir()
-		copySetup(t, dirA, dirB, "pod-a", "pod-b")
-		fa := newFake("pod-a", true, "")
-		fb := newFake("pod-b", false, "pod-a")
-		a := launchHA(t, dirA, sim, fa)
+		sim, a, b, fa, fb := launchPair(t)
 		defer a.stop()
-		b := launchHA(t, dirB, sim, fb)
 		defer b.stop()
 
 		next := time.Now().Truncate(time.Hour).Add(time.Hour)
@@ -389,15 +382,8 @@ func TestHATakeoverReattachesFromMarkers(t *testing.T) {
 // the previous leader ran is not run again.
 func TestHAMissedSlotsDuringChangeOfLeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dirA, sim := setup(t, "")
-		withHA(t, dirA, "pod-a")
-		dirB := t.TempDir()
-		copySetup(t, dirA, dirB, "pod-a", "pod-b")
-		fa := newFake("pod-a", true, "")
-		fb := newFake("pod-b", false, "pod-a")
-		a := launchHA(t, dirA, sim, fa)
+		sim, a, b, fa, fb := launchPair(t)
 		defer a.stop()
-		b := launchHA(t, dirB, sim, fb)
 		defer b.stop()
 
 		h1 := time.Now().Truncate(time.Hour).Add(time.Hour)
@@ -495,6 +481,19 @@ func TestHAGracefulStopParksBeforeRelease(t *testing.T) {
 	})
 }
 
+// launchPair starts replicas pod-a (leading) and pod-b (standby) on one
+// simulator, each with its own journal; the caller stops them.
+func launchPair(t *testing.T) (sim *atlassim.Sim, a, b *env, fa, fb *fakeElector) {
+	t.Helper()
+	dirA, sim := setup(t, "")
+	withHA(t, dirA, "pod-a")
+	dirB := t.TempDir()
+	copySetup(t, dirA, dirB, "pod-a", "pod-b")
+	fa = newFake("pod-a", true, "")
+	fb = newFake("pod-b", false, "pod-a")
+	return sim, launchHA(t, dirA, sim, fa), launchHA(t, dirB, sim, fb), fa, fb
+}
+
 // copySetup gives dst the same secrets and config as src (its own journal)
 // with identity to instead of from.
 func copySetup(t *testing.T, src, dst, from, to string) {
@@ -532,15 +531,8 @@ func TestHARefusedWithoutSupport(t *testing.T) {
 // slot ends with exactly one snapshot and one export.
 func TestHALeaderAgainWithStaleJournal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dirA, sim := setup(t, "")
-		withHA(t, dirA, "pod-a")
-		dirB := t.TempDir()
-		copySetup(t, dirA, dirB, "pod-a", "pod-b")
-		fa := newFake("pod-a", true, "")
-		fb := newFake("pod-b", false, "pod-a")
-		a := launchHA(t, dirA, sim, fa)
+		sim, a, b, fa, fb := launchPair(t)
 		defer a.stop()
-		b := launchHA(t, dirB, sim, fb)
 		defer b.stop()
 
 		h1 := time.Now().Truncate(time.Hour).Add(time.Hour)

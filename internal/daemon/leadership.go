@@ -53,12 +53,18 @@ type term struct {
 	ready  bool // the engine re-attached the runs and the scheduler runs
 }
 
-// publish sets the leadership gauges and hides the run-outcome series on a
-// standby: its journal is not the leader's and goes stale while it stands
-// by, so only the leader exports them (metrics.SetStandby).
+// publish sets the leadership gauges and hides the run-outcome series
+// unless this replica acts: a standby's journal is not the leader's and
+// goes stale while it stands by, so only the leader exports them
+// (metrics.SetStandby), and only once its term is ready, after the engine
+// reconciled the targets with Atlas (metrics.Reconciled) and before that
+// they would show what its own journal last knew.
 func (l *leadership) publish(leading bool, leader string) {
 	l.gauge.Set(leading, leader)
-	l.outcomes.SetStandby(!leading)
+	l.mu.Lock()
+	acting := leading && l.term != nil && l.term.ready
+	l.mu.Unlock()
+	l.outcomes.SetStandby(!acting)
 }
 
 func (l *leadership) changed() {
@@ -163,6 +169,10 @@ func (d *Daemon) startTerm(parent context.Context) error {
 	}
 	d.log.Info("this replica leads: re-attaching the runs in flight from the journal and Atlas's markers")
 	cfg := d.Config()
+	// The last-run results this replica holds are its journal's, as old as
+	// its last term: withheld until the engine's reconciliation tells what
+	// Atlas shows (reconciled) or a run of this term ends.
+	d.metrics.BeginTerm()
 	eng := d.newEngine(true)
 	eng.SetPolicies(d.enginePolicies(cfg))
 	if err := eng.Start(tctx); err != nil {
@@ -183,6 +193,7 @@ func (d *Daemon) startTerm(parent context.Context) error {
 	l.mu.Lock()
 	t.eng, t.ready = eng, true
 	l.mu.Unlock()
+	l.publish(l.el.Leading(), l.el.Leader())
 	go func() {
 		defer close(t.done)
 		_ = sched.Run(tctx)
@@ -316,6 +327,7 @@ func (d *Daemon) newEngine(fenced bool) *engine.Engine {
 	}
 	if fenced {
 		c.Fence, c.ReconcileAll, c.MarkCurrent = d.lead.el, true, nil
+		c.Reconciled = d.reconciled
 	}
 	return engine.New(c)
 }
@@ -352,4 +364,18 @@ func (d *Daemon) schd() *scheduler.Scheduler {
 func (d *Daemon) runElection(ctx context.Context) {
 	d.lead.el.Run(ctx)
 	d.lead.publish(false, otherLeader(d.lead.el))
+}
+
+// reconciled hands what Atlas's markers show of a target to the metrics, so
+// a new leader publishes the last run the previous leaders ended rather
+// than the one its own journal last saw (metrics.BeginTerm).
+func (d *Daemon) reconciled(policy string, t run.Target, newest *engine.Finished) {
+	if newest == nil {
+		d.metrics.Reconciled(policy, t, nil)
+		return
+	}
+	d.metrics.Reconciled(policy, t, &metrics.AtlasRun{
+		Slot: newest.Slot, Succeeded: newest.Succeeded,
+		SnapshotAt: newest.SnapshotAt, ExportAt: newest.ExportAt, SnapshotBytes: newest.SnapshotBytes,
+	})
 }

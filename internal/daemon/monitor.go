@@ -42,8 +42,10 @@ func (d *Daemon) startMonitor(ctx context.Context, cfg *policy.Config) {
 	plan := monitor.NewPlan(*cfg.Monitor)
 	m.collector = monitor.NewCollector(plan.Interval())
 	// A source, not a registry collector: /metrics streams its 30-odd
-	// series per cluster a chunk at a time (docs/benchmarks.md).
-	unexpose, err := d.metrics.AddSource(m.collector)
+	// series per cluster a chunk at a time (docs/benchmarks.md). With ha:
+	// only the leader exports them (metrics.GateSource), so an alert on
+	// them fires once per deployment, not once per replica.
+	unexpose, err := d.metrics.AddSource(d.metrics.GateSource(m.collector))
 	if err != nil {
 		d.log.Sugar().Errorf("monitor: cannot register its metrics, it does not start: %v", err)
 		m.collector = nil

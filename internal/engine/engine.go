@@ -61,6 +61,15 @@ type Config struct {
 	// marks say: a replica that has just become leader cannot know from its
 	// own journal what the previous leader did.
 	ReconcileAll bool
+	// Reconciled, when set, is told each time marker recovery has read a
+	// snapshot or export policy's target from Atlas (at Start, and for the
+	// targets left to the background, when they are read): the newest run
+	// of the policy there that Atlas's markers show finished, nil when they
+	// show none. A new leader's journal stops at its last term; this is
+	// what the previous leaders did (the daemon publishes the last-run
+	// series from it). Restore policies leave no markers and are not
+	// reported.
+	Reconciled func(policy string, t run.Target, newest *Finished)
 	// Verifier runs restore drills' verify commands (default verify.Runner
 	// on the engine's clock).
 	Verifier Verifier

@@ -72,7 +72,7 @@ func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []
 					continue
 				}
 			}
-			rs, err := e.recoverTarget(ctx, p, t, now)
+			rs, err := e.reconcileTarget(ctx, p, t, now)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, nil, ctx.Err()
@@ -183,7 +183,7 @@ func (e *Engine) reconcileLater(ctx context.Context, targets []recoveryTarget) {
 			if ctx.Err() != nil {
 				return
 			}
-			rs, err := e.recoverTarget(ctx, rt.p, rt.t, e.clk.Now())
+			rs, err := e.reconcileTarget(ctx, rt.p, rt.t, e.clk.Now())
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -241,7 +241,48 @@ func (e *Engine) attachRecovered(ctx context.Context, r run.Run) bool {
 	return true
 }
 
-func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now time.Time) ([]run.Run, error) {
+// Finished is a run Atlas's markers show ended: its snapshot failed or
+// completed (and, for a policy that exports, its marked export ended), or,
+// for an export policy, its labelled export job ended.
+type Finished struct {
+	ID        run.ID
+	Slot      time.Time
+	Succeeded bool
+	// SnapshotAt is when its completed snapshot was taken (zero when the
+	// snapshot failed, or for an export policy); a lower bound of when the
+	// run saw it complete.
+	SnapshotAt time.Time
+	// ExportAt is when its export finished successfully (zero otherwise).
+	ExportAt time.Time
+	// SnapshotBytes is the size of its completed snapshot (0 unknown).
+	SnapshotBytes int64
+}
+
+// newer reports whether f ended a later run than g: by slot, then by id so
+// that two runs of one slot (a manual one) compare the same way every time.
+func (f *Finished) newer(g *Finished) bool {
+	if g == nil {
+		return true
+	}
+	if !f.Slot.Equal(g.Slot) {
+		return f.Slot.After(g.Slot)
+	}
+	return f.ID > g.ID
+}
+
+// reconcileTarget is recoverTarget, telling Config.Reconciled what it saw.
+func (e *Engine) reconcileTarget(ctx context.Context, p Policy, t run.Target, now time.Time) ([]run.Run, error) {
+	rs, newest, err := e.recoverTarget(ctx, p, t, now)
+	if err == nil && e.cfg.Reconciled != nil && (p.Action == run.ActionSnapshot || p.Action == run.ActionExport) {
+		e.cfg.Reconciled(p.Name, t, newest)
+	}
+	return rs, err
+}
+
+// recoverTarget returns the runs of p on t that Atlas's markers show in
+// flight, and the newest one they show finished (nil: none, or a restore
+// policy, whose jobs carry no marker).
+func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now time.Time) (_ []run.Run, newest *Finished, _ error) {
 	base := func(id run.ID, slot time.Time, manual bool) run.Run {
 		r := e.newRun(p, t, slot, slot, manual)
 		r.ID = id
@@ -252,7 +293,7 @@ func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now 
 	case run.ActionFlexRestore:
 		jobs, err := e.atlas.ListFlexRestores(ctx, t.ProjectID, t.Cluster)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var out []run.Run
 		for _, j := range jobs {
@@ -265,14 +306,14 @@ func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now 
 			r.FlexSnapshotID, r.RestoreRequested = j.SnapshotID, true
 			out = append(out, adoptFlexJob(r, &j))
 		}
-		return out, nil
+		return out, newest, nil
 	case run.ActionRestoreDrill:
 		// Without a journal, a drill's unfinished restore into its target
 		// is re-attached and waited out; the job carries no marker, so the
 		// slot is its creation time.
 		jobs, err := e.atlas.ListRestores(ctx, t.ProjectID, t.Cluster)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var out []run.Run
 		tgt := run.Target{ProjectID: p.Spec.TargetProjectID, Cluster: p.Spec.TargetCluster}
@@ -289,14 +330,14 @@ func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now 
 			r = adoptDrillJob(r, j)
 			out = append(out, r)
 		}
-		return out, nil
+		return out, newest, nil
 	}
 
 	c, err := e.atlas.GetCluster(ctx, t.ProjectID, t.Cluster)
 	if atlas.IsNotFound(err) {
-		return nil, nil
+		return nil, nil, nil
 	} else if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	kind := atlas.KindReplicaSet
 	if c.ClusterType == atlas.ClusterSharded || c.ClusterType == atlas.ClusterGeoSharded {
@@ -305,7 +346,7 @@ func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now 
 	var exports []atlas.ExportJob
 	if p.Spec.ExportBucketID != "" {
 		if exports, err = e.atlas.ListExports(ctx, t.ProjectID, t.Cluster); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	var out []run.Run
@@ -316,7 +357,15 @@ func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now 
 			}
 			if j.State.Terminal() {
 				slot, _ := time.Parse(time.RFC3339, label(j, "backupd.scheduledAt"))
-				e.noteRecovered(base(run.ID(label(j, "backupd.run")), slot, false))
+				id := run.ID(label(j, "backupd.run"))
+				e.noteRecovered(base(id, slot, false))
+				f := &Finished{ID: id, Slot: slot, Succeeded: j.State == atlas.ExportSuccessful}
+				if f.Succeeded {
+					f.ExportAt = exportFinishedAt(j)
+				}
+				if f.newer(newest) {
+					newest = f
+				}
 				continue
 			}
 			slot, _ := time.Parse(time.RFC3339, label(j, "backupd.scheduledAt"))
@@ -326,12 +375,12 @@ func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now 
 			r.SnapshotID, r.ExportBucketID, r.ExportJobID, r.ExportState, r.ExportRequested = j.SnapshotID, j.ExportBucketID, j.ID, string(j.State), true
 			out = append(out, r)
 		}
-		return out, nil
+		return out, newest, nil
 	}
 
 	snaps, err := e.atlas.ListSnapshots(ctx, t.ProjectID, t.Cluster, kind)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, s := range snaps {
 		m := markerRE.FindStringSubmatch(s.Description)
@@ -352,19 +401,42 @@ func (e *Engine) recoverTarget(ctx context.Context, p Policy, t run.Target, now 
 		case s.Status == atlas.SnapshotCompleted && p.Spec.ExportBucketID != "":
 			j := findExport(exports, r.ID)
 			if j != nil && j.State.Terminal() {
+				f := &Finished{ID: r.ID, Slot: slot, Succeeded: j.State == atlas.ExportSuccessful, SnapshotAt: s.CreatedAt, SnapshotBytes: s.StorageSizeBytes}
+				if f.Succeeded {
+					f.ExportAt = exportFinishedAt(*j)
+				}
+				if f.newer(newest) {
+					newest = f
+				}
 				continue // the run finished
 			}
 			r.Stage = run.StageExporting
 			if j != nil {
 				r.ExportJobID, r.ExportState, r.ExportRequested = j.ID, string(j.State), true
 			}
-		default:
-			continue // finished: completed without export, or failed
+		default: // finished: completed without export, or failed
+			f := &Finished{ID: r.ID, Slot: slot, Succeeded: s.Status == atlas.SnapshotCompleted}
+			if f.Succeeded {
+				f.SnapshotAt, f.SnapshotBytes = s.CreatedAt, s.StorageSizeBytes
+			}
+			if f.newer(newest) {
+				newest = f
+			}
+			continue
 		}
 		e.log.Debug("marker found", zap.String("snapshotID", s.ID), zap.String("run", m[1]))
 		out = append(out, r)
 	}
-	return out, nil
+	return out, newest, nil
+}
+
+// exportFinishedAt is when an ended export job finished, by Atlas's
+// finishedAt, else its creation (a lower bound).
+func exportFinishedAt(j atlas.ExportJob) time.Time {
+	if !j.FinishedAt.IsZero() {
+		return j.FinishedAt
+	}
+	return j.CreatedAt
 }
 
 func label(j atlas.ExportJob, k string) string {

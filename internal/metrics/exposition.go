@@ -59,7 +59,7 @@ var targetFamilies = []*targetFamily{
 		name: "backupd_last_run_success", typ: dto.MetricType_GAUGE,
 		help: "1 if the last finished run on a target succeeded, 0 if it failed or timed out. Skips leave it unchanged.",
 		samples: func(s *targetSeries, out []sample) []sample {
-			if s.has&hasLastRun != 0 {
+			if s.has&hasLastRun != 0 && !s.withheld {
 				out = append(out, sample{s: s, value: s.lastRun})
 			}
 			return out

@@ -2,8 +2,11 @@ package metrics
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/backupd/backupd/internal/run"
 )
 
 // Leadership is the leader-election pair of series, registered only when
@@ -88,6 +91,108 @@ func (g gated) Collect(ch chan<- prometheus.Metric) {
 	if !g.m.standby.Load() {
 		g.c.Collect(ch)
 	}
+}
+
+// GateSource wraps a Source so that its families have no series while
+// this replica stands by (SetStandby), as Gate does for a collector. The
+// monitor reads Atlas on every replica (a new leader's series are fresh at
+// once), but only the leader exports them: every replica exporting the
+// same clusters' series would fire each monitor alert once per replica.
+func (m *Metrics) GateSource(s Source) Source { return gatedSource{s: s, m: m} }
+
+type gatedSource struct {
+	s Source
+	m *Metrics
+}
+
+func (g gatedSource) Families() []SourceFamily {
+	fs := g.s.Families()
+	for i := range fs {
+		walk := fs[i].Walk
+		fs[i].Walk = func(buf []SourceSample, emit func([]SourceSample) error) error {
+			if g.m.standby.Load() {
+				return nil
+			}
+			return walk(buf, emit)
+		}
+	}
+	return fs
+}
+
+// BeginTerm withholds every target's backupd_last_run_success: called when
+// this replica starts to lead, before it reconciles with Atlas. Its values
+// come from its own journal, which stops at its last term while other
+// replicas ran the slots since; published, a failure it saw long ago would
+// fire BackupdLastRunFailed for a target whose last run succeeded on the
+// previous leader. A target's result shows again once it is known for
+// this term: when Reconciled reports what Atlas's markers show, or when a
+// run of this term ends (Observe). Restore policies leave no markers, so
+// theirs shows again at their next run's end. The last-success timestamps
+// are not withheld (an old success is still a success; Reconciled raises
+// them to what Atlas shows).
+func (m *Metrics) BeginTerm() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.targets.byKey {
+		if s.has&hasLastRun != 0 {
+			s.withheld = true
+		}
+	}
+}
+
+// AtlasRun is the newest finished run of a policy on a target that Atlas's
+// markers show (another replica may have run it).
+type AtlasRun struct {
+	Slot      time.Time
+	Succeeded bool
+	// SnapshotAt and ExportAt are when its snapshot completed and its
+	// export succeeded, as far as Atlas tells (zero: not at all).
+	SnapshotAt, ExportAt time.Time
+	SnapshotBytes        int64
+}
+
+// Reconciled publishes a target's last-run result for this term after it
+// was reconciled with Atlas: the newer (by slot) of the result it holds
+// and newest, which is nil when Atlas's markers show no finished run (the
+// journal's result is then the newest there is). The last-success
+// timestamps are raised to newest's where they are later, and the snapshot
+// size is newest's when newest is the newer run.
+func (m *Metrics) Reconciled(policy string, t run.Target, newest *AtlasRun) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.targets.get(policy, t.ProjectID, t.Cluster)
+	if newest == nil {
+		if s != nil {
+			s.withheld = false
+		}
+		return
+	}
+	if s == nil {
+		s = m.targets.getOrCreate(policy, t.ProjectID, t.Cluster)
+	}
+	mask := m.stageMaskLocked(policy)
+	raise := func(stage int, at time.Time) {
+		if at.IsZero() || mask&(1<<stage) == 0 {
+			return
+		}
+		if v := unixSeconds(at); s.has&(hasLastSuccess<<stage) == 0 || v > s.lastSuccess[stage] {
+			s.setLastSuccess(stage, v)
+		}
+	}
+	raise(stageSnapshot, newest.SnapshotAt)
+	raise(stageExport, newest.ExportAt)
+	if s.has&hasLastRun != 0 && s.lastRunSlot != 0 && newest.Slot.UnixMilli() <= s.lastRunSlot {
+		s.withheld = false // the result held is as new
+		return
+	}
+	if newest.SnapshotBytes > 0 {
+		s.setSnapshotSize(float64(newest.SnapshotBytes))
+	}
+	v := 0.0
+	if newest.Succeeded {
+		v = 1
+	}
+	s.setLastRun(v, newest.Slot)
 }
 
 // HANames are the leader-election families, for checks of the names the

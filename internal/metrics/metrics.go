@@ -410,9 +410,9 @@ func (m *Metrics) Rebuild(rs []Restored) {
 		if r.Last != nil {
 			switch r.Last.Stage {
 			case run.StageSucceeded:
-				series().setLastRun(1)
+				series().setLastRun(1, r.Last.Slot)
 			case run.StageFailed:
-				series().setLastRun(0)
+				series().setLastRun(0, r.Last.Slot)
 			}
 		}
 		mask := m.stageMaskLocked(r.Policy)
@@ -503,7 +503,9 @@ func (m *Metrics) Observe(e run.Event) {
 	switch r.Stage {
 	case run.StageSucceeded:
 		series().runs[resultSuccess]++
-		s.setLastRun(1)
+		if !s.olderThanLastRun(r.Slot) {
+			s.setLastRun(1, r.Slot)
+		}
 		if r.ExportJobID != "" || e.From == run.StageExporting {
 			setLastSuccess(stageExport)
 		}
@@ -516,7 +518,9 @@ func (m *Metrics) Observe(e run.Event) {
 			result = resultTimeout
 		}
 		series().runs[result]++
-		s.setLastRun(0)
+		if !s.olderThanLastRun(r.Slot) {
+			s.setLastRun(0, r.Slot)
+		}
 	case run.StageSkipped:
 		series().skipped[skipReason(r.Reason)]++
 	}

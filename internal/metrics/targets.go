@@ -3,6 +3,7 @@ package metrics
 import (
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -69,6 +70,14 @@ type targetSeries struct {
 	key     targetKey
 	has     uint8
 	deleted bool // removed from the store; a scrape holding it skips it
+	// withheld hides backupd_last_run_success at the start of a term until
+	// the target was reconciled with Atlas or a run of the term ended
+	// (BeginTerm).
+	withheld bool
+
+	// lastRunSlot is the slot (Unix milliseconds) of the run lastRun is
+	// about; 0 unknown.
+	lastRunSlot int64
 
 	nextRun      float64 // backupd_next_run_timestamp_seconds
 	lastRun      float64 // backupd_last_run_success
@@ -97,10 +106,24 @@ func (s *targetSeries) empty() bool {
 	return true
 }
 
-// setLastRun sets backupd_last_run_success.
-func (s *targetSeries) setLastRun(v float64) {
+// setLastRun sets backupd_last_run_success to the result of the run of
+// slot (zero: unknown) and shows it.
+func (s *targetSeries) setLastRun(v float64, slot time.Time) {
 	s.lastRun = v
 	s.has |= hasLastRun
+	s.withheld = false
+	s.lastRunSlot = 0
+	if !slot.IsZero() {
+		s.lastRunSlot = slot.UnixMilli()
+	}
+}
+
+// olderThanLastRun reports whether a run of slot is older than the one
+// backupd_last_run_success is about: its end must not replace a newer
+// result (a re-attached run of a stale journal ending after the target
+// learned a later one from Atlas). Unknown slots are never older.
+func (s *targetSeries) olderThanLastRun(slot time.Time) bool {
+	return s.has&hasLastRun != 0 && s.lastRunSlot != 0 && !slot.IsZero() && slot.UnixMilli() < s.lastRunSlot
 }
 
 // setSnapshotSize sets backupd_snapshot_size_bytes.

@@ -47,9 +47,15 @@ type Runner struct {
 	cfg  RunnerConfig
 	poke chan struct{}
 
-	mu       sync.Mutex
-	plan     Plan
-	relist   bool
+	mu      sync.Mutex
+	plan    Plan
+	relist  bool // a listing is asked for (start, reload)
+	listing bool // a listing is in progress
+	// wakeAt is when Run looks for due reads next (Unix nanoseconds): a
+	// read that ends wakes it earlier only if its next read comes before.
+	// At 10,000 clusters Run then looks once per due second, not also
+	// after each of 10,000 reads an hour.
+	wakeAt   int64
 	watched  map[run.Target]*watch
 	listErrs map[string]run.ResolutionError
 }
@@ -82,9 +88,19 @@ func NewRunner(cfg RunnerConfig) *Runner {
 }
 
 // SetPlan replaces the plan (on reload): the projects are listed again at
-// once, and every cluster's next read moves to the new plan's time.
+// once, and with a new interval every cluster's next read moves to the new
+// plan's time. With the same interval the reads keep their times (they
+// depend on nothing else): a reload neither skips nor bunches them.
 func (r *Runner) SetPlan(p Plan) {
+	now := r.cfg.Clock.Now()
 	r.mu.Lock()
+	if p.Interval() != r.plan.Interval() {
+		for t, w := range r.watched {
+			if !w.inflight {
+				w.next = p.NextRead(t, now).UnixNano()
+			}
+		}
+	}
 	r.plan, r.relist = p, true
 	r.mu.Unlock()
 	r.cfg.Collector.SetInterval(p.Interval())
@@ -108,16 +124,32 @@ func (r *Runner) Run(ctx context.Context) {
 	for {
 		now := r.cfg.Clock.Now()
 		r.mu.Lock()
-		relist := r.relist || !now.Before(nextList)
-		r.relist = false
-		r.mu.Unlock()
+		listing := r.listing
+		relist := (r.relist || !now.Before(nextList)) && !listing
 		if relist {
-			r.discover(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			now = r.cfg.Clock.Now()
+			r.relist, r.listing = false, true
+		}
+		r.mu.Unlock()
+		if listing && !now.Before(nextList) {
+			// A listing longer than ListEvery: the next one starts
+			// ListEvery after this moment (a reload's is asked for apart,
+			// and starts when this one ends).
 			nextList = now.Add(r.cfg.ListEvery)
+		}
+		if relist {
+			// Listing 1,000 projects takes 2,000 calls, minutes against
+			// Atlas: the reads go on meanwhile, at their times, instead
+			// of waiting and then all going at once.
+			nextList = now.Add(r.cfg.ListEvery)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.discover(ctx)
+				r.mu.Lock()
+				r.listing = false
+				r.mu.Unlock()
+				r.wake()
+			}()
 		}
 		wakeAt := nextList
 		var due []run.Target
@@ -132,6 +164,7 @@ func (r *Runner) Run(ctx context.Context) {
 				wakeAt = time.Unix(0, w.next)
 			}
 		}
+		r.wakeAt = wakeAt.UnixNano()
 		r.mu.Unlock()
 		slices.SortFunc(due, compareTargets)
 		for _, t := range due {
@@ -144,8 +177,9 @@ func (r *Runner) Run(ctx context.Context) {
 					return
 				}
 				defer func() { <-sem }()
-				r.read(ctx, t)
-				r.wake()
+				if r.read(ctx, t) {
+					r.wake()
+				}
 			}()
 		}
 		timer := r.cfg.Clock.NewTimer(wakeAt.Sub(now))
@@ -199,6 +233,7 @@ func (r *Runner) discover(ctx context.Context) {
 			delete(r.listErrs, p)
 		}
 	}
+	plan = r.plan // a reload during the listing: new clusters take its times
 	keep := map[run.Target]bool{}
 	for _, ts := range listed {
 		for _, t := range ts {
@@ -207,14 +242,12 @@ func (r *Runner) discover(ctx context.Context) {
 			}
 		}
 	}
-	for t, w := range r.watched {
+	// A cluster kept keeps its next read: moving it to the slot after now
+	// would skip a read due during the listing.
+	for t := range r.watched {
 		_, failed := r.listErrs[t.ProjectID]
 		switch {
-		case keep[t]:
-			if !w.inflight {
-				w.next = plan.NextRead(t, now).UnixNano()
-			}
-		case failed && plan.Selects(t):
+		case keep[t], failed && plan.Selects(t):
 		default:
 			delete(r.watched, t)
 			r.cfg.Collector.Forget(t)
@@ -232,8 +265,9 @@ func (r *Runner) discover(ctx context.Context) {
 }
 
 // read reads t once, within ReadTimeout. A failure is logged and counted;
-// the last successful read (and its assessment and series) stays.
-func (r *Runner) read(ctx context.Context, t run.Target) {
+// the last successful read (and its assessment and series) stays. It
+// reports whether t's next read comes before Run's next look.
+func (r *Runner) read(ctx context.Context, t run.Target) (wake bool) {
 	rctx, cancel := clock.WithTimeout(ctx, r.cfg.Clock, r.cfg.ReadTimeout)
 	rd, err := r.cfg.Reader.Read(rctx, t)
 	cancel()
@@ -249,6 +283,7 @@ func (r *Runner) read(ctx context.Context, t run.Target) {
 	// The next read is the plan's next slot after now: on the fixed grid,
 	// and never a catch-up burst after a slow read.
 	w.next = r.plan.NextRead(t, now).UnixNano()
+	wake = w.next < r.wakeAt
 	if err != nil {
 		if ctx.Err() != nil {
 			return // stopping: not a failure of Atlas
@@ -263,6 +298,7 @@ func (r *Runner) read(ctx context.Context, t run.Target) {
 	sum := summarize(Assess(rd, now, r.plan.Margin()))
 	w.s, w.lastRead, w.lastErr = sum, now.UnixNano(), ""
 	r.cfg.Collector.observe(t, sum, now)
+	return wake
 }
 
 // Status is every watched cluster, sorted, as of now.

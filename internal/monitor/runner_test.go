@@ -167,3 +167,67 @@ func TestRunnerStatusDue(t *testing.T) {
 		}
 	})
 }
+
+// spreadReader records when each cluster is read.
+type spreadReader struct {
+	mu    sync.Mutex
+	reads map[run.Target][]time.Time
+}
+
+func (s *spreadReader) Read(_ context.Context, t run.Target) (Reading, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads[t] = append(s.reads[t], time.Now())
+	return Reading{Target: t, BackupEnabled: true}, nil
+}
+
+// TestRunnerSpreadsAFleet: at 10,000 clusters each is read once per
+// interval and the reads are spread over it, about as many in each minute
+// (never a burst at the start, at a listing or at a reload).
+func TestRunnerSpreadsAFleet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sel := make([]policy.TargetSelector, 0, benchProjects)
+		for p := range benchProjects {
+			sel = append(sel, policy.TargetSelector{ProjectID: fleetTarget(p, 0).ProjectID, Clusters: []string{"*"}})
+		}
+		plan := NewPlan(policy.Monitor{Interval: time.Hour, Targets: sel})
+		rd := &spreadReader{reads: map[run.Target][]time.Time{}}
+		r := NewRunner(RunnerConfig{Plan: plan, Reader: rd, Lister: benchLister{}, Collector: NewCollector(plan.Interval()),
+			Clock: clock.Real(), ListEvery: 20 * time.Minute})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		start := time.Now()
+		time.Sleep(30 * time.Minute)
+		r.SetPlan(plan) // a reload relists at once and moves nothing
+		time.Sleep(90 * time.Minute)
+		synctest.Wait()
+
+		const minutes = 120
+		var perMinute [minutes]int
+		for p := range benchProjects {
+			for c := range benchClusters {
+				tg := fleetTarget(p, c)
+				// Offsets are whole seconds: a cluster at offset 0 is read
+				// at 1 h and 2 h, every other one in the first hour and
+				// an hour later.
+				got := rd.reads[tg]
+				if len(got) != 2 || got[1].Sub(got[0]) != time.Hour || got[0].Sub(start) > time.Hour {
+					t.Fatalf("%s read at %v, want in the first interval and an interval later", tg, got)
+				}
+				for _, at := range got {
+					if m := int(at.Sub(start) / time.Minute); m < minutes {
+						perMinute[m]++
+					}
+				}
+			}
+		}
+		mean := 2 * benchProjects * benchClusters / minutes
+		for m, n := range perMinute {
+			if n > 2*mean || n < mean/2 {
+				t.Errorf("minute %d: %d reads, want about %d (spread, no burst)", m, n, mean)
+			}
+		}
+	})
+}

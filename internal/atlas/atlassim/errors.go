@@ -91,6 +91,9 @@ func errResourceNotFound(what string) *apiError {
 	return newErr(http.StatusNotFound, atlas.CodeResourceNotFound, fmt.Sprintf("Cannot find resource %s.", what), what)
 }
 
+// errRestoreNotFound is the answer to a restore job id the cluster has not.
+func errRestoreNotFound(id string) *apiError { return errResourceNotFound("restore job " + id) }
+
 func errInvalidPathParam(name, value string) *apiError {
 	return newErr(http.StatusBadRequest, atlas.CodeInvalidPathParameter,
 		fmt.Sprintf("Invalid path parameter %s: %q does not match the required pattern.", name, value), name, value)

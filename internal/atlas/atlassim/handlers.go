@@ -382,16 +382,7 @@ func (s *Sim) listExports(c *call) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	pg, e := parsePaging(c.r.URL.Query())
-	if e != nil {
-		return nil, e
-	}
-	jobs := newestFirst(cl.exports, func(j *exportJob) time.Time { return j.createdAt }, func(j *exportJob) string { return j.id })
-	all := make([]atlas.ExportJob, 0, len(jobs))
-	for _, j := range jobs {
-		all = append(all, s.exportView(c, p.id, cl, j, c.now))
-	}
-	return paginate(c, all, pg), nil
+	return listed(c, cl.exports, func(j *exportJob) atlas.ExportJob { return s.exportView(c, p.id, cl, j, c.now) })
 }
 
 func (s *Sim) getExport(c *call) (any, *apiError) {
@@ -399,16 +390,8 @@ func (s *Sim) getExport(c *call) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	id, e := pathID(c, "exportId")
-	if e != nil {
-		return nil, e
-	}
-	for _, j := range cl.exports {
-		if j.id == id {
-			return s.exportView(c, p.id, cl, j, c.now), nil
-		}
-	}
-	return nil, errResourceNotFound("export job " + id)
+	return byPathID(c, "exportId", cl.exports, func(j *exportJob) atlas.ExportJob { return s.exportView(c, p.id, cl, j, c.now) },
+		func(id string) *apiError { return errResourceNotFound("export job " + id) })
 }
 
 // --- flex snapshots and restores -----------------------------------------
@@ -418,16 +401,7 @@ func (s *Sim) listFlexSnapshots(c *call) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	pg, e := parsePaging(c.r.URL.Query())
-	if e != nil {
-		return nil, e
-	}
-	snaps := newestFirst(f.snapshots, func(x *flexSnapshot) time.Time { return x.scheduled }, func(x *flexSnapshot) string { return x.id })
-	all := make([]atlas.FlexSnapshot, 0, len(snaps))
-	for _, x := range snaps {
-		all = append(all, flexSnapshotView(c, p.id, f, x))
-	}
-	return paginate(c, all, pg), nil
+	return listed(c, f.snapshots, func(x *flexSnapshot) atlas.FlexSnapshot { return flexSnapshotView(c, p.id, f, x) })
 }
 
 func (s *Sim) getFlexSnapshot(c *call) (any, *apiError) {
@@ -515,16 +489,7 @@ func (s *Sim) listRestores(c *call) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	pg, e := parsePaging(c.r.URL.Query())
-	if e != nil {
-		return nil, e
-	}
-	jobs := newestFirst(f.restores, func(j *restoreJob) time.Time { return j.scheduled }, func(j *restoreJob) string { return j.id })
-	all := make([]atlas.FlexRestoreJob, 0, len(jobs))
-	for _, j := range jobs {
-		all = append(all, s.restoreView(c, p.id, f, j, c.now))
-	}
-	return paginate(c, all, pg), nil
+	return listed(c, f.restores, func(j *restoreJob) atlas.FlexRestoreJob { return s.restoreView(c, p.id, f, j, c.now) })
 }
 
 func (s *Sim) getRestore(c *call) (any, *apiError) {
@@ -532,14 +497,5 @@ func (s *Sim) getRestore(c *call) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	id, e := pathID(c, "restoreJobId")
-	if e != nil {
-		return nil, e
-	}
-	for _, j := range f.restores {
-		if j.id == id {
-			return s.restoreView(c, p.id, f, j, c.now), nil
-		}
-	}
-	return nil, errResourceNotFound("restore job " + id)
+	return byPathID(c, "restoreJobId", f.restores, func(j *restoreJob) atlas.FlexRestoreJob { return s.restoreView(c, p.id, f, j, c.now) }, errRestoreNotFound)
 }

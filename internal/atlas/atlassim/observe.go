@@ -1,8 +1,6 @@
 package atlassim
 
 import (
-	"time"
-
 	"github.com/backupd/backupd/internal/atlas"
 )
 
@@ -35,11 +33,7 @@ func (s *Sim) Exports(projectID, clusterName string) []atlas.ExportJob {
 		return nil
 	}
 	now := s.clk.Now()
-	var out []atlas.ExportJob
-	for _, j := range newestFirst(cl.exports, func(j *exportJob) time.Time { return j.createdAt }, func(j *exportJob) string { return j.id }) {
-		out = append(out, s.exportView(nil, projectID, cl, j, now))
-	}
-	return out
+	return newestViews(cl.exports, func(j *exportJob) atlas.ExportJob { return s.exportView(nil, projectID, cl, j, now) })
 }
 
 // RestoreJobs returns the restore jobs created from a flex cluster's
@@ -52,11 +46,7 @@ func (s *Sim) RestoreJobs(projectID, flexName string) []atlas.FlexRestoreJob {
 		return nil
 	}
 	now := s.clk.Now()
-	var out []atlas.FlexRestoreJob
-	for _, j := range newestFirst(f.restores, func(j *restoreJob) time.Time { return j.scheduled }, func(j *restoreJob) string { return j.id }) {
-		out = append(out, s.restoreView(nil, projectID, f, j, now))
-	}
-	return out
+	return newestViews(f.restores, func(j *restoreJob) atlas.FlexRestoreJob { return s.restoreView(nil, projectID, f, j, now) })
 }
 
 // FlexSnapshots returns a flex cluster's snapshots, newest first, without links.
@@ -67,9 +57,5 @@ func (s *Sim) FlexSnapshots(projectID, flexName string) []atlas.FlexSnapshot {
 	if err != nil {
 		return nil
 	}
-	var out []atlas.FlexSnapshot
-	for _, x := range newestFirst(f.snapshots, func(x *flexSnapshot) time.Time { return x.scheduled }, func(x *flexSnapshot) string { return x.id }) {
-		out = append(out, flexSnapshotView(nil, projectID, f, x))
-	}
-	return out
+	return newestViews(f.snapshots, func(x *flexSnapshot) atlas.FlexSnapshot { return flexSnapshotView(nil, projectID, f, x) })
 }

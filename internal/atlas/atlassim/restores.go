@@ -193,16 +193,7 @@ func (s *Sim) listClusterRestores(c *call) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	pg, e := parsePaging(c.r.URL.Query())
-	if e != nil {
-		return nil, e
-	}
-	jobs := newestFirst(cl.restores, func(j *clusterRestore) time.Time { return j.created }, func(j *clusterRestore) string { return j.id })
-	all := make([]atlas.RestoreJob, 0, len(jobs))
-	for _, j := range jobs {
-		all = append(all, s.clusterRestoreView(c, p.id, cl, j, c.now))
-	}
-	return paginate(c, all, pg), nil
+	return listed(c, cl.restores, func(j *clusterRestore) atlas.RestoreJob { return s.clusterRestoreView(c, p.id, cl, j, c.now) })
 }
 
 func (s *Sim) getClusterRestore(c *call) (any, *apiError) {
@@ -210,16 +201,7 @@ func (s *Sim) getClusterRestore(c *call) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	id, e := pathID(c, "restoreJobId")
-	if e != nil {
-		return nil, e
-	}
-	for _, j := range cl.restores {
-		if j.id == id {
-			return s.clusterRestoreView(c, p.id, cl, j, c.now), nil
-		}
-	}
-	return nil, errResourceNotFound("restore job " + id)
+	return byPathID(c, "restoreJobId", cl.restores, func(j *clusterRestore) atlas.RestoreJob { return s.clusterRestoreView(c, p.id, cl, j, c.now) }, errRestoreNotFound)
 }
 
 // clusterRestoreView renders a job as Atlas does: no status, the flags and
@@ -266,9 +248,5 @@ func (s *Sim) ClusterRestoreJobs(projectID, clusterName string) []atlas.RestoreJ
 		return nil
 	}
 	now := s.clk.Now()
-	var out []atlas.RestoreJob
-	for _, j := range newestFirst(cl.restores, func(j *clusterRestore) time.Time { return j.created }, func(j *clusterRestore) string { return j.id }) {
-		out = append(out, s.clusterRestoreView(nil, projectID, cl, j, now))
-	}
-	return out
+	return newestViews(cl.restores, func(j *clusterRestore) atlas.RestoreJob { return s.clusterRestoreView(nil, projectID, cl, j, now) })
 }

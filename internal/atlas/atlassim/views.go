@@ -294,14 +294,66 @@ func unpaged[T any](c *call, all []T) listBody[T] {
 	}
 }
 
-func newestFirst[T any](items []T, at func(T) time.Time, id func(T) string) []T {
+// listedItem is a job or snapshot as list operations order them: newest
+// first by listedAt, then by id.
+type listedItem interface {
+	listedAt() time.Time
+	itemID() string
+}
+
+func (j *exportJob) listedAt() time.Time      { return j.createdAt }
+func (j *exportJob) itemID() string           { return j.id }
+func (j *restoreJob) listedAt() time.Time     { return j.scheduled }
+func (j *restoreJob) itemID() string          { return j.id }
+func (j *clusterRestore) listedAt() time.Time { return j.created }
+func (j *clusterRestore) itemID() string      { return j.id }
+func (x *flexSnapshot) listedAt() time.Time   { return x.scheduled }
+func (x *flexSnapshot) itemID() string        { return x.id }
+
+func newestFirst[T listedItem](items []T) []T {
 	out := append([]T(nil), items...)
 	sort.SliceStable(out, func(i, j int) bool {
-		a, b := at(out[i]), at(out[j])
+		a, b := out[i].listedAt(), out[j].listedAt()
 		if !a.Equal(b) {
 			return a.After(b)
 		}
-		return id(out[i]) > id(out[j])
+		return out[i].itemID() > out[j].itemID()
 	})
 	return out
+}
+
+// newestViews renders items newest first, as list operations and the
+// observers show them.
+func newestViews[T listedItem, V any](items []T, view func(T) V) []V {
+	sorted := newestFirst(items)
+	out := make([]V, 0, len(sorted))
+	for _, it := range sorted {
+		out = append(out, view(it))
+	}
+	return out
+}
+
+// listed answers a paginated list operation over items, each as view
+// renders it.
+func listed[T listedItem, V any](c *call, items []T, view func(T) V) (any, *apiError) {
+	pg, e := parsePaging(c.r.URL.Query())
+	if e != nil {
+		return nil, e
+	}
+	return paginate(c, newestViews(items, view), pg), nil
+}
+
+// byPathID answers a get operation: the item whose id is the path's
+// param, as view renders it, or missing's error.
+func byPathID[T listedItem, V any](c *call, param string, items []T, view func(T) V, missing func(id string) *apiError) (any, *apiError) {
+	id, e := pathID(c, param)
+	if e != nil {
+		return nil, e
+	}
+	for _, it := range items {
+		if it.itemID() == id {
+			return view(it), nil
+		}
+	}
+	return nil, missing(id)
 }

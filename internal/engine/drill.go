@@ -218,21 +218,12 @@ func (e *Engine) drillRestore(ctx context.Context, tk *task, r run.Run) (run.Run
 			return r, err
 		}
 	}
-	for r.RestoreJobID == "" && !r.RestoreRequested && !r.RestoreBaseline.Taken {
-		// The baseline is persisted with the request's intent.
-		jobs, err := e.atlas.ListRestores(ctx, src.ProjectID, src.Cluster)
-		switch classify(ctx, err) {
-		case errNone:
-			r.RestoreBaseline = drillBaseline(jobs, r)
-		case errStopped:
-			return r, err
-		case errNotFound:
-			return e.fail(r, run.ReasonNotFound, err.Error())
-		default:
-			if err := tk.poller(e, "list restores").sleepAfter(r, err); err != nil {
-				return e.stageErr(r, err, "listing the source cluster's restore jobs")
-			}
-		}
+	r, stop, err := takeRestoreBaseline(ctx, e, tk, r, "the source cluster's restore jobs", drillBaseline,
+		func(ctx context.Context) ([]atlas.RestoreJob, error) {
+			return e.atlas.ListRestores(ctx, src.ProjectID, src.Cluster)
+		})
+	if stop {
+		return r, err
 	}
 	r, ended, err := e.createOnce(ctx, tk, r, creation{
 		what:        "restore",

@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/atlas/atlassim"
-	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/engine"
 	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/run"
@@ -306,68 +304,37 @@ func TestRestoreDrillVerification(t *testing.T) {
 	}
 }
 
-// lostDrillAnswer loses the next drill restore POST's answer (outcome
-// unknown), after Atlas took it when applied is set.
+// lostDrillAnswer loses the next drill restore POST's answer once armed.
 type lostDrillAnswer struct {
 	engine.Atlas
-	mu      sync.Mutex
-	lose    bool
-	applied bool
-	posts   int
+	answerLoser
 }
 
 func (l *lostDrillAnswer) CreateRestore(ctx context.Context, p, c string, req atlas.RestoreJobRequest) (*atlas.RestoreJob, error) {
-	l.mu.Lock()
-	lose, applied := l.lose, l.applied
-	l.lose = false
-	l.posts++
-	l.mu.Unlock()
-	if !lose {
-		return l.Atlas.CreateRestore(ctx, p, c, req)
-	}
-	if applied {
-		if _, err := l.Atlas.CreateRestore(ctx, p, c, req); err != nil {
-			return nil, err
-		}
-	}
-	return nil, &atlas.Error{Operation: atlas.OpCreateRestore, Method: "POST", OutcomeUnknown: true, Attempts: 1}
+	return loseAnswer(&l.answerLoser, atlas.OpCreateRestore, func() (*atlas.RestoreJob, error) { return l.Atlas.CreateRestore(ctx, p, c, req) })
 }
 
 // After a drill's POST whose outcome is unknown, the run adopts the job it
-// created, matched by snapshot, target and Atlas's creation time after the
-// jobs Atlas held before (an earlier drill of the same snapshot into the
-// same target, a few seconds before, is not taken for it), or requests
-// again when the lost POST never reached Atlas. Atlas's clock is off the
-// daemon's either way: only Atlas's times are compared.
+// created, matched by snapshot and target among the jobs its baseline did
+// not hold (an earlier drill of the same snapshot into the same target, a
+// few seconds before, is not taken for it), or requests again when the
+// lost POST never reached Atlas. Atlas's clock is off the daemon's either
+// way: no local time is compared.
 func TestRestoreDrillAdoptsAfterUnknownOutcome(t *testing.T) {
 	for _, skew := range []time.Duration{-10 * time.Minute, 10 * time.Minute} {
 		for _, applied := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/applied=%v", skew, applied), func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
-					sim := atlassim.New(atlassim.Options{Clock: skewed{clock.Real(), skew}, Seed: 1})
-					must(t, sim.AddProject(project))
+					sim := skewedSim(t, skew)
 					must(t, sim.AddCluster(project, atlassim.ClusterSpec{Name: "rs", Tier: "M10", BackupEnabled: true}))
 					must(t, sim.AddCluster(project, atlassim.ClusterSpec{Name: "scratch", Tier: "M10", BackupEnabled: true}))
 					_, err := sim.SeedSnapshot(project, "rs", atlassim.SeedSnapshot{Age: time.Hour})
 					must(t, err)
-					sim.AddServiceAccount(saID, saSecret)
 					p := drillPolicy("drill")
 					lost := &lostDrillAnswer{}
 					h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, func(a engine.Atlas) engine.Atlas { lost.Atlas = a; return lost })
 					defer h.stop()
-					earlier := h.await(fire(t, h, p, "rs", slot))
-					if earlier.Stage != run.StageSucceeded {
-						t.Fatalf("earlier drill = %s{%s} %s", earlier.Stage, earlier.Reason, earlier.Detail)
-					}
-					lost.mu.Lock()
-					lost.lose, lost.applied = true, applied
-					lost.mu.Unlock()
-					rs, err := h.eng.Trigger(context.Background(), p.Name, nil)
-					must(t, err)
-					r := h.await(rs[0].ID)
-					if r.Stage != run.StageSucceeded {
-						t.Fatalf("drill after the unknown outcome = %s{%s} %s", r.Stage, r.Reason, r.Detail)
-					}
+					earlier, r := afterLostAnswer(t, h, p, "rs", &lost.answerLoser, applied, 0)
 					jobs := sim.ClusterRestoreJobs(project, "rs")
 					if len(jobs) != 2 {
 						t.Fatalf("Atlas holds %d restore jobs, want 2 (one per run): %+v", len(jobs), jobs)
@@ -375,10 +342,8 @@ func TestRestoreDrillAdoptsAfterUnknownOutcome(t *testing.T) {
 					if r.RestoreJobID != jobs[0].ID || r.RestoreJobID == earlier.RestoreJobID {
 						t.Fatalf("adopted %s, want the newest job %s (the earlier run's is %s)", r.RestoreJobID, jobs[0].ID, earlier.RestoreJobID)
 					}
-					lost.mu.Lock()
-					defer lost.mu.Unlock()
-					if want := map[bool]int{true: 2, false: 3}[applied]; lost.posts != want {
-						t.Errorf("%d POSTs, want %d", lost.posts, want)
+					if want, posts := map[bool]int{true: 2, false: 3}[applied], lost.sent(); posts != want {
+						t.Errorf("%d POSTs, want %d", posts, want)
 					}
 				})
 			})
@@ -411,99 +376,52 @@ func (c *crashAfterDrillPost) CreateRestore(ctx context.Context, p, cl string, r
 // POST, restarts it on the same journal (or, with none, from what Atlas
 // shows) and checks the slot made exactly one restore job and succeeded.
 func TestRestoreDrillCrashAtEveryBoundary(t *testing.T) {
-	const maxEvents = 16
-	type point struct {
-		name       string
-		afterEvent int
-		afterPost  bool
-	}
-	var points []point
-	for i := 1; i <= maxEvents; i++ {
-		points = append(points, point{name: fmt.Sprintf("after-event-%d", i), afterEvent: i})
-	}
-	points = append(points, point{name: "after-restore-post", afterPost: true})
-	for _, durable := range []bool{true, false} {
-		for _, pt := range points {
-			name := pt.name + "/journal"
-			if !durable {
-				name = pt.name + "/atlas-only"
-			}
-			t.Run(name, func(t *testing.T) {
-				synctest.Test(t, func(t *testing.T) {
-					sim, _ := drillFleet(t)
-					p := drillPolicy("drill", "/usr/local/bin/check-restore")
-					path := filepath.Join(t.TempDir(), "state.db")
-					openJ := func() journal.Journal {
-						if !durable {
-							return journal.NewMemory()
-						}
-						j, err := journal.Open(path, journal.Options{NoSync: true})
-						must(t, err)
-						return j
-					}
-					fv := &fakeVerifier{res: verify.Result{ExitCode: 0}}
-					crashed := make(chan struct{})
-					var crashOnce sync.Once
-					doCrash := func() { crashOnce.Do(func() { close(crashed) }) }
-					var a engine.Atlas = engine.FromClient(clientFor(t, sim))
-					if pt.afterPost {
-						a = &crashAfterDrillPost{Atlas: a, cancel: doCrash}
-					}
-					j := openJ()
-					h := startConfig(t, sim, engine.Config{Journal: j, Atlas: a, Verifier: fv, MarkerRecovery: !durable}, p)
-					count := 0
-					h.rec.mu.Lock()
-					h.rec.hook = func(e run.Event) {
-						count++
-						if pt.afterEvent > 0 && count == pt.afterEvent {
-							doCrash()
-						}
-					}
-					h.rec.mu.Unlock()
-					id := fire(t, h, p, "rs", slot)
-					select {
-					case <-crashed:
-						h.stop()
-					case r := <-h.rec.ch(id):
-						h.stop()
-						_ = j.Close()
-						if r.Stage != run.StageSucceeded {
-							t.Fatalf("run = %s{%s} %s", r.Stage, r.Reason, r.Detail)
-						}
-						if n := len(sim.ClusterRestoreJobs(project, "rs")); n != 1 {
-							t.Fatalf("%d restore jobs, want 1", n)
-						}
-						return
-					}
-					_ = j.Close()
-
-					j2 := openJ()
-					defer j2.Close()
-					h2 := startConfig(t, sim, engine.Config{Journal: j2, Atlas: engine.FromClient(clientFor(t, sim)), Verifier: fv, MarkerRecovery: !durable}, p)
-					defer h2.stop()
-					got, ok, err := j2.Get(id)
-					must(t, err)
-					if ok && !got.Stage.Terminal() {
-						got = h2.await(id)
-					} else if !ok {
-						// Without a journal: Atlas's unfinished job, if any,
-						// is re-attached under an id of its own; wait it out.
-						synctest.Wait()
-						time.Sleep(atlassim.DefaultTimings.ClusterRestore + time.Hour)
-						got.Stage = run.StageSucceeded
-					}
-					if got.Stage != run.StageSucceeded {
-						t.Fatalf("after restart run = %s{%s} %s", got.Stage, got.Reason, got.Detail)
-					}
-					jobs := sim.ClusterRestoreJobs(project, "rs")
-					if durable && len(jobs) != 1 {
-						t.Fatalf("%d restore jobs for one slot, want 1: %+v", len(jobs), jobs)
-					}
-					if len(jobs) > 1 {
-						t.Fatalf("%d restore jobs for one slot, want at most 1", len(jobs))
-					}
-				})
-			})
+	forEachCrash(t, crashPoints(16, "create_restore"), "atlas-only", func(t *testing.T, pt crashPoint, c *crasher) {
+		sim, _ := drillFleet(t)
+		p := drillPolicy("drill", "/usr/local/bin/check-restore")
+		fv := &fakeVerifier{res: verify.Result{ExitCode: 0}}
+		var a engine.Atlas = engine.FromClient(clientFor(t, sim))
+		if pt.afterPost != "" {
+			a = &crashAfterDrillPost{Atlas: a, cancel: c.crash}
 		}
-	}
+		j := c.open()
+		h := startConfig(t, sim, engine.Config{Journal: j, Atlas: a, Verifier: fv, MarkerRecovery: !c.durable}, p)
+		id, ended := c.fire(h, p, "rs", pt.afterEvent)
+		_ = j.Close()
+		if ended != nil {
+			if ended.Stage != run.StageSucceeded {
+				t.Fatalf("run = %s{%s} %s", ended.Stage, ended.Reason, ended.Detail)
+			}
+			if n := len(sim.ClusterRestoreJobs(project, "rs")); n != 1 {
+				t.Fatalf("%d restore jobs, want 1", n)
+			}
+			return
+		}
+
+		j2 := c.open()
+		defer j2.Close()
+		h2 := startConfig(t, sim, engine.Config{Journal: j2, Atlas: engine.FromClient(clientFor(t, sim)), Verifier: fv, MarkerRecovery: !c.durable}, p)
+		defer h2.stop()
+		got, ok, err := j2.Get(id)
+		must(t, err)
+		if ok && !got.Stage.Terminal() {
+			got = h2.await(id)
+		} else if !ok {
+			// Without a journal: Atlas's unfinished job, if any,
+			// is re-attached under an id of its own; wait it out.
+			synctest.Wait()
+			time.Sleep(atlassim.DefaultTimings.ClusterRestore + time.Hour)
+			got.Stage = run.StageSucceeded
+		}
+		if got.Stage != run.StageSucceeded {
+			t.Fatalf("after restart run = %s{%s} %s", got.Stage, got.Reason, got.Detail)
+		}
+		jobs := sim.ClusterRestoreJobs(project, "rs")
+		if c.durable && len(jobs) != 1 {
+			t.Fatalf("%d restore jobs for one slot, want 1: %+v", len(jobs), jobs)
+		}
+		if len(jobs) > 1 {
+			t.Fatalf("%d restore jobs for one slot, want at most 1", len(jobs))
+		}
+	})
 }

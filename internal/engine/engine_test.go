@@ -659,107 +659,141 @@ func (c *crashAfterPost) CreateExport(ctx context.Context, p, cl string, req atl
 	return j, c.crash("create_export", err)
 }
 
+// crashPoint is where a crash test cuts the process: after the run's
+// afterEvent-th event, or (afterEvent 0) right after the POST afterPost.
+type crashPoint struct {
+	name       string
+	afterEvent int
+	afterPost  string
+}
+
+// crashPoints are a crash after each of the first events events (a clean
+// run persists no more), then one after each POST named.
+func crashPoints(events int, posts ...string) []crashPoint {
+	var out []crashPoint
+	for i := 1; i <= events; i++ {
+		out = append(out, crashPoint{name: fmt.Sprintf("after-event-%d", i), afterEvent: i})
+	}
+	for _, op := range posts {
+		out = append(out, crashPoint{name: "after-" + op, afterPost: op})
+	}
+	return out
+}
+
+// crasher is one crash test's process: the journal each start opens (the
+// same file, or without one a new memory journal) and the cut.
+type crasher struct {
+	t       *testing.T
+	durable bool
+	path    string
+	crashed chan struct{}
+	once    sync.Once
+}
+
+// forEachCrash runs body in a synctest bubble at every point, with a
+// journal file and without one (named noJournal).
+func forEachCrash(t *testing.T, points []crashPoint, noJournal string, body func(t *testing.T, pt crashPoint, c *crasher)) {
+	for _, durable := range []bool{true, false} {
+		for _, pt := range points {
+			name := pt.name + "/journal"
+			if !durable {
+				name = pt.name + "/" + noJournal
+			}
+			t.Run(name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					body(t, pt, &crasher{t: t, durable: durable, path: filepath.Join(t.TempDir(), "state.db"), crashed: make(chan struct{})})
+				})
+			})
+		}
+	}
+}
+
+func (c *crasher) open() journal.Journal {
+	if !c.durable {
+		return journal.NewMemory()
+	}
+	j, err := journal.Open(c.path, journal.Options{NoSync: true})
+	must(c.t, err)
+	return j
+}
+
+// crash cuts the process (the first call counts).
+func (c *crasher) crash() { c.once.Do(func() { close(c.crashed) }) }
+
+// fire fires p's slot on target and cuts h after the run's afterEvent-th
+// event (0: only when crash is called). h is stopped either way; ended is
+// the run when it ended before the cut.
+func (c *crasher) fire(h *harness, p engine.Policy, target string, afterEvent int) (id run.ID, ended *run.Run) {
+	count := 0
+	h.rec.mu.Lock()
+	h.rec.hook = func(run.Event) {
+		count++
+		if afterEvent > 0 && count == afterEvent {
+			c.crash()
+		}
+	}
+	h.rec.mu.Unlock()
+	id = fire(c.t, h, p, target, slot)
+	select {
+	case <-c.crashed:
+		h.stop()
+		return id, nil
+	case r := <-h.rec.ch(id):
+		h.stop()
+		return id, &r
+	}
+}
+
 // TestCrashAtEveryBoundary kills the engine after each persisted transition
 // of a snapshot+export chain and after each POST, restarts it on the same
 // journal (or, without a journal, from Atlas markers alone) and checks the
 // slot produced exactly one snapshot and one export.
 func TestCrashAtEveryBoundary(t *testing.T) {
-	// A clean run persists this many events; crash after each of them.
-	const maxEvents = 14
-	type point struct {
-		name       string
-		afterEvent int
-		afterPost  string
-	}
-	var points []point
-	for i := 1; i <= maxEvents; i++ {
-		points = append(points, point{name: fmt.Sprintf("after-event-%d", i), afterEvent: i})
-	}
-	points = append(points, point{name: "after-snapshot-post", afterPost: "take_snapshot"}, point{name: "after-export-post", afterPost: "create_export"})
-
-	for _, durable := range []bool{true, false} {
-		for _, pt := range points {
-			name := pt.name + "/journal"
-			if !durable {
-				name = pt.name + "/markers-only"
+	forEachCrash(t, crashPoints(14, "take_snapshot", "create_export"), "markers-only", func(t *testing.T, pt crashPoint, c *crasher) {
+		sim := fleet(t)
+		p := snapshotPolicy("nightly", "rs", true)
+		wrap := func(a engine.Atlas) engine.Atlas {
+			if pt.afterPost == "" {
+				return a
 			}
-			t.Run(name, func(t *testing.T) {
-				synctest.Test(t, func(t *testing.T) {
-					sim := fleet(t)
-					p := snapshotPolicy("nightly", "rs", true)
-					path := filepath.Join(t.TempDir(), "state.db")
-					openJ := func() journal.Journal {
-						if !durable {
-							return journal.NewMemory()
-						}
-						j, err := journal.Open(path, journal.Options{NoSync: true})
-						must(t, err)
-						return j
-					}
-					j := openJ()
-					var h *harness
-					crashed := make(chan struct{})
-					var crashOnce sync.Once
-					doCrash := func() { crashOnce.Do(func() { close(crashed) }) }
-					wrap := func(a engine.Atlas) engine.Atlas {
-						if pt.afterPost == "" {
-							return a
-						}
-						return &crashAfterPost{Atlas: a, op: pt.afterPost, cancel: func() { doCrash() }}
-					}
-					h = start(t, sim, j, []engine.Policy{p}, !durable, wrap)
-					count := 0
-					h.rec.mu.Lock()
-					h.rec.hook = func(e run.Event) {
-						count++
-						if pt.afterEvent > 0 && count == pt.afterEvent {
-							doCrash()
-						}
-					}
-					h.rec.mu.Unlock()
-					id := fire(t, h, p, "rs", slot)
-					select {
-					case <-crashed:
-						h.stop()
-					case r := <-h.rec.ch(id):
-						// The run ended before this crash point: nothing to test beyond once-ness.
-						h.stop()
-						if r.Stage != run.StageSucceeded {
-							t.Fatalf("run = %s{%s}", r.Stage, r.Reason)
-						}
-						_ = j.Close()
-						assertExactlyOnce(t, sim, "rs", []run.ID{id}, true)
-						return
-					}
-					_ = j.Close()
-
-					// Restart: a new engine, the journal reopened (or empty).
-					j2 := openJ()
-					defer j2.Close()
-					h2 := start(t, sim, j2, []engine.Policy{p}, !durable, nil)
-					defer h2.stop()
-					// The scheduler would fire the slot again if its mark was not
-					// advanced; firing twice must be harmless.
-					if durable || h2.eng.RecoveredSlots()[engine.Key(p.Name, run.Target{ProjectID: project, Cluster: "rs"})].IsZero() {
-						fire(t, h2, p, "rs", slot)
-					}
-					got, ok, err := j2.Get(id)
-					must(t, err)
-					switch {
-					case ok && !got.Stage.Terminal():
-						got = h2.await(id)
-					case !ok:
-						// Without a journal a run that had already finished
-						// leaves nothing to re-attach: Atlas holds its result.
-						synctest.Wait()
-						got.Stage = run.StageSucceeded
-					}
-					if got.Stage != run.StageSucceeded {
-						t.Fatalf("after restart run = %s{%s} %s", got.Stage, got.Reason, got.Detail)
-					}
-					assertExactlyOnce(t, sim, "rs", []run.ID{id}, true)
-				})
-			})
+			return &crashAfterPost{Atlas: a, op: pt.afterPost, cancel: c.crash}
 		}
-	}
+		j := c.open()
+		id, ended := c.fire(start(t, sim, j, []engine.Policy{p}, !c.durable, wrap), p, "rs", pt.afterEvent)
+		_ = j.Close()
+		if ended != nil {
+			// The run ended before this crash point: nothing to test beyond once-ness.
+			if ended.Stage != run.StageSucceeded {
+				t.Fatalf("run = %s{%s}", ended.Stage, ended.Reason)
+			}
+			assertExactlyOnce(t, sim, "rs", []run.ID{id}, true)
+			return
+		}
+
+		// Restart: a new engine, the journal reopened (or empty).
+		j2 := c.open()
+		defer j2.Close()
+		h2 := start(t, sim, j2, []engine.Policy{p}, !c.durable, nil)
+		defer h2.stop()
+		// The scheduler would fire the slot again if its mark was not
+		// advanced; firing twice must be harmless.
+		if c.durable || h2.eng.RecoveredSlots()[engine.Key(p.Name, run.Target{ProjectID: project, Cluster: "rs"})].IsZero() {
+			fire(t, h2, p, "rs", slot)
+		}
+		got, ok, err := j2.Get(id)
+		must(t, err)
+		switch {
+		case ok && !got.Stage.Terminal():
+			got = h2.await(id)
+		case !ok:
+			// Without a journal a run that had already finished
+			// leaves nothing to re-attach: Atlas holds its result.
+			synctest.Wait()
+			got.Stage = run.StageSucceeded
+		}
+		if got.Stage != run.StageSucceeded {
+			t.Fatalf("after restart run = %s{%s} %s", got.Stage, got.Reason, got.Detail)
+		}
+		assertExactlyOnce(t, sim, "rs", []run.ID{id}, true)
+	})
 }

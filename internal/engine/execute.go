@@ -870,6 +870,33 @@ func findRestore(jobs []atlas.FlexRestoreJob, r run.Run) *atlas.FlexRestoreJob {
 	return found
 }
 
+// takeRestoreBaseline records, before a run's first restore request, what
+// the source's restore jobs show (baseline sums up list's answer); it is
+// persisted with the request's intent. Restore jobs carry no marker, and
+// after an unknown outcome only this tells the run's job from earlier ones.
+// stop reports that the stage must return r and err now: parked until the
+// list can be read again, failed (the source is gone), or stopped.
+func takeRestoreBaseline[J any](ctx context.Context, e *Engine, tk *task, r run.Run, what string,
+	baseline func([]J, run.Run) run.RestoreBaseline, list func(context.Context) ([]J, error)) (_ run.Run, stop bool, _ error) {
+	if r.RestoreJobID != "" || r.RestoreRequested || r.RestoreBaseline.Taken {
+		return r, false, nil
+	}
+	jobs, err := list(ctx)
+	switch classify(ctx, err) {
+	case errNone:
+		r.RestoreBaseline = baseline(jobs, r)
+		return r, false, nil
+	case errStopped:
+		return r, true, err
+	case errNotFound:
+		r, err = e.fail(r, run.ReasonNotFound, err.Error())
+		return r, true, err
+	}
+	err = tk.poller(e, "list restores").sleepAfter(r, err)
+	r, err = e.stageErr(r, err, "listing "+what)
+	return r, true, err
+}
+
 // adoptFlexJob records what Atlas says of the run's flex restore job: its
 // id and status, and in the run's restore record the times on Atlas's
 // clock — scheduled (the restore's start), finished, and the snapshot's
@@ -909,21 +936,12 @@ func (e *Engine) restore(ctx context.Context, tk *task, r run.Run) (run.Run, err
 			return r, err
 		}
 	}
-	for r.RestoreJobID == "" && !r.RestoreRequested && !r.RestoreBaseline.Taken {
-		// The baseline is persisted with the request's intent.
-		jobs, err := e.atlas.ListFlexRestores(ctx, t.ProjectID, t.Cluster)
-		switch classify(ctx, err) {
-		case errNone:
-			r.RestoreBaseline = restoreBaseline(jobs, r)
-		case errStopped:
-			return r, err
-		case errNotFound:
-			return e.fail(r, run.ReasonNotFound, err.Error())
-		default:
-			if err := tk.poller(e, "list restores").sleepAfter(r, err); err != nil {
-				return e.stageErr(r, err, "listing the flex cluster's restore jobs")
-			}
-		}
+	r, stop, err := takeRestoreBaseline(ctx, e, tk, r, "the flex cluster's restore jobs", restoreBaseline,
+		func(ctx context.Context) ([]atlas.FlexRestoreJob, error) {
+			return e.atlas.ListFlexRestores(ctx, t.ProjectID, t.Cluster)
+		})
+	if stop {
+		return r, err
 	}
 	target := r.Spec.TargetProjectID + "/" + r.Spec.TargetCluster
 	r, ended, err := e.createOnce(ctx, tk, r, creation{

@@ -23,30 +23,87 @@ type skewed struct {
 
 func (s skewed) Now() time.Time { return s.Clock.Now().Add(s.d) }
 
-// lostRestoreAnswer loses the next flex restore POST's answer, as a
-// connection reset does: the outcome is unknown. applied says whether
-// Atlas took the request first.
-type lostRestoreAnswer struct {
-	engine.Atlas
+// answerLoser loses the next POST's answer once armed, as a connection
+// reset does: the outcome is unknown. applied says whether Atlas took the
+// request first.
+type answerLoser struct {
 	mu      sync.Mutex
 	lose    bool
 	applied bool
+	posts   int
 }
 
-func (l *lostRestoreAnswer) CreateFlexRestore(ctx context.Context, p, n string, req atlas.FlexRestoreJobRequest) (*atlas.FlexRestoreJob, error) {
+func (l *answerLoser) arm(applied bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lose, l.applied = true, applied
+}
+
+// sent is how many POSTs the engine sent.
+func (l *answerLoser) sent() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.posts
+}
+
+// loseAnswer sends a POST through create, or, once armed, loses its answer
+// (after Atlas took it when applied) with the error an unknown outcome of
+// op gives.
+func loseAnswer[T any](l *answerLoser, op string, create func() (T, error)) (T, error) {
 	l.mu.Lock()
 	lose, applied := l.lose, l.applied
 	l.lose = false
+	l.posts++
 	l.mu.Unlock()
+	var none T
 	if !lose {
-		return l.Atlas.CreateFlexRestore(ctx, p, n, req)
+		return create()
 	}
 	if applied {
-		if _, err := l.Atlas.CreateFlexRestore(ctx, p, n, req); err != nil {
-			return nil, err
+		if _, err := create(); err != nil {
+			return none, err
 		}
 	}
-	return nil, &atlas.Error{Operation: "create_flex_restore", Method: "POST", OutcomeUnknown: true, Attempts: 1}
+	return none, &atlas.Error{Operation: op, Method: "POST", OutcomeUnknown: true, Attempts: 1}
+}
+
+// skewedSim is a simulator whose clock is off the daemon's by skew, with
+// the test project and service account; the caller adds the clusters.
+func skewedSim(t *testing.T, skew time.Duration) *atlassim.Sim {
+	t.Helper()
+	sim := atlassim.New(atlassim.Options{Clock: skewed{clock.Real(), skew}, Seed: 1})
+	must(t, sim.AddProject(project))
+	sim.AddServiceAccount(saID, saSecret)
+	return sim
+}
+
+// afterLostAnswer runs p on source once, waits gap, then triggers it
+// again with the restore POST's answer lost (after Atlas took it when
+// applied); both runs must succeed.
+func afterLostAnswer(t *testing.T, h *harness, p engine.Policy, source string, lost *answerLoser, applied bool, gap time.Duration) (earlier, r run.Run) {
+	t.Helper()
+	earlier = h.await(fire(t, h, p, source, slot))
+	if earlier.Stage != run.StageSucceeded {
+		t.Fatalf("earlier run = %s{%s} %s", earlier.Stage, earlier.Reason, earlier.Detail)
+	}
+	time.Sleep(gap)
+	lost.arm(applied)
+	rs, err := h.eng.Trigger(context.Background(), p.Name, nil)
+	must(t, err)
+	if r = h.await(rs[0].ID); r.Stage != run.StageSucceeded {
+		t.Fatalf("run after the unknown outcome = %s{%s} %s", r.Stage, r.Reason, r.Detail)
+	}
+	return earlier, r
+}
+
+// lostRestoreAnswer loses the next flex restore POST's answer once armed.
+type lostRestoreAnswer struct {
+	engine.Atlas
+	answerLoser
+}
+
+func (l *lostRestoreAnswer) CreateFlexRestore(ctx context.Context, p, n string, req atlas.FlexRestoreJobRequest) (*atlas.FlexRestoreJob, error) {
+	return loseAnswer(&l.answerLoser, atlas.OpCreateFlexRestore, func() (*atlas.FlexRestoreJob, error) { return l.Atlas.CreateFlexRestore(ctx, p, n, req) })
 }
 
 // After a flex restore POST whose outcome is unknown, the run adopts the
@@ -70,13 +127,11 @@ func TestFlexRestoreAdoptionSurvivesClockSkew(t *testing.T) {
 
 func restoreAfterLostAnswer(t *testing.T, skew time.Duration, applied bool) {
 	synctest.Test(t, func(t *testing.T) {
-		sim := atlassim.New(atlassim.Options{Clock: skewed{clock.Real(), skew}, Seed: 1})
-		must(t, sim.AddProject(project))
+		sim := skewedSim(t, skew)
 		must(t, sim.AddCluster(project, atlassim.ClusterSpec{Name: "staging", Type: atlas.ClusterReplicaSet, Tier: "M10", State: atlas.ClusterIdle, BackupEnabled: true}))
 		must(t, sim.AddFlexCluster(project, "flex-prod"))
 		_, err := sim.SeedFlexSnapshot(project, "flex-prod", atlassim.SeedFlexSnapshot{Age: 6 * time.Hour})
 		must(t, err)
-		sim.AddServiceAccount(saID, saSecret)
 
 		p := engine.Policy{Name: "refresh", Action: run.ActionFlexRestore, Targets: []run.Target{{ProjectID: project, Cluster: "flex-prod"}},
 			Spec: run.Spec{FlexSnapshot: "latest", TargetProjectID: project, TargetCluster: "staging", Timeouts: timeouts}}
@@ -85,22 +140,8 @@ func restoreAfterLostAnswer(t *testing.T, skew time.Duration, applied bool) {
 		defer h.stop()
 
 		// An earlier restore of the same snapshot into the same
-		// target, finished a few minutes ago.
-		earlier := h.await(fire(t, h, p, "flex-prod", slot))
-		if earlier.Stage != run.StageSucceeded {
-			t.Fatalf("earlier restore = %s{%s} %s", earlier.Stage, earlier.Reason, earlier.Detail)
-		}
-		time.Sleep(5 * time.Minute)
-
-		lost.mu.Lock()
-		lost.lose, lost.applied = true, applied
-		lost.mu.Unlock()
-		rs, err := h.eng.Trigger(context.Background(), p.Name, nil)
-		must(t, err)
-		r := h.await(rs[0].ID)
-		if r.Stage != run.StageSucceeded {
-			t.Fatalf("restore after the unknown outcome = %s{%s} %s", r.Stage, r.Reason, r.Detail)
-		}
+		// target, finished a few minutes before.
+		earlier, r := afterLostAnswer(t, h, p, "flex-prod", &lost.answerLoser, applied, 5*time.Minute)
 		jobs := sim.RestoreJobs(project, "flex-prod")
 		if len(jobs) != 2 {
 			t.Fatalf("Atlas holds %d restore jobs, want 2 (one per run): %+v", len(jobs), jobs)

@@ -440,7 +440,7 @@ func (e *Engine) runVerify(ctx context.Context, tk *task, vj *verifyJob, req ver
 		vj.res = verify.Result{ExitCode: -1, Err: ctx.Err()}
 		return
 	case <-due:
-		vj.res = verify.Result{ExitCode: -1, TimedOut: true, Err: fmt.Errorf("verify command %s did not start within timeouts.verify (%s): %d other verify commands ran all along",
+		vj.res = verify.Result{ExitCode: -1, TimedOut: true, Err: fmt.Errorf("verify command %s did not start within timeouts.verify (%s): other drills' verify commands kept all %d verify slots busy",
 			req.Command[0], req.Timeout, cap(e.verifySlots))}
 		return
 	}

@@ -39,24 +39,37 @@ import (
 // The lease timings are short (haTimings, 4 s / 3 s / 1 s instead of
 // Kubernetes' 15 s / 10 s / 2 s) so that the scenarios and the 20-kill
 // takeover measurement fit in CI; docs/benchmarks.md says so next to the
-// figures.
+// figures. One scenario runs with the defaults (defaultTimings, the ha:
+// section naming none), so the defaults are proven to work together too.
 
 // haScale is how much faster than real time the schedules and Atlas run: a
 // one-minute slot passes every 6 s.
 const haScale = 10
 
-// haTimings are the lease timings of the whole suite.
-var haTimings = struct{ lease, renew, retry time.Duration }{4 * time.Second, 3 * time.Second, time.Second}
+// leaseTimings are the ha: section's leaseDuration, renewDeadline and
+// retryPeriod.
+type leaseTimings struct{ lease, renew, retry time.Duration }
+
+// haTimings are the lease timings of the suite's scenarios.
+var haTimings = leaseTimings{4 * time.Second, 3 * time.Second, time.Second}
+
+// defaultTimings are the ha: section's defaults (Kubernetes' own).
+var defaultTimings = leaseTimings{15 * time.Second, 10 * time.Second, 2 * time.Second}
 
 // jitteredRetry is the longest gap between two tries of a client-go
 // candidate: the retry period stretched by leaderelection's JitterFactor 1.2.
-var jitteredRetry = time.Duration(2.2 * float64(haTimings.retry))
+func (lt leaseTimings) jitteredRetry() time.Duration { return time.Duration(2.2 * float64(lt.retry)) }
 
 // maxTakeover bounds the takeover after a leader dies: the candidate saw
 // the last renewal at most one jittered retry after it was written, waits
 // the lease duration from then, and tries again at most one jittered retry
 // later.
-var maxTakeover = haTimings.lease + 2*jitteredRetry
+func (lt leaseTimings) maxTakeover() time.Duration { return lt.lease + 2*lt.jitteredRetry() }
+
+var (
+	jitteredRetry = haTimings.jitteredRetry()
+	maxTakeover   = haTimings.maxTakeover()
+)
 
 var (
 	haBuild    sync.Once
@@ -100,6 +113,11 @@ type haSuite struct {
 	sim        *simProc
 	policies   string
 	obs        *leaseObserver
+	// timings are the replicas' lease timings (haTimings unless the
+	// scenario set others before its first replica); with defaultLease the
+	// ha: section names none and the defaults apply.
+	timings      leaseTimings
+	defaultLease bool
 
 	replicas []*replica // every replica ever started, in order
 }
@@ -127,7 +145,7 @@ func haClientID(id string) string { return "mdb_sa_id_" + id }
 func newHASuite(t *testing.T, clusters []string, timings, policies string) *haSuite {
 	t.Helper()
 	requireHA(t)
-	s := &haSuite{t: t, dir: t.TempDir(), ta: newTimeArgs(haScale), leaseName: "backupd-e2e", policies: policies}
+	s := &haSuite{t: t, dir: t.TempDir(), ta: newTimeArgs(haScale), leaseName: "backupd-e2e", policies: policies, timings: haTimings}
 	s.kube = hatest.Start(t)
 	client, err := coordinationv1.NewForConfig(s.kube.RestConfig())
 	if err != nil {
@@ -188,14 +206,15 @@ func (s *haSuite) replica(i int) *replica {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			s.t.Fatal(err)
 		}
+		timings := fmt.Sprintf("  leaseDuration: %s\n  renewDeadline: %s\n  retryPeriod: %s\n", s.timings.lease, s.timings.renew, s.timings.retry)
+		if s.defaultLease {
+			timings = ""
+		}
 		ha := fmt.Sprintf(`ha:
   lease: {namespace: default, name: %s}
   identity: %s
-  leaseDuration: %s
-  renewDeadline: %s
-  retryPeriod: %s
-  kubeconfig: %s
-`, s.leaseName, id, haTimings.lease, haTimings.renew, haTimings.retry, s.kubeconfig)
+%s  kubeconfig: %s
+`, s.leaseName, id, timings, s.kubeconfig)
 		cfg := daemonConfig{simURL: s.sim.url, statePath: filepath.Join(dir, "state.db"), policies: s.policies,
 			clientID: haClientID(id), extra: ha}.write(s.t, dir, "config.yaml")
 		s.replicas = append(s.replicas, &replica{s: s, id: id, clientID: haClientID(id), cfg: cfg})
@@ -377,7 +396,7 @@ func (s *haSuite) checkFenced() []post {
 	for _, p := range ps {
 		ok := false
 		for _, h := range hist {
-			if h.holder == p.who && !h.renew.After(p.at) && p.at.Sub(h.renew) < haTimings.lease {
+			if h.holder == p.who && !h.renew.After(p.at) && p.at.Sub(h.renew) < s.timings.lease {
 				ok = true
 				break
 			}
@@ -385,17 +404,17 @@ func (s *haSuite) checkFenced() []post {
 		if !ok {
 			bad++
 			s.t.Errorf("%s sent %s %s at %s without a live lease (renewals seen: %s)", p.who, p.op, p.path,
-				p.at.Format("15:04:05.000"), renewalsAround(hist, p.who, p.at))
+				p.at.Format("15:04:05.000"), renewalsAround(hist, p.who, p.at, s.timings.lease))
 		}
 	}
 	s.t.Logf("Atlas writes per replica: %v; %d without a live lease", postsBy(ps), bad)
 	return ps
 }
 
-func renewalsAround(hist []leaseSample, who string, at time.Time) string {
+func renewalsAround(hist []leaseSample, who string, at time.Time, lease time.Duration) string {
 	var parts []string
 	for _, h := range hist {
-		if h.holder == who && h.renew.After(at.Add(-3*haTimings.lease)) && h.renew.Before(at.Add(haTimings.lease)) {
+		if h.holder == who && h.renew.After(at.Add(-3*lease)) && h.renew.Before(at.Add(lease)) {
 			parts = append(parts, h.renew.Format("15:04:05.000"))
 		}
 	}

@@ -45,7 +45,22 @@ func (s *haSuite) startThree() *replica {
 // snapshot, one export. Before the kill, a follower refuses a trigger and
 // names the leader.
 func TestKubeHALeaderKilledMidChain(t *testing.T) {
+	leaderKilledMidChain(t, newHASuite(t, []string{"c0"}, longChain, haPolicy("* * * * *")))
+}
+
+// TestKubeHADefaultTimingsLeaderKilled is the SIGKILL scenario with the ha:
+// section's default lease timings (15 s / 10 s / 2 s, none configured) and
+// every other default (atlas.timeout 30 s): the fence's deadline (13.5 s
+// after a renewal) and the renewals must work together out of the box,
+// every write landing inside a live lease, and the takeover within the
+// default lease plus the jittered retries.
+func TestKubeHADefaultTimingsLeaderKilled(t *testing.T) {
 	s := newHASuite(t, []string{"c0"}, longChain, haPolicy("* * * * *"))
+	s.timings, s.defaultLease = defaultTimings, true
+	leaderKilledMidChain(t, s)
+}
+
+func leaderKilledMidChain(t *testing.T, s *haSuite) {
 	leader := s.startThree()
 
 	var follower *replica
@@ -84,9 +99,11 @@ func TestKubeHALeaderKilledMidChain(t *testing.T) {
 		t.Fatalf("run %s finished before the kill: the chain is too short for the scenario", runID)
 	}
 	killed := leader.kill()
+	maxTakeover := s.timings.maxTakeover()
 	next := s.waitHolder(maxTakeover+10*time.Second, leader.id)
 	took := next.acquire.Sub(killed)
-	t.Logf("leader %s killed mid-chain (run %s); %s leads %v later (lease %v, retry %v)", leader.id, runID, next.holder, took.Round(time.Millisecond), haTimings.lease, haTimings.retry)
+	t.Logf("leader %s killed mid-chain (run %s); %s leads %v later (lease %v, renew %v, retry %v)", leader.id, runID, next.holder,
+		took.Round(time.Millisecond), s.timings.lease, s.timings.renew, s.timings.retry)
 	if took > maxTakeover {
 		t.Errorf("takeover took %v, want at most %v (lease duration plus two jittered retry periods)", took, maxTakeover)
 	}
@@ -108,12 +125,28 @@ func TestKubeHALeaderKilledMidChain(t *testing.T) {
 	}
 }
 
+// probePolicy is a snapshot policy on cluster c1 that only runs when
+// triggered: the pause scenario's way to make a woken leader try a write.
+func probePolicy() string {
+	return fmt.Sprintf(`  - name: probe
+    schedule: %q
+    targets: [{projectID: %s, clusters: [c1]}]
+    snapshot: {retentionInDays: 7, description: probe}
+`, farSchedule(), projectID)
+}
+
 // TestKubeHALeaderPaused: the leader is SIGSTOPped right after its
 // snapshot POST, for twice the lease duration, then continued. Another
 // replica takes over and finishes the chain; the paused one, whose timers
-// all fire at once on waking, sends nothing after it lost the lease.
+// all fire at once on waking, sends nothing after it lost the lease. It
+// must have tried, or the scenario proves nothing: on waking it still
+// believes it leads until its renewals have failed for the renew deadline
+// (3 s here), and a trigger sent to it right after SIGCONT is accepted and
+// starts a run on c1 (no other run there) whose snapshot request the fence
+// must refuse on the stale renewal. The refusal is counted from its log.
 func TestKubeHALeaderPaused(t *testing.T) {
-	s := newHASuite(t, []string{"c0"}, pauseChain, haPolicy("* * * * *"))
+	policies := strings.Replace(haPolicy("* * * * *"), "targets: [{projectID: "+projectID+"}]", "targets: [{projectID: "+projectID+", clusters: [c0]}]", 1) + probePolicy()
+	s := newHASuite(t, []string{"c0", "c1"}, pauseChain, policies)
 	leader := s.startThree()
 	p := s.firstPost(60*time.Second, leader.id, "take_snapshot", time.Time{})
 	runID := s.runOfSnapshotPost(p)
@@ -124,8 +157,14 @@ func TestKubeHALeaderPaused(t *testing.T) {
 	lost := next.acquire
 	// The pause itself is the scenario's input, not a synchronisation.
 	<-time.After(time.Until(stopped.Add(2 * haTimings.lease)))
+	woke := len(leader.d.output())
 	leader.d.signal(syscall.SIGCONT)
 	resumed := time.Now()
+	code, body, err := httpDo("POST", leader.d.url+"/api/v1/policies/probe/trigger", adminToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("trigger sent to %s %v after SIGCONT: %d %s", leader.id, time.Since(resumed).Round(time.Millisecond), code, strings.TrimSpace(string(body)))
 	t.Logf("%s paused at %s for %v; %s took the lease at %s", leader.id, stopped.Format("15:04:05.000"),
 		resumed.Sub(stopped).Round(time.Millisecond), next.holder, lost.Format("15:04:05.000"))
 
@@ -152,9 +191,18 @@ func TestKubeHALeaderPaused(t *testing.T) {
 			t.Errorf("%s sent %s %s at %s, after it lost the lease at %s", p.who, p.op, p.path, p.at.Format("15:04:05.000"), lost.Format("15:04:05.000"))
 		}
 	}
-	out := leader.d.output()
-	t.Logf("POSTs from %s after it lost the lease: %d; on waking it logged %d fence refusals (\"run parked\") and %d \"lost the lease\"; Atlas: %d snapshots, %d exports, none twice",
-		leader.id, after, strings.Count(out, "run parked: this replica may not send"), strings.Count(out, "lost the lease"), snaps, exports)
+	out := leader.d.output()[woke:]
+	refused := 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "run parked: this replica may not send") && strings.Contains(l, "last renewal too old to act on") {
+			refused++
+		}
+	}
+	t.Logf("POSTs from %s after it lost the lease: %d; on waking the fence refused %d of its requests (renewal too old; %d \"run parked\" in all) before it logged %d \"lost the lease\"; Atlas: %d snapshots, %d exports, none twice",
+		leader.id, after, refused, strings.Count(out, "run parked: this replica may not send"), strings.Count(out, "lost the lease"), snaps, exports)
+	if code != http.StatusAccepted || refused == 0 {
+		t.Errorf("the trigger on %s after waking was answered %d and the fence refused %d of its writes: the scenario does not exercise the fence (its log since SIGCONT:\n%s)", leader.id, code, refused, out)
+	}
 }
 
 // TestKubeHAAPIServerDown: the API server is stopped for 30 s. The leader

@@ -170,15 +170,20 @@ type Collector struct {
 	dirty bool
 }
 
-// observed is a watched cluster: 64 bytes beside its summary. Times are
-// Unix nanoseconds, 0 for none.
+// observed is a watched cluster, the Collector's and the Runner's: 96
+// bytes beside its summary. Times are Unix nanoseconds, 0 for none.
 type observed struct {
-	t        run.Target
-	s        *summary // of the last successful read; nil before the first
-	at       int64    // when the read succeeded; 0 before the first
-	since    int64    // when watching started
-	failures int32    // reads that failed
-	gone     bool     // forgotten: a walk holding an old order skips it
+	t     run.Target
+	s     *summary // of the last successful read; nil before the first
+	at    int64    // when the read succeeded; 0 before the first
+	since int64    // when watching started
+	// next is when the Runner reads it next, lastAttempt when it last
+	// tried, lastErr why that failed ("" if it did not).
+	next, lastAttempt int64
+	lastErr           string
+	failures          int32 // reads that failed
+	gone              bool  // forgotten: a walk holding an old order skips it
+	inflight          bool  // the Runner is reading it
 }
 
 // NewCollector returns a Collector for a monitor reading every interval.
@@ -233,6 +238,11 @@ func (c *Collector) ReadFailed(t run.Target) {
 func (c *Collector) Forget(t run.Target) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.forget(t)
+}
+
+// forget is Forget with c.mu held.
+func (c *Collector) forget(t run.Target) {
 	if o, ok := c.clusters[t]; ok {
 		o.gone = true
 		delete(c.clusters, t)

@@ -41,8 +41,10 @@ type RunnerConfig struct {
 	Forget func(run.Target)
 }
 
-// Runner reads every selected cluster at its Plan time, reports to the
-// Collector and keeps each cluster's last assessment for status.
+// Runner reads every selected cluster at its Plan time and reports to the
+// Collector. The Collector's record of a cluster is also the Runner's (its
+// next read, its last error): one record and one map per cluster, not
+// two; the Runner takes the Collector's lock for them, after its own.
 type Runner struct {
 	cfg  RunnerConfig
 	poke chan struct{}
@@ -56,19 +58,7 @@ type Runner struct {
 	// At 10,000 clusters Run then looks once per due second, not also
 	// after each of 10,000 reads an hour.
 	wakeAt   int64
-	watched  map[run.Target]*watch
 	listErrs map[string]run.ResolutionError
-}
-
-// watch is a watched cluster as the Runner sees it: 64 bytes beside the
-// summary it shares with the Collector. Times are Unix nanoseconds, 0 for
-// none (status turns them back into times).
-type watch struct {
-	since, next, lastRead, lastAttempt int64
-	s                                  *summary // of the last success; nil before the first
-	lastErr                            string
-	failures                           int32
-	inflight                           bool
 }
 
 // NewRunner returns a Runner; Run starts it.
@@ -84,7 +74,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	cfg.ListTimeout = cmp.Or(max(cfg.ListTimeout, 0), 2*time.Minute)
 	cfg.ListEvery = cmp.Or(max(cfg.ListEvery, 0), 15*time.Minute)
 	return &Runner{cfg: cfg, plan: cfg.Plan, poke: make(chan struct{}, 1), relist: true,
-		watched: map[run.Target]*watch{}, listErrs: map[string]run.ResolutionError{}}
+		listErrs: map[string]run.ResolutionError{}}
 }
 
 // SetPlan replaces the plan (on reload): the projects are listed again at
@@ -95,11 +85,14 @@ func (r *Runner) SetPlan(p Plan) {
 	now := r.cfg.Clock.Now()
 	r.mu.Lock()
 	if p.Interval() != r.plan.Interval() {
-		for t, w := range r.watched {
-			if !w.inflight {
-				w.next = p.NextRead(t, now).UnixNano()
+		c := r.cfg.Collector
+		c.mu.Lock()
+		for t, o := range c.clusters {
+			if !o.inflight {
+				o.next = p.NextRead(t, now).UnixNano()
 			}
 		}
+		c.mu.Unlock()
 	}
 	r.plan, r.relist = p, true
 	r.mu.Unlock()
@@ -154,16 +147,19 @@ func (r *Runner) Run(ctx context.Context) {
 		wakeAt := nextList
 		var due []run.Target
 		r.mu.Lock()
-		for t, w := range r.watched {
+		c := r.cfg.Collector
+		c.mu.Lock()
+		for t, o := range c.clusters {
 			switch {
-			case w.inflight:
-			case now.UnixNano() >= w.next:
-				w.inflight = true
+			case o.inflight:
+			case now.UnixNano() >= o.next:
+				o.inflight = true
 				due = append(due, t)
-			case w.next < wakeAt.UnixNano():
-				wakeAt = time.Unix(0, w.next)
+			case o.next < wakeAt.UnixNano():
+				wakeAt = time.Unix(0, o.next)
 			}
 		}
+		c.mu.Unlock()
 		r.wakeAt = wakeAt.UnixNano()
 		r.mu.Unlock()
 		slices.SortFunc(due, compareTargets)
@@ -244,22 +240,28 @@ func (r *Runner) discover(ctx context.Context) {
 	}
 	// A cluster kept keeps its next read: moving it to the slot after now
 	// would skip a read due during the listing.
-	for t := range r.watched {
+	c := r.cfg.Collector
+	c.mu.Lock()
+	var gone []run.Target
+	for t := range c.clusters {
 		_, failed := r.listErrs[t.ProjectID]
 		switch {
 		case keep[t], failed && plan.Selects(t):
 		default:
-			delete(r.watched, t)
-			r.cfg.Collector.Forget(t)
-			if r.cfg.Forget != nil {
-				r.cfg.Forget(t)
-			}
+			c.forget(t)
+			gone = append(gone, t)
 		}
 	}
 	for t := range keep {
-		if _, ok := r.watched[t]; !ok {
-			r.watched[t] = &watch{since: now.UnixNano(), next: plan.NextRead(t, now).UnixNano()}
-			r.cfg.Collector.Watch(t, now)
+		if _, ok := c.clusters[t]; !ok {
+			c.clusters[t] = &observed{t: t, since: now.UnixNano(), next: plan.NextRead(t, now).UnixNano()}
+			c.dirty = true
+		}
+	}
+	c.mu.Unlock()
+	if r.cfg.Forget != nil {
+		for _, t := range gone {
+			r.cfg.Forget(t)
 		}
 	}
 }
@@ -274,30 +276,36 @@ func (r *Runner) read(ctx context.Context, t run.Target) (wake bool) {
 	now := r.cfg.Clock.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	w, ok := r.watched[t]
-	if !ok {
-		return // forgotten while reading
+	var sum *summary
+	if err == nil {
+		rd.Target = t
+		sum = summarize(Assess(rd, now, r.plan.Margin()))
 	}
-	w.inflight = false
-	w.lastAttempt = now.UnixNano()
+	if err != nil && ctx.Err() == nil {
+		r.cfg.Logger.Warn("monitor: read failed; the last successful read stays", zap.Stringer("target", t), zap.Error(err))
+	}
+	c := r.cfg.Collector
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, ok := c.clusters[t]
+	if !ok {
+		return false // forgotten while reading
+	}
+	o.inflight = false
+	o.lastAttempt = now.UnixNano()
 	// The next read is the plan's next slot after now: on the fixed grid,
 	// and never a catch-up burst after a slow read.
-	w.next = r.plan.NextRead(t, now).UnixNano()
-	wake = w.next < r.wakeAt
+	o.next = r.plan.NextRead(t, now).UnixNano()
+	wake = o.next < r.wakeAt
 	if err != nil {
 		if ctx.Err() != nil {
-			return // stopping: not a failure of Atlas
+			return wake // stopping: not a failure of Atlas
 		}
-		w.failures++
-		w.lastErr = err.Error()
-		r.cfg.Collector.ReadFailed(t)
-		r.cfg.Logger.Warn("monitor: read failed; the last successful read stays", zap.Stringer("target", t), zap.Error(err))
-		return
+		o.failures++
+		o.lastErr = err.Error()
+		return wake
 	}
-	rd.Target = t
-	sum := summarize(Assess(rd, now, r.plan.Margin()))
-	w.s, w.lastRead, w.lastErr = sum, now.UnixNano(), ""
-	r.cfg.Collector.observe(t, sum, now)
+	o.s, o.at, o.lastErr = sum, now.UnixNano(), ""
 	return wake
 }
 
@@ -307,10 +315,13 @@ func (r *Runner) Status() *run.MonitorStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := &run.MonitorStatus{Interval: run.Duration(r.plan.Interval()), Clusters: []run.MonitorCluster{}}
-	for t, w := range r.watched {
-		c := run.MonitorCluster{Target: t, WatchedSince: local(w.since), LastRead: local(w.lastRead), LastAttempt: local(w.lastAttempt),
-			LastError: w.lastErr, ReadFailures: int(w.failures), NextRead: local(w.next)}
-		if s := w.s; s != nil {
+	col := r.cfg.Collector
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	for t, o := range col.clusters {
+		c := run.MonitorCluster{Target: t, WatchedSince: local(o.since), LastRead: local(o.at), LastAttempt: local(o.lastAttempt),
+			LastError: o.lastErr, ReadFailures: int(o.failures), NextRead: local(o.next)}
+		if s := o.s; s != nil {
 			c.Flex, c.Problems = s.flex(), s.problems()
 			s.eachKind(func(kind string, k kindSummary) {
 				if k.newest != 0 {

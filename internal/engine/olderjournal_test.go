@@ -8,6 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/backupd/backupd/internal/atlas"
+	"github.com/backupd/backupd/internal/atlas/atlassim"
 	"github.com/backupd/backupd/internal/engine"
 	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/run"
@@ -152,4 +154,78 @@ func copyFile(t *testing.T, from, to string) {
 	b, err := os.ReadFile(from)
 	must(t, err)
 	must(t, os.WriteFile(to, b, 0o600))
+}
+
+// reconciledLog records Config.Reconciled's reports by policy.
+type reconciledLog struct {
+	mu  sync.Mutex
+	got map[string]*engine.Finished
+}
+
+func (l *reconciledLog) record(policy string, _ run.Target, f *engine.Finished) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.got[policy] = f
+}
+
+// Issue 16 (alerts after a takeover): an engine that reconciles every
+// target at start (a new leader) reports the newest run Atlas's markers
+// show ended, whoever ran it, so the daemon can publish it instead of its
+// own journal's: a marked snapshot whose export failed is a failure with
+// its snapshot time, a failed snapshot a failure without one, an export
+// policy's labelled export its result; a target without markers reports
+// nil.
+func TestReconcileReportsTheNewestEndedRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		chain := snapshotPolicy("nightly", "rs", true)
+		only := snapshotPolicy("hourly", "sharded", false)
+		exp := engine.Policy{Name: "weekly", Action: run.ActionExport, Targets: []run.Target{{ProjectID: project, Cluster: "staging"}},
+			Spec: run.Spec{ExportBucketID: bucketID, ExportSource: "latest", Timeouts: timeouts}}
+		quiet := snapshotPolicy("idle", "paused", false)
+		_, err := sim.SeedSnapshot(project, "staging", atlassim.SeedSnapshot{Type: atlas.SnapshotScheduled, Status: atlas.SnapshotCompleted, CreatedAt: time.Now().Add(-time.Hour)})
+		must(t, err)
+
+		// The previous leader: the chain's first slot succeeds, its second
+		// slot's export fails; the snapshot policy's run fails; the export
+		// policy's run succeeds.
+		prev := start(t, sim, journal.NewMemory(), []engine.Policy{chain, only, exp}, false, nil)
+		if r := prev.await(fire(t, prev, chain, "rs", slot)); r.Stage != run.StageSucceeded {
+			t.Fatalf("first chain run = %s{%s}", r.Stage, r.Reason)
+		}
+		sim.FailNextExports(1, false)
+		second := slot.Add(time.Hour)
+		if r := prev.await(fire(t, prev, chain, "rs", second)); r.Stage != run.StageFailed {
+			t.Fatalf("second chain run = %s{%s}, want failed", r.Stage, r.Reason)
+		}
+		sim.FailNextSnapshots(1)
+		if r := prev.await(fire(t, prev, only, "sharded", slot)); r.Stage != run.StageFailed {
+			t.Fatalf("snapshot run = %s{%s}, want failed", r.Stage, r.Reason)
+		}
+		if r := prev.await(fire(t, prev, exp, "staging", slot)); r.Stage != run.StageSucceeded {
+			t.Fatalf("export run = %s{%s}", r.Stage, r.Reason)
+		}
+		prev.stop()
+
+		// The next leader, on a journal that knows none of it.
+		log := &reconciledLog{got: map[string]*engine.Finished{}}
+		next := startConfig(t, sim, engine.Config{Atlas: engine.FromClient(clientFor(t, sim)), MarkerRecovery: true, ReconcileAll: true, Reconciled: log.record},
+			chain, only, exp, quiet)
+		defer next.stop()
+
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		if f := log.got["nightly"]; f == nil || !f.Slot.Equal(second) || f.Succeeded || f.SnapshotAt.IsZero() || !f.ExportAt.IsZero() || f.SnapshotBytes <= 0 {
+			t.Errorf("chain: reported %+v, want the second slot, failed, with its snapshot's time and size and no export", f)
+		}
+		if f := log.got["hourly"]; f == nil || !f.Slot.Equal(slot) || f.Succeeded || !f.SnapshotAt.IsZero() {
+			t.Errorf("snapshot policy: reported %+v, want its slot, failed, no snapshot time", f)
+		}
+		if f := log.got["weekly"]; f == nil || !f.Slot.Equal(slot) || !f.Succeeded || f.ExportAt.IsZero() {
+			t.Errorf("export policy: reported %+v, want its slot, succeeded, with the export's time", f)
+		}
+		if f, ok := log.got["idle"]; !ok || f != nil {
+			t.Errorf("a target without markers: reported %+v (reported %v), want nil", f, ok)
+		}
+	})
 }

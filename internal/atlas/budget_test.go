@@ -3,6 +3,7 @@ package atlas
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -125,8 +126,7 @@ func TestBudgetLowPriorityIsServedWithinItsAgeingBound(t *testing.T) {
 
 // A 429 with Retry-After on project P pauses every caller of P, whatever
 // its priority and whether it was already waiting, until the Retry-After
-// has passed; then P starts again from one request, not a burst. Project Q
-// goes on meanwhile.
+// has passed. Project Q goes on meanwhile.
 func TestRetryAfterPausesEveryCallerOfTheProjectOnly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBudgets(clock.Real(), 600, zap.NewNop()) // 10 a second, burst 10
@@ -167,12 +167,10 @@ func TestRetryAfterPausesEveryCallerOfTheProjectOnly(t *testing.T) {
 		if got := s.get(); len(got) != 4 {
 			t.Fatalf("served %v after the hold, want all four", got)
 		}
-		// One at the hold's end, then the budget's rate: no burst of the
-		// tokens that accrued during the hold.
-		for i, name := range []string{"p", "pppp", "pp", "ppp"} {
-			want := 20*time.Second + time.Duration(i)*100*time.Millisecond
-			if at := s.at[name]; at != want {
-				t.Errorf("%s served at +%s, want +%s (served %v)", name, at, want, s.get())
+		// All at the hold's end: the budget refilled meanwhile.
+		for name, at := range s.at {
+			if at != 20*time.Second {
+				t.Errorf("%s served at +%s, want when the hold ended (+20s)", name, at)
 			}
 		}
 	})
@@ -252,14 +250,24 @@ func TestMonitorReadsYieldToEngineCalls(t *testing.T) {
 			mu.Unlock()
 			okSnapshot().ServeHTTP(w, r)
 		})
-		c := newTestClient(t, newFakeAtlas(t, api), func(cfg *Config) { cfg.RequestsPerMinute = 60 })
+		var hooked []RequestInfo
+		c := newTestClient(t, newFakeAtlas(t, api), func(cfg *Config) {
+			cfg.RequestsPerMinute = 60
+			cfg.Hook = func(i RequestInfo) {
+				mu.Lock()
+				defer mu.Unlock()
+				if i.Operation != OpFetchToken {
+					hooked = append(hooked, i)
+				}
+			}
+		})
 		for range 10 { // the burst
 			if _, err := c.Clusters.Get(t.Context(), testProject, "prod"); err != nil {
 				t.Fatal(err)
 			}
 		}
 		mu.Lock()
-		ops = nil
+		ops, hooked = nil, nil
 		mu.Unlock()
 		monitor := WithPriority(t.Context(), PriorityMonitor)
 		var wg sync.WaitGroup
@@ -282,6 +290,18 @@ func TestMonitorReadsYieldToEngineCalls(t *testing.T) {
 				t.Errorf("request %d went to %s, want …%s (order %v)", i+1, ops[i], suffix, ops)
 			}
 		}
+		// The hook sees each attempt's priority and its wait for the budget
+		// (one token a second after the burst).
+		wantHook := []struct {
+			prio   Priority
+			waited time.Duration
+		}{{PriorityUrgent, time.Second}, {PriorityEngine, 2 * time.Second}, {PriorityMonitor, 3 * time.Second}, {PriorityMonitor, 4 * time.Second}}
+		for i, w := range wantHook {
+			if i >= len(hooked) || hooked[i].Priority != w.prio || hooked[i].BudgetWait != w.waited {
+				t.Errorf("hook %d: %+v, want priority %s, budget wait %s", i+1, hooked, w.prio, w.waited)
+				break
+			}
+		}
 	})
 }
 
@@ -300,6 +320,50 @@ func TestLongHoldAnswersWaitingCallsAtOnce(t *testing.T) {
 		var he *holdError
 		if !errors.As(err, &he) || !errors.Is(err, ErrProjectHeld) || time.Since(start) != 0 {
 			t.Errorf("waiting call: %v after %s, want ErrProjectHeld at once", err, time.Since(start))
+		}
+	})
+}
+
+// blockingBody is an answer body that yields nothing until release closes.
+type blockingBody struct {
+	release chan struct{}
+	r       io.Reader
+}
+
+func (b *blockingBody) Read(p []byte) (int, error) {
+	<-b.release
+	return b.r.Read(p)
+}
+
+func (b *blockingBody) Close() error { return nil }
+
+// A 429's hold is in force as soon as its headers arrive, before its body
+// is read: reading the body to its end hands the connection to the next
+// call, which must already be held.
+func TestHoldIsSetBeforeThe429BodyIsRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		body := &blockingBody{release: make(chan struct{}), r: strings.NewReader(`{"error":429,"errorCode":"RATE_LIMITED"}`)}
+		c := newTestClient(t, nil, func(cfg *Config) {
+			cfg.APIKey, cfg.ServiceAccount = &APIKey{PublicKey: "p", PrivateKey: "k"}, nil
+			cfg.MaxAttempts = 1
+			cfg.Transport = rtFunc(func(r *http.Request) (*http.Response, error) {
+				if r.Header.Get("Authorization") == "" { // the digest challenge
+					h := http.Header{"Www-Authenticate": {`Digest realm="atlas", nonce="n", qop="auth", algorithm=MD5`}}
+					return &http.Response{StatusCode: 401, Header: h, Body: http.NoBody, Request: r}, nil
+				}
+				h := http.Header{"Retry-After": {"30"}, "Content-Type": {"application/json"}}
+				return &http.Response{StatusCode: 429, Header: h, Body: body, Request: r}, nil
+			})
+		})
+		done := make(chan error, 1)
+		go func() { _, err := c.Clusters.Get(t.Context(), testProject, "prod"); done <- err }()
+		synctest.Wait() // the call reads the 429's body
+		if hold := c.RateLimit(testProject).HoldUntil; !hold.Equal(time.Now().Add(30 * time.Second)) {
+			t.Errorf("while the 429's body is unread, the hold is %v, want +30s", hold)
+		}
+		close(body.release)
+		if err := <-done; !IsRateLimited(err) {
+			t.Errorf("call: %v, want the 429", err)
 		}
 	})
 }

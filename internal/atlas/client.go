@@ -110,6 +110,11 @@ type RequestInfo struct {
 	// decoded, or that carries a malformed id: the call failed although
 	// StatusCode says 2xx.
 	Undecodable bool
+	// Priority is the call's priority in its project's request budget and
+	// BudgetWait how long this attempt waited for the budget before it was
+	// sent; both zero for token requests, which the budget does not count.
+	Priority   Priority
+	BudgetWait time.Duration
 }
 
 // RequestHook observes every HTTP attempt. It lets metrics plug in without

@@ -77,8 +77,10 @@ func (c *Client) doRead(ctx context.Context, r *request, out any) (_ answerUse, 
 	}
 	var last *Error
 	authRetried := false
+	prio := priorityOf(ctx, r.op)
 	for attempt := 1; ; attempt++ {
-		if err := c.waitTurn(ctx, r); err != nil {
+		queued := c.clock.Now()
+		if err := c.budgets.wait(ctx, r.projectID, prio); err != nil {
 			e := c.gaveUp(r, last, attempt-1, fmt.Errorf("waiting for the request budget: %w", err))
 			var he *holdError
 			if errors.As(err, &he) {
@@ -86,7 +88,8 @@ func (c *Client) doRead(ctx context.Context, r *request, out any) (_ answerUse, 
 			}
 			return answerUse{}, e
 		}
-		res := c.attempt(ctx, r, target, payload, out, attempt)
+		got := turn{prio: prio, waited: c.clock.Now().Sub(queued)}
+		res := c.attempt(ctx, r, target, payload, out, attempt, got)
 		if res.err == nil {
 			return res.read, nil
 		}
@@ -193,8 +196,14 @@ func joinDetail(prefix, detail string) string {
 	return prefix + ": " + detail
 }
 
+// turn is how an attempt got its project's budget, for RequestHook.
+type turn struct {
+	prio   Priority
+	waited time.Duration
+}
+
 // attempt makes one HTTP exchange and classifies its outcome.
-func (c *Client) attempt(ctx context.Context, r *request, target string, payload []byte, out any, n int) attemptResult {
+func (c *Client) attempt(ctx context.Context, r *request, target string, payload []byte, out any, n int, t turn) attemptResult {
 	isGet := r.method == http.MethodGet
 	st := &attemptState{}
 	actx, cancel := context.WithTimeout(context.WithValue(ctx, attemptKey{}, st), c.timeout)
@@ -213,7 +222,7 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 
-	info := RequestInfo{Operation: r.op, Method: r.method, Attempt: n, ProjectID: r.projectID}
+	info := RequestInfo{Operation: r.op, Method: r.method, Attempt: n, ProjectID: r.projectID, Priority: t.prio, BudgetWait: t.waited}
 	start := c.clock.Now()
 	report := func() {
 		info.Duration = c.clock.Now().Sub(start)
@@ -264,12 +273,15 @@ func (c *Client) attempt(ctx context.Context, r *request, target string, payload
 		return attemptResult{read: use}
 	}
 
+	// A 429's hold is set from its headers, before the body is read:
+	// reading the body to its end hands the connection back to the pool,
+	// and the next call to take it must already see the hold.
+	c.budgets.observe(r.projectID, resp.StatusCode, resp.Header, parseRetryAfter(resp.Header.Get("Retry-After"), now), now)
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	e := decodeError(resp.StatusCode, resp.Header, data, now)
 	e.Operation, e.Method, e.Path = r.op, r.method, r.path
 	info.ErrorCode = e.ErrorCode
 	info.RateLimited = resp.StatusCode == http.StatusTooManyRequests
-	c.budgets.observe(r.projectID, resp.StatusCode, resp.Header, e.RetryAfter, now)
 	report()
 
 	switch code := resp.StatusCode; {

@@ -26,7 +26,7 @@ func TestHookMeasuresDurationOnInjectedClock(t *testing.T) {
 	want := []RequestInfo{
 		{Operation: OpFetchToken, Method: "POST", StatusCode: 200, Attempt: 1},
 		{Operation: OpGetShardedSnapshot, Method: "GET", StatusCode: 404, ErrorCode: CodeSnapshotNotFound,
-			Duration: 250 * time.Millisecond, Attempt: 1, ProjectID: testProject},
+			Duration: 250 * time.Millisecond, Attempt: 1, ProjectID: testProject, Priority: PriorityUrgent},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("hook calls %+v", got)

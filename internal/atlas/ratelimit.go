@@ -31,9 +31,8 @@ import (
 // one level, calls are served in arrival order.
 //
 // A 429 with Retry-After pauses the project's budget for every caller until
-// the Retry-After has passed (the hold), and empties it: when the hold ends
-// the project starts again from one request, then its steady rate, instead
-// of a burst into the bucket Atlas just said was empty. Other projects go on.
+// the Retry-After has passed (the hold); other projects go on. When the
+// hold ends, the waiting calls are served by priority, as always.
 //
 // Only the waiter first in line sleeps on a timer (until the next token or
 // the end of the hold); the others sleep until they are first in line,
@@ -147,9 +146,6 @@ type projectBudget struct {
 	// none: it passes to whoever is first in line when it is due.
 	next    *rate.Reservation
 	waiters []*waiter
-	// restart: a 429 held the project; when the hold ends, the budget
-	// keeps at most one token.
-	restart bool
 }
 
 // waiter is one call waiting for its project's budget.
@@ -248,16 +244,6 @@ func (p *projectBudget) dispatch(now time.Time, self *waiter) time.Time {
 			due = p.info.HoldUntil
 			break
 		}
-		if p.restart {
-			p.restart = false
-			keep := 1.0
-			if p.next != nil {
-				keep = 0 // the reserved token is the one request
-			}
-			if n := int(p.lim.TokensAt(now) - keep); n > 0 {
-				p.lim.AllowN(now, n)
-			}
-		}
 		if p.next == nil {
 			p.next = p.lim.ReserveN(now, 1)
 		}
@@ -324,7 +310,7 @@ func kick(w *waiter) {
 }
 
 // observe records RateLimit-* headers and, for a 429 carrying Retry-After,
-// extends the project's hold, empties its budget and tells its waiters.
+// extends the project's hold and tells its waiters.
 func (b *budgets) observe(project string, status int, h http.Header, retryAfter time.Duration, now time.Time) {
 	warnRetryAfterCapped(b.log, project, h, now)
 	limit, okL := headerInt(h, "RateLimit-Limit")
@@ -349,7 +335,6 @@ func (b *budgets) observe(project string, status int, h http.Header, retryAfter 
 		if until := now.Add(retryAfter); until.After(p.info.HoldUntil) {
 			p.info.HoldUntil = until
 		}
-		p.restart = true
 		// Every waiter looks again: a hold too long to wait out is
 		// answered at once, and the first in line re-times its sleep.
 		for _, w := range p.waiters {
@@ -384,11 +369,4 @@ func headerInt(h http.Header, name string) (int, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-// waitTurn blocks until r's project budget serves r, at the priority of
-// ctx or of r's operation. All waiting is on the injected clock and ends
-// early with ctx's error.
-func (c *Client) waitTurn(ctx context.Context, r *request) error {
-	return c.budgets.wait(ctx, r.projectID, priorityOf(ctx, r.op))
 }

@@ -477,6 +477,9 @@ func (d *Daemon) newClient(cfg *policy.Config) (*atlas.Client, error) {
 		Transport: d.opts.Transport, Clock: d.clk, UserAgent: "backupd/" + buildinfo.String(), Logger: d.log.Named("atlas"),
 		Hook: func(i atlas.RequestInfo) {
 			d.metrics.ObserveAtlasRequest(i.Operation, metrics.AttemptCode(i.StatusCode, i.Undecodable), i.Duration, i.RateLimited)
+			if i.Priority != 0 { // token requests take no budget
+				d.metrics.ObserveAtlasBudgetWait(i.Priority, i.BudgetWait)
+			}
 			d.atlasHealth.observe(i)
 		},
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/run"
 )
 
@@ -49,6 +50,10 @@ var stageDurationBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800
 // timeout and beyond.
 var atlasDurationBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
+// atlasBudgetWaitBuckets span a call served at once to one that waited out
+// a Retry-After hold (the client waits at most 5 minutes).
+var atlasBudgetWaitBuckets = []float64{0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
 // recentTerminalCap bounds how many finished run ids are remembered to keep
 // repeated terminal events from being counted twice.
 const recentTerminalCap = 4096
@@ -80,6 +85,7 @@ type Metrics struct {
 	atlasRequests    *prometheus.CounterVec
 	atlasDuration    *prometheus.HistogramVec
 	atlasRateLimited *prometheus.CounterVec
+	atlasBudgetWait  *prometheus.HistogramVec
 	configReloads    *prometheus.CounterVec
 	resolveFailures  *prometheus.CounterVec
 	journalErrors    prometheus.Counter
@@ -155,6 +161,11 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "atlas_rate_limited_total",
 			Help: "Atlas Admin API attempts answered with a rate limit (429), by operation.",
 		}, []string{"operation"}),
+		atlasBudgetWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "atlas_budget_wait_seconds",
+			Help:    "Time each Atlas Admin API attempt waited for its project's request budget, by priority (urgent, engine, discovery, monitor).",
+			Buckets: atlasBudgetWaitBuckets,
+		}, []string{"priority"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "config_reloads_total",
 			Help: "Configuration reloads (SIGHUP), by result: success or failure.",
@@ -184,7 +195,7 @@ func New(version string) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo, m.policyInfo, m.stageDuration, m.scheduleInterval, m.Gate(m.inflight),
-		m.atlasRequests, m.atlasDuration, m.atlasRateLimited, m.configReloads,
+		m.atlasRequests, m.atlasDuration, m.atlasRateLimited, m.atlasBudgetWait, m.configReloads,
 		m.resolveFailures, m.journalErrors,
 	)
 	targets := prometheus.NewPedanticRegistry()
@@ -197,6 +208,9 @@ func New(version string) *Metrics {
 	}
 	m.configReloads.WithLabelValues("success")
 	m.configReloads.WithLabelValues("failure")
+	for _, p := range atlas.Priorities() {
+		m.atlasBudgetWait.WithLabelValues(p.String())
+	}
 	return m
 }
 
@@ -225,6 +239,12 @@ func (m *Metrics) ObserveAtlasRequest(operation, code string, d time.Duration, r
 	if rateLimited {
 		m.atlasRateLimited.WithLabelValues(operation).Inc()
 	}
+}
+
+// ObserveAtlasBudgetWait records how long one Atlas attempt of priority
+// waited for its project's request budget.
+func (m *Metrics) ObserveAtlasBudgetWait(priority atlas.Priority, d time.Duration) {
+	m.atlasBudgetWait.WithLabelValues(priority.String()).Observe(d.Seconds())
 }
 
 // ConfigReload counts one configuration reload attempt.

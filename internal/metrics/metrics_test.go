@@ -167,6 +167,7 @@ func TestEveryDesignMetricIsExposed(t *testing.T) {
 		"backupd_atlas_requests_total":           "COUNTER",
 		"backupd_atlas_request_duration_seconds": "HISTOGRAM",
 		"backupd_atlas_rate_limited_total":       "COUNTER",
+		"backupd_atlas_budget_wait_seconds":      "HISTOGRAM", // not in the design: issue 15's budget priorities
 		"backupd_config_reloads_total":           "COUNTER",
 		"backupd_journal_write_errors_total":     "COUNTER",
 	}
@@ -185,6 +186,7 @@ func TestEveryDesignMetricIsExposed(t *testing.T) {
 		"backupd_atlas_requests_total":           {"code", "operation"},
 		"backupd_atlas_request_duration_seconds": {"operation"},
 		"backupd_atlas_rate_limited_total":       {"operation"},
+		"backupd_atlas_budget_wait_seconds":      {"priority"},
 		"backupd_config_reloads_total":           {"result"},
 		"backupd_journal_write_errors_total":     nil,
 	}

@@ -206,3 +206,22 @@ func TestMonitorOnlyDaemon(t *testing.T) {
 		}
 	})
 }
+
+// TestDiscoveryAndMonitorYieldTheBudget: the daemon's discovery and monitor
+// call Atlas at their own priorities in the projects' budgets, below the
+// runs' (docs/atlas-client.md#rate-limits); each attempt's wait is counted
+// under its priority.
+func TestDiscoveryAndMonitorYieldTheBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, sim := setup(t, monitorSection)
+		e := launch(t, dir, sim)
+		defer e.stop()
+		time.Sleep(time.Hour + time.Minute) // a slot's run, a monitor interval, discoveries
+		synctest.Wait()
+		for _, p := range atlas.Priorities() { // engine: the chains' get_cluster
+			if count := e.metricValue(t, `backupd_atlas_budget_wait_seconds_count{priority="`+p.String()+`"}`); count <= 0 {
+				t.Errorf("no Atlas attempt was made at priority %s (count %v)", p, count)
+			}
+		}
+	})
+}

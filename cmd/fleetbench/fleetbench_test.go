@@ -13,6 +13,7 @@ import (
 
 	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/atlas/atlassim"
+	"github.com/backupd/backupd/internal/engine"
 	"github.com/backupd/backupd/internal/journal"
 	"github.com/backupd/backupd/internal/policy"
 	"github.com/backupd/backupd/internal/run"
@@ -219,6 +220,20 @@ func TestPregenerateJournal(t *testing.T) {
 	}
 	if len(slots) != 3 {
 		t.Errorf("target 0 has runs in %d slots, want 3", len(slots))
+	}
+	// Every target's scheduler mark is at its newest slot, with the
+	// policy's schedule, so a start reconciles nothing (the daemon's own
+	// journal would have them).
+	newest, oldest := before.Truncate(time.Hour).Add(-time.Hour), before.Truncate(time.Hour).Add(-3*time.Hour)
+	for i := range f.Targets() {
+		tg := run.Target{ProjectID: f.ProjectID(i / f.Clusters), Cluster: f.ClusterName(i % f.Clusters)}
+		m, ok, err := j.Mark(engine.Key(policyName, tg))
+		if err != nil || !ok || !m.LastSlot.Equal(newest) || m.Schedule != schedule {
+			t.Errorf("mark of %s = %+v (found %v, %v), want its newest slot %s and schedule %q", tg, m, ok, err, newest, schedule)
+		}
+		if i == 0 && !m.Since.Equal(oldest) {
+			t.Errorf("mark of target 0 since %s, want its oldest slot %s", m.Since, oldest)
+		}
 	}
 }
 

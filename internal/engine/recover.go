@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -61,7 +62,7 @@ func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []
 		busy[key(r.Policy, r.Target)] = true
 	}
 	now := e.clk.Now()
-	var out []run.Run
+	var todo []recoveryTarget // reconciled now, before anything starts
 	for _, p := range policies {
 		for _, t := range p.Targets {
 			if !empty {
@@ -72,34 +73,38 @@ func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []
 					continue
 				}
 			}
-			rs, err := e.reconcileTarget(ctx, p, t, now)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, nil, ctx.Err()
-				}
-				// One target Atlas cannot answer for holds up no other: it
-				// is retried in the background (its run, if any, is attached
-				// then; a slot fired meanwhile adopts its marked snapshot).
-				e.log.Warn("cannot reconcile the journal with Atlas markers; retrying in the background",
-					zap.String("policy", p.Name), zap.String("project", t.ProjectID), zap.String("cluster", t.Cluster), zap.Error(err))
-				later = append(later, recoveryTarget{p, t})
+			todo = append(todo, recoveryTarget{p, t})
+		}
+	}
+	var out []run.Run
+	for i, res := range e.reconcileEach(ctx, todo, func() time.Time { return now }) {
+		p, t := todo[i].p, todo[i].t
+		if res.err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			// One target Atlas cannot answer for holds up no other: it
+			// is retried in the background (its run, if any, is attached
+			// then; a slot fired meanwhile adopts its marked snapshot).
+			e.log.Warn("cannot reconcile the journal with Atlas markers; retrying in the background",
+				zap.String("policy", p.Name), zap.String("project", t.ProjectID), zap.String("cluster", t.Cluster), zap.Error(res.err))
+			later = append(later, todo[i])
+			continue
+		}
+		for _, r := range res.runs {
+			if e.journalHas(r) {
 				continue
 			}
-			for _, r := range rs {
-				if e.journalHas(r) {
-					continue
-				}
-				if busy[key(r.Policy, r.Target)] {
-					e.queueRecovered(r)
-					continue
-				}
-				if err := e.j.Put(r); err != nil {
-					return nil, nil, fmt.Errorf("recording recovered run %s: %w", r.ID, err)
-				}
-				busy[key(r.Policy, r.Target)] = true
-				e.log.Info("recovered run from Atlas markers", runFields(r)...)
-				out = append(out, r)
+			if busy[key(r.Policy, r.Target)] {
+				e.queueRecovered(r)
+				continue
 			}
+			if err := e.j.Put(r); err != nil {
+				return nil, nil, fmt.Errorf("recording recovered run %s: %w", r.ID, err)
+			}
+			busy[key(r.Policy, r.Target)] = true
+			e.log.Info("recovered run from Atlas markers", runFields(r)...)
+			out = append(out, r)
 		}
 	}
 	return out, later, nil
@@ -179,21 +184,18 @@ func (e *Engine) reconcileLater(ctx context.Context, targets []recoveryTarget) {
 	found, total := 0, len(targets)
 	for wait := firstRetry; ; wait = min(2*wait, maxRetry) {
 		var failed []recoveryTarget
-		for _, rt := range targets {
+		for i, res := range e.reconcileEach(ctx, targets, e.clk.Now) {
+			rt := targets[i]
 			if ctx.Err() != nil {
 				return
 			}
-			rs, err := e.reconcileTarget(ctx, rt.p, rt.t, e.clk.Now())
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
+			if res.err != nil {
 				e.log.Warn("cannot reconcile the journal with Atlas markers", zap.String("policy", rt.p.Name),
-					zap.String("project", rt.t.ProjectID), zap.String("cluster", rt.t.Cluster), zap.Error(err))
+					zap.String("project", rt.t.ProjectID), zap.String("cluster", rt.t.Cluster), zap.Error(res.err))
 				failed = append(failed, rt)
 				continue
 			}
-			for _, r := range rs {
+			for _, r := range res.runs {
 				if e.attachRecovered(ctx, r) {
 					found++
 				}
@@ -213,6 +215,42 @@ func (e *Engine) reconcileLater(ctx context.Context, targets []recoveryTarget) {
 		}
 		targets = failed
 	}
+}
+
+// reconcileParallel is how many targets are reconciled with Atlas's markers
+// at once. Each costs two or three reads, and a project's reads wait for its
+// request budget: one target at a time, the 30,000 reads of a fresh journal
+// (or a new leader's term) at 10,000 targets took most of an hour at
+// Atlas's 100 requests a minute per project; at once, each project's budget
+// is the only bound.
+const reconcileParallel = 32
+
+// reconciled is what reconcileTarget answered for one target.
+type reconciled struct {
+	runs []run.Run
+	err  error
+}
+
+// reconcileEach reconciles targets, up to reconcileParallel at once, and
+// returns their answers in the order of targets; now gives each its time.
+// Once ctx ends, the targets not yet started answer ctx's error.
+func (e *Engine) reconcileEach(ctx context.Context, targets []recoveryTarget, now func() time.Time) []reconciled {
+	out := make([]reconciled, len(targets))
+	sem := make(chan struct{}, reconcileParallel)
+	var wg sync.WaitGroup
+	for i, rt := range targets {
+		if ctx.Err() != nil {
+			out[i].err = ctx.Err()
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out[i].runs, out[i].err = e.reconcileTarget(ctx, rt.p, rt.t, now())
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // attachRecovered records and starts a run found by its marker, unless the

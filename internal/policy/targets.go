@@ -190,6 +190,7 @@ func resolveSelectors(ctx context.Context, p Policy, pl *projectLister, res *Res
 		if seen[t] {
 			return
 		}
+		t = t.Interned()
 		seen[t] = true
 		if reason == "" {
 			res.Targets = append(res.Targets, t)

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+	"unique"
 )
 
 // Stage is where a run is in the run model of DESIGN.md. Each stage is
@@ -94,6 +95,16 @@ type Target struct {
 }
 
 func (t Target) String() string { return t.ProjectID + "/" + t.Cluster }
+
+// Interned is t with its strings interned (unique.Make): the engine's
+// resolution and the monitor list the same clusters each on its own, every
+// few minutes, and each decoded listing has new copies of the names. At
+// 10,000 clusters the holders that keep a target (the scheduler, the
+// metrics, the monitor) then share one copy of each name, whichever
+// listing they kept it from.
+func (t Target) Interned() Target {
+	return Target{ProjectID: unique.Make(t.ProjectID).Value(), Cluster: unique.Make(t.Cluster).Value()}
+}
 
 // Run is one policy on one target for one slot. It is the journal's record
 // and the payload of every event.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/backupd/backupd/internal/atlas"
 	"github.com/backupd/backupd/internal/clock"
@@ -39,16 +40,18 @@ type Reader struct {
 	// monitor's interval, so a project costs one call per interval
 	// whatever its number of clusters.
 
-	mu        sync.Mutex
-	ttl       time.Duration
-	known     map[run.Target]cluster
-	firstSeen map[run.Target]time.Time
-	projects  map[string]*projectCompliance
+	mu       sync.Mutex
+	ttl      time.Duration
+	known    map[run.Target]cluster
+	projects map[string]*projectCompliance
 }
 
+// cluster is what a listing said of a cluster: one map entry of 64 bytes
+// per watched cluster (at 10,000, the reader's whole state).
 type cluster struct {
+	typ           atlas.ClusterType // interned: a few values across a fleet
+	firstSeen     int64             // Unix nanoseconds of the first listing that had it
 	flex          bool
-	typ           atlas.ClusterType
 	backupEnabled bool
 }
 
@@ -65,7 +68,7 @@ type projectCompliance struct {
 // project's compliance policy is reused (the monitor's interval).
 func New(clusters policy.ClusterLister, native Native, clk clock.Clock, ttl time.Duration) *Reader {
 	return &Reader{clusters: clusters, native: native, clk: clk, ttl: ttl,
-		known: map[run.Target]cluster{}, firstSeen: map[run.Target]time.Time{}, projects: map[string]*projectCompliance{}}
+		known: map[run.Target]cluster{}, projects: map[string]*projectCompliance{}}
 }
 
 // SetTTL changes how long a compliance policy is reused (on reload, to
@@ -93,15 +96,16 @@ func (r *Reader) Clusters(ctx context.Context, projectID string) ([]run.Target, 
 	defer r.mu.Unlock()
 	var out []run.Target
 	add := func(name string, c cluster) {
-		t := run.Target{ProjectID: projectID, Cluster: name}
-		r.known[t] = c
-		if _, ok := r.firstSeen[t]; !ok {
-			r.firstSeen[t] = now
+		t := run.Target{ProjectID: projectID, Cluster: name}.Interned()
+		c.firstSeen = now.UnixNano()
+		if old, ok := r.known[t]; ok {
+			c.firstSeen = old.firstSeen
 		}
+		r.known[t] = c
 		out = append(out, t)
 	}
 	for _, c := range ded {
-		add(c.Name, cluster{typ: c.ClusterType, backupEnabled: c.BackupEnabled})
+		add(c.Name, cluster{typ: atlas.ClusterType(unique.Make(string(c.ClusterType)).Value()), backupEnabled: c.BackupEnabled})
 	}
 	for _, c := range flex {
 		add(c.Name, cluster{flex: true})
@@ -115,19 +119,17 @@ func (r *Reader) Forget(t run.Target) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.known, t)
-	delete(r.firstSeen, t)
 }
 
 // Read implements monitor.Reader.
 func (r *Reader) Read(ctx context.Context, t run.Target) (monitor.Reading, error) {
 	r.mu.Lock()
 	c, ok := r.known[t]
-	since := r.firstSeen[t]
 	r.mu.Unlock()
 	if !ok {
 		return monitor.Reading{}, fmt.Errorf("read cluster %s: not listed yet", t)
 	}
-	rd := monitor.Reading{Target: t, Flex: c.flex, BackupEnabled: c.backupEnabled, Since: since}
+	rd := monitor.Reading{Target: t, Flex: c.flex, BackupEnabled: c.backupEnabled, Since: time.Unix(0, c.firstSeen)}
 	comp, err := r.compliance(ctx, t.ProjectID)
 	if err != nil {
 		return monitor.Reading{}, err

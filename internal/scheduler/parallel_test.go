@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/backupd/backupd/internal/clock"
 	"github.com/backupd/backupd/internal/run"
@@ -90,6 +91,71 @@ func TestParallelFiresEntriesTogetherEachInOrder(t *testing.T) {
 		}
 		if m, _ := mem.get("fails"); !m.LastSlot.Equal(ts(t, "2026-01-10T08:00:00Z")) {
 			t.Errorf("mark of the failing entry advanced to %s", m.LastSlot)
+		}
+	})
+}
+
+// TestParallelKeepsOneTargetsPoliciesInOrder: two policies due at the same
+// moment on one cluster are fired one after the other, in key order, even
+// with Parallel (which of them takes the cluster first must not depend on
+// goroutine timing), while another target's goes beside them.
+func TestParallelKeepsOneTargetsPoliciesInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fake := clock.NewFake(ts(t, "2026-01-10T10:00:10Z"))
+		mem := newMemStore()
+		var entries []Entry
+		for _, k := range []string{"b-daily", "a-hourly", "other"} {
+			e := keyed(t, k, "0 * * * *", 0, MissedOnce)
+			if k != "other" {
+				e.Target.Cluster = "shared"
+			}
+			mem.marks[k] = Mark{LastSlot: ts(t, "2026-01-10T09:00:00Z"), Spec: "0 * * * *"}
+			entries = append(entries, e)
+		}
+		var (
+			mu       sync.Mutex
+			order    []string
+			inFlight = map[string]int{}
+			most     = map[string]int{}
+		)
+		fire := func(ctx context.Context, f Firing) error {
+			c := f.Entry.Target.Cluster
+			mu.Lock()
+			order = append(order, f.Entry.Key)
+			inFlight[c]++
+			most[c] = max(most[c], inFlight[c])
+			mu.Unlock()
+			time.Sleep(time.Second) // the journal commit, in virtual time
+			mu.Lock()
+			inFlight[c]--
+			mu.Unlock()
+			return nil
+		}
+		s := New(fake, mem, fire, Options{Parallel: 8})
+		s.Set(entries)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		var shared []string
+		for _, k := range order {
+			if k != "other" {
+				shared = append(shared, k)
+			}
+		}
+		if len(order) != 3 || len(shared) != 2 || shared[0] != "a-hourly" || shared[1] != "b-daily" {
+			t.Errorf("fired %v, want a-hourly before b-daily on the shared cluster, and other", order)
+		}
+		if most["shared"] != 1 {
+			t.Errorf("%d firings of the shared cluster at once, want one at a time", most["shared"])
+		}
+		if order[0] == "a-hourly" && order[1] == "b-daily" {
+			t.Errorf("fired %v: the other target waited for the shared cluster's two firings", order)
 		}
 	})
 }

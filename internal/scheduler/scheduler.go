@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/clock"
+	"github.com/backupd/backupd/internal/run"
 )
 
 // MarkStore persists one Mark per entry Key, so slots are neither repeated
@@ -32,7 +33,7 @@ type MarkBatcher interface {
 // run for f.Slot is durable (run ids derive from the slot, so a repeated call
 // for the same slot after a crash is harmless), and it must not block for
 // long: the loop waits for it. With Options.Parallel above 1 it is called
-// for several entries at once (never twice at once for one entry).
+// for several targets at once (never twice at once for one target).
 type FireFunc func(ctx context.Context, f Firing) error
 
 // Options tunes the Scheduler; the zero value is usable.
@@ -50,8 +51,9 @@ type Options struct {
 	// milliseconds, or tens when the disk is busy: one at a time, 10,000
 	// targets in a 15-minute jitter window need 11 a second, and a loop
 	// that fell behind would catch up no faster than it fell behind. At
-	// once, the engine's journal commits the runs of a pass together. An
-	// entry's own firings (catch-ups) stay in order, one after the other.
+	// once, the engine's journal commits the runs of a pass together. The
+	// firings of one target (of every policy on it) stay in order, one
+	// after the other.
 	Parallel int
 }
 
@@ -251,44 +253,48 @@ func (s *Scheduler) iterate(ctx context.Context) {
 
 // fireAll hands todo (in order of At) to the engine. Each entry's firings
 // go one after the other, stopping at its first failure (the rest stay
-// pending for the retry); with s.par above 1, up to s.par entries at once,
-// started in order of their first firing.
+// pending for the retry). With s.par above 1, up to s.par targets' firings
+// go at once, started in order of their first firing; the firings of one
+// target (its entries of several policies too) still go one after the
+// other in order of At, so which of two policies due at the same moment
+// takes a cluster first does not depend on goroutine timing.
 func (s *Scheduler) fireAll(ctx context.Context, todo []queued) {
-	if s.par == 1 {
+	fireInOrder := func(qs []queued) {
 		failed := map[*state]bool{}
-		for _, q := range todo {
+		for _, q := range qs {
 			if !failed[q.st] && !s.fireOne(ctx, q) {
 				failed[q.st] = true
 			}
 		}
+	}
+	if s.par == 1 {
+		fireInOrder(todo)
 		return
 	}
-	var order []*state
-	byState := map[*state][]queued{}
+	var order []run.Target
+	byTarget := map[run.Target][]queued{}
 	for _, q := range todo {
-		if _, ok := byState[q.st]; !ok {
-			order = append(order, q.st)
+		t := q.st.entry.Target
+		if _, ok := byTarget[t]; !ok {
+			order = append(order, t)
 		}
-		byState[q.st] = append(byState[q.st], q)
+		byTarget[t] = append(byTarget[t], q)
 	}
 	sem := make(chan struct{}, s.par)
 	var wg sync.WaitGroup
-	for _, st := range order {
+	for _, t := range order {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			for _, q := range byState[st] {
-				if !s.fireOne(ctx, q) {
-					return
-				}
-			}
+			fireInOrder(byTarget[t])
 		})
 	}
 	wg.Wait()
 }
 
 // fireOne fires q and, once it is durable, advances its state past it. It
-// reports whether it did. Only one goroutine at a time touches q.st.
+// reports whether it did. Only one goroutine at a time touches q.st (the
+// one firing its target).
 func (s *Scheduler) fireOne(ctx context.Context, q queued) bool {
 	if ctx.Err() != nil {
 		return false

@@ -178,7 +178,14 @@ func appendSourceChunk(b []byte, f *SourceFamily, om, header bool, samples []Sou
 // double quotes too if quote is set, as expfmt escapes label values
 // (quote) and HELP text (quote in OpenMetrics only).
 func appendEscaped(b []byte, s string, quote bool) []byte {
-	for i := 0; i < len(s); i++ {
+	// Most values need no escaping: copy up to the first byte that does
+	// in one go (byte by byte, this was a sixth of the encoding in a profile).
+	i := 0
+	for i < len(s) && s[i] != '\\' && s[i] != '\n' && (s[i] != '"' || !quote) {
+		i++
+	}
+	b = append(b, s[:i]...)
+	for ; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '\\':
 			b = append(b, '\\', '\\')

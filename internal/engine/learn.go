@@ -12,8 +12,8 @@ import (
 )
 
 // Learned polling (docs/atlas-client.md): a job's reads are planned from how
-// long the same cluster's jobs of that stage took before. The durations come
-// from the journal, read once per cluster when a job of it is first polled,
+// long the same cluster's jobs of that stage took before: each job's bounds
+// (last seen running, first seen done). They come from the journal, read once per cluster when a job of it is first polled,
 // and are then kept up to date from the engine's own transitions, so a poll
 // never reads the journal.
 
@@ -80,11 +80,11 @@ type history struct {
 	byTarget map[run.Target]*clusterHistory
 }
 
-// keep is how many durations per cluster and stage are kept.
+// keep is how many samples per cluster and stage are kept.
 func (h *history) keep() int { return max(h.plan.Samples, pollplan.DefaultSamples) }
 
 // historyRuns is how many of a cluster's newest runs are read for its
-// durations: skipped and failed runs carry none, so more than the samples.
+// samples: skipped and failed runs carry none, so more than the samples.
 func (h *history) historyRuns() int { return 4 * h.keep() }
 
 // estimate is what t's history says of its next job of stage s. The journal

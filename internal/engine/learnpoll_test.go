@@ -223,3 +223,32 @@ func TestLearnedPollingCountsFromTheRequestNotTheWait(t *testing.T) {
 		}
 	})
 }
+
+// A job this process did not create (re-attached after a restart) records
+// no bounds: counted from its stage's start, not from the request it does
+// not know, its "last seen running" would be no lower bound. The export the
+// new process creates records both.
+func TestLearnedPollingRecordsOnlyJobsCreatedHere(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := fleet(t)
+		p := snapshotPolicy("hourly", "rs", true)
+		j := journal.NewMemory()
+		cfg := engine.Config{Journal: j, Atlas: engine.FromClient(clientFor(t, sim))}
+		h := startConfig(t, sim, cfg, p)
+		id := fire(t, h, p, "rs", slot)
+		time.Sleep(time.Minute) // the snapshot is requested and running
+		h.stop()
+		h = startConfig(t, sim, cfg, p)
+		defer h.stop()
+		r := h.await(id)
+		if r.Stage != run.StageSucceeded {
+			t.Fatalf("run ended %s{%s}: %s", r.Stage, r.Reason, r.Detail)
+		}
+		if r.SnapshotRanFor != 0 || r.SnapshotDoneBy != 0 {
+			t.Errorf("re-attached snapshot recorded ran %v, done %v; want neither", r.SnapshotRanFor, r.SnapshotDoneBy)
+		}
+		if r.ExportRanFor <= 0 || r.ExportDoneBy <= r.ExportRanFor {
+			t.Errorf("export created after the restart recorded ran %v, done %v; want 0 < ran < done", r.ExportRanFor, r.ExportDoneBy)
+		}
+	})
+}

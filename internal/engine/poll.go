@@ -54,7 +54,7 @@ func pollJob[J any](ctx context.Context, e *Engine, tk *task, r run.Run, jp jobP
 				r.Detail = ""
 				r = e.progress(r, "read "+jp.what+" again")
 			}
-			if ran, done := bounds(&r, r.Stage); jp.succeeded(job) && ran != nil {
+			if ran, done := bounds(&r, r.Stage); jp.succeeded(job) && ran != nil && createdHere(tk, p) {
 				if d := ranUntil(p); d > 0 {
 					*ran = d
 				}
@@ -96,6 +96,16 @@ func jobStart(tk *task, r run.Run) time.Time {
 		return tk.jobCreated
 	}
 	return r.StageStartedAt
+}
+
+// createdHere reports that the polled job counts from the create request
+// this process sent. Only such a job's bounds are recorded: for one it
+// did not create, the stage's start is earlier than the request by the
+// pre-checks or a wait behind another snapshot, and its "last seen
+// running", overstated by as much, would be no lower bound at all; the
+// next job, planned from it, would sleep past its end.
+func createdHere(tk *task, p *poller) bool {
+	return !tk.jobCreated.IsZero() && p.since.Equal(tk.jobCreated)
 }
 
 // ranUntil is how long after its start (jobStart) the job was last seen

@@ -154,9 +154,10 @@ type Run struct {
 	Drill Drill `json:"drill,omitzero"`
 
 	// SnapshotRanFor, ExportRanFor and RestoreRanFor are how long after
-	// its create request (or, for a job this process did not create, after
-	// its stage began) the stage's Atlas job was last seen still running,
-	// set when the job succeeded (zero: failed, or not seen running). They
+	// its create request the stage's Atlas job was last seen still running,
+	// set when the job succeeded (zero: failed, not seen running, or a job
+	// the process that saw it end did not create: re-attached after a
+	// restart or adopted by its marker, its request time unknown). They
 	// are the history from which the engine learns when the cluster's next
 	// job of that kind is likely to end (internal/pollplan): a lower bound,
 	// so a plan built on them reads before completion, not after.

@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"hash/fnv"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,11 +54,48 @@ func jobSample(r *run.Run, s run.Stage) pollplan.Sample {
 	return pollplan.Sample{Ran: *ran, Done: *done}
 }
 
-// sample is one job's bounds, with its run so that a run read from the
-// journal and learnt meanwhile counts once.
+// sample is one job's bounds, with a hash of its run's id so that a run
+// read from the journal and learnt meanwhile counts once. It is kept small
+// (16 bytes, not a run id string and two Durations: 56): every cluster the
+// engine polls keeps up to 2 x keep() of them for as long as the process
+// runs, 10,000 clusters' worth in a fleet, against a 64 MiB target. The
+// bounds are whole milliseconds, capped at 49 days (uint32), far past any
+// stage's timeout.
 type sample struct {
-	run run.ID
-	s   pollplan.Sample
+	run       uint64 // runHash of the run's id; a collision only drops a sample
+	ran, done uint32 // milliseconds
+}
+
+func newSample(id run.ID, js pollplan.Sample) sample {
+	ms := func(d time.Duration) uint32 {
+		return uint32(min(max(d.Milliseconds(), 0), math.MaxUint32))
+	}
+	return sample{run: runHash(id), ran: ms(js.Ran), done: ms(js.Done)}
+}
+
+func (s sample) bounds() pollplan.Sample {
+	return pollplan.Sample{Ran: time.Duration(s.ran) * time.Millisecond, Done: time.Duration(s.done) * time.Millisecond}
+}
+
+// runHash is the FNV-1a hash of a run id.
+func runHash(id run.ID) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	return h.Sum64()
+}
+
+// pushNewest returns ss with s first and at most keep samples, reusing
+// ss's array once it has room for keep+1.
+func pushNewest(ss []sample, s sample, keep int) []sample {
+	if cap(ss) < keep+1 {
+		grown := make([]sample, len(ss), keep+1)
+		copy(grown, ss)
+		ss = grown
+	}
+	ss = append(ss, sample{})
+	copy(ss[1:], ss)
+	ss[0] = s
+	return ss[:min(len(ss), keep)]
 }
 
 // clusterHistory is one cluster's recent job samples per learned stage,
@@ -126,11 +166,11 @@ func (e *Engine) estimate(t run.Target, s run.Stage) pollplan.Estimate {
 		merged := ch.ran[k]
 		for idx := range runs {
 			r := &runs[idx]
-			if js := jobSample(r, ls); js.Done > 0 && !hasRun(merged, r.ID) {
-				merged = append(merged, sample{r.ID, js})
+			if js := jobSample(r, ls); js.Done > 0 && !hasRun(merged, r.ID) && len(merged) < h.keep() {
+				merged = append(merged, newSample(r.ID, js))
 			}
 		}
-		ch.ran[k] = merged[:min(len(merged), h.keep())]
+		ch.ran[k] = slices.Clip(merged)
 		ch.est[k] = h.plan.Estimate(samples(ch.ran[k]))
 	}
 	ch.loading = false
@@ -138,8 +178,9 @@ func (e *Engine) estimate(t run.Target, s run.Stage) pollplan.Estimate {
 }
 
 func hasRun(ss []sample, id run.ID) bool {
+	h := runHash(id)
 	for _, s := range ss {
-		if s.run == id {
+		if s.run == h {
 			return true
 		}
 	}
@@ -149,7 +190,7 @@ func hasRun(ss []sample, id run.ID) bool {
 func samples(ss []sample) []pollplan.Sample {
 	out := make([]pollplan.Sample, len(ss))
 	for i, s := range ss {
-		out[i] = s.s
+		out[i] = s.bounds()
 	}
 	return out
 }
@@ -173,8 +214,7 @@ func (e *Engine) learn(r run.Run, from run.Stage) {
 	if !ok || hasRun(ch.ran[i], r.ID) {
 		return
 	}
-	ran := append([]sample{{r.ID, js}}, ch.ran[i]...)
-	ch.ran[i] = ran[:min(len(ran), h.keep())]
+	ch.ran[i] = pushNewest(ch.ran[i], newSample(r.ID, js), h.keep())
 	if !ch.loading {
 		ch.est[i] = h.plan.Estimate(samples(ch.ran[i]))
 	}

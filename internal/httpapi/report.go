@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"slices"
@@ -18,6 +19,13 @@ import (
 // Reporter builds evidence reports (the daemon, from its journal).
 type Reporter interface {
 	Report(ctx context.Context, q report.Query) (*report.Report, error)
+}
+
+// StreamReporter is a Reporter that writes a report as it builds it, so
+// a report of any size is never held whole (the daemon's). The server
+// uses it when its Reporter has it.
+type StreamReporter interface {
+	WriteReport(ctx context.Context, w io.Writer, q report.Query, format string) error
 }
 
 // Rules of the report's parameters.
@@ -137,6 +145,10 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "the report is not available yet", "")
 		return
 	}
+	if sr, ok := s.cfg.Reporter.(StreamReporter); ok {
+		s.streamReport(w, r, sr, q, format)
+		return
+	}
 	rep, err := s.cfg.Reporter.Report(r.Context(), q)
 	if err != nil {
 		s.log.Error("build report", zap.Error(err))
@@ -149,11 +161,60 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "render report: "+err.Error(), "")
 		return
 	}
+	reportHeaders(w, format)
+	_, _ = w.Write(body.Bytes())
+}
+
+func reportHeaders(w http.ResponseWriter, format string) {
 	w.Header().Set("Content-Type", report.ContentType(format))
 	w.Header().Set("Cache-Control", "no-store")
 	if format == report.FormatHTML {
 		// The page is self-contained: it may load nothing, run nothing.
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	}
-	_, _ = w.Write(body.Bytes())
+}
+
+// streamReport answers with the report as sr writes it. An error before
+// the first byte is a 500 like Report's; after it, the status is sent:
+// the error is logged and the answer ends short (a JSON body then fails
+// to decode, as backupd report says).
+func (s *Server) streamReport(w http.ResponseWriter, r *http.Request, sr StreamReporter, q report.Query, format string) {
+	// The server's write timeout bounds a whole answer; a report of a
+	// fleet's month takes longer to build than that. Each part written
+	// moves the deadline on instead, so a client that stops reading still
+	// times out. (Connection deadlines are on the real clock: net compares
+	// them with it.)
+	rc := http.NewResponseController(w)
+	cw := &countingWriter{w: w, start: func() { reportHeaders(w, format) },
+		before: func() { _ = rc.SetWriteDeadline(time.Now().Add(writeTimeout)) }}
+	err := sr.WriteReport(r.Context(), cw, q, format)
+	switch {
+	case err != nil && cw.n == 0:
+		s.log.Error("build report", zap.Error(err))
+		writeError(w, http.StatusInternalServerError, err.Error(), "")
+	case err != nil:
+		s.log.Error("build report: the answer was cut short", zap.Error(err), zap.Int64("bytes", cw.n))
+	case cw.n == 0:
+		reportHeaders(w, format)
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// countingWriter counts what is written through it, calls start before
+// the first byte and before before every write.
+type countingWriter struct {
+	w      io.Writer
+	start  func()
+	before func()
+	n      int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.n == 0 && len(p) > 0 {
+		c.start()
+	}
+	c.before()
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

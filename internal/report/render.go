@@ -1,7 +1,7 @@
 package report
 
 import (
-	"bytes"
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -35,23 +35,148 @@ func ContentType(format string) string {
 
 // Render writes rep in format to w. An unknown format is an error.
 func Render(w io.Writer, rep *Report, format string) error {
-	switch format {
-	case FormatJSON:
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return fmt.Errorf("render the report as JSON: %w", err)
+	f, err := formatter(format)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(w)
+	if err := f.head(bw, rep); err != nil {
+		return err
+	}
+	for _, c := range rep.Clusters {
+		if err := f.cluster(bw, c); err != nil {
+			return err
+		}
+	}
+	if err := f.foot(bw, rep); err != nil {
+		return err
+	}
+	return flush(bw, format)
+}
+
+// Stream builds the report of in and src for q (q valid) and writes it in
+// format to w as it goes, holding one cluster's evidence at a time: the
+// runs of src (ordered by cluster, as journal.Outcomes yields them) and
+// in.Runs (any order, held whole) are its runs. JSON takes one pass over
+// src, its totals written after the clusters; Markdown and HTML take two,
+// the first for the summary at their top, so src must yield the same runs
+// twice. It returns the totals; an error from src, or from writing, ends
+// it, with the report written so far incomplete.
+func Stream(w io.Writer, format string, in Input, q Query, src Source) (Totals, error) {
+	f, err := formatter(format)
+	if err != nil {
+		return Totals{}, err
+	}
+	b := newBuilder(in, q)
+	rep := header(in, q)
+	bw := bufio.NewWriter(w)
+	if format != FormatJSON {
+		// The summary: every cluster's verdict, without its evidence.
+		err := b.each(src, func(c Cluster) error {
+			rep.Totals.add(c)
+			rep.Clusters = append(rep.Clusters, Cluster{Target: c.Target, Met: c.Met, Why: c.Why})
+			return nil
+		})
+		if err != nil {
+			return Totals{}, err
+		}
+	}
+	if err := f.head(bw, rep); err != nil {
+		return Totals{}, err
+	}
+	var totals Totals
+	err = b.each(src, func(c Cluster) error {
+		totals.add(c)
+		if err := f.cluster(bw, c); err != nil {
+			return err
+		}
+		if bw.Buffered() > 64<<10 {
+			return flush(bw, format)
 		}
 		return nil
+	})
+	if err != nil {
+		return totals, err
+	}
+	rep.Totals = totals
+	if err := f.foot(bw, rep); err != nil {
+		return totals, err
+	}
+	return totals, flush(bw, format)
+}
+
+func flush(bw *bufio.Writer, format string) error {
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write the report as %s: %w", format, err)
+	}
+	return nil
+}
+
+// A renderer writes a report in three parts: what comes before the
+// clusters (given the report without them, or with their verdicts
+// alone), each cluster, and what comes after (given the totals). Write
+// errors stay in the bufio.Writer until it is flushed; the errors
+// returned are the template's.
+type renderer struct {
+	head    func(w *bufio.Writer, rep *Report) error
+	cluster func(w *bufio.Writer, c Cluster) error
+	foot    func(w *bufio.Writer, rep *Report) error
+}
+
+func formatter(format string) (renderer, error) {
+	switch format {
+	case FormatJSON:
+		return renderer{head: noErr(jsonHead), cluster: noErr(jsonCluster()), foot: noErr(jsonFoot)}, nil
 	case FormatMarkdown:
-		return markdown(w, rep)
+		return renderer{head: noErr(mdHead), cluster: noErr(mdCluster), foot: func(*bufio.Writer, *Report) error { return nil }}, nil
 	case FormatHTML:
-		if err := page.Execute(w, rep); err != nil {
+		return renderer{head: html[*Report]("head"), cluster: html[Cluster]("cluster"), foot: html[*Report]("foot")}, nil
+	}
+	return renderer{}, fmt.Errorf("report format %q: use %s", format, strings.Join(Formats, ", "))
+}
+
+func noErr[T any](f func(*bufio.Writer, T)) func(*bufio.Writer, T) error {
+	return func(w *bufio.Writer, v T) error { f(w, v); return nil }
+}
+
+// html executes the page's template name.
+func html[T any](name string) func(*bufio.Writer, T) error {
+	return func(w *bufio.Writer, v T) error {
+		if err := page.ExecuteTemplate(w, name, v); err != nil {
 			return fmt.Errorf("render the report as HTML: %w", err)
 		}
 		return nil
 	}
-	return fmt.Errorf("report format %q: use %s", format, strings.Join(Formats, ", "))
+}
+
+func jsonHead(w *bufio.Writer, rep *Report) {
+	// The header, then the clusters, then the totals: a stream knows them
+	// at its end.
+	p, _ := json.MarshalIndent(rep.Header, "", "  ") // plain values: it cannot fail
+	_, _ = w.Write(p[:len(p)-2])                     // without its closing "\n}"
+	_, _ = w.WriteString(",\n  \"clusters\": [")
+}
+
+func jsonCluster() func(w *bufio.Writer, c Cluster) {
+	first := true
+	return func(w *bufio.Writer, c Cluster) {
+		if !first {
+			_ = w.WriteByte(',')
+		}
+		first = false
+		// One line a cluster: indenting a fleet's evidence would double
+		// its bytes and the time to write them.
+		p, _ := json.Marshal(c)
+		_, _ = w.WriteString("\n    ")
+		_, _ = w.Write(p)
+	}
+}
+
+func jsonFoot(w *bufio.Writer, rep *Report) {
+	p, _ := json.MarshalIndent(rep.Totals, "  ", "  ")
+	_, _ = w.WriteString("\n  ],\n  \"totals\": ")
+	_, _ = w.Write(p)
+	_, _ = w.WriteString("\n}\n")
 }
 
 // Decode reads a report Render wrote as JSON, refusing another schema.
@@ -106,9 +231,8 @@ func verdict(met bool) string {
 	return "NOT MET"
 }
 
-func markdown(w io.Writer, rep *Report) error {
-	var b bytes.Buffer
-	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+func mdHead(w *bufio.Writer, rep *Report) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	p("# backupd evidence report\n\n")
 	p("Period: %s to %s (generated %s, schema %s).\n\n", ts(rep.From), ts(rep.To), ts(rep.GeneratedAt), rep.Schema)
 	if !rep.RetainedSince.IsZero() && rep.RetainedSince.After(rep.From) {
@@ -127,80 +251,77 @@ func markdown(w io.Writer, rep *Report) error {
 	for _, cl := range rep.Clusters {
 		p("| %s | %s | %s |\n", md(cl.Target.String()), verdict(cl.Met), md(strings.Join(cl.Why, "; ")))
 	}
-	for _, cl := range rep.Clusters {
-		p("\n## %s: %s\n", md(cl.Target.String()), verdict(cl.Met))
-		for _, w := range cl.Why {
+}
+
+func mdCluster(w *bufio.Writer, cl Cluster) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("\n## %s: %s\n", md(cl.Target.String()), verdict(cl.Met))
+	for _, w := range cl.Why {
+		p("\n- %s", md(w))
+	}
+	if len(cl.Why) > 0 {
+		p("\n")
+	}
+	for _, pr := range cl.Policies {
+		p("\n### Policy %s (%s): %s\n\n", md(pr.Policy), md(string(pr.Action)), verdict(pr.Met))
+		if pr.Configured {
+			p("Schedule `%s` (%s), scheduled on this cluster since %s.\n", strings.ReplaceAll(pr.Schedule, "`", "'"), md(pr.Timezone), ts(pr.ScheduledSince))
+		} else {
+			p("No longer scheduled on this cluster: only its runs are judged.\n")
+		}
+		k := pr.Counts
+		p("Slots: %d due, %d succeeded, %d failed, %d skipped, %d missed, %d in flight; %d manual runs.\n", k.Due, k.Succeeded, k.Failed, k.Skipped, k.Missed, k.InFlight, k.Manual)
+		for _, w := range pr.Why {
 			p("\n- %s", md(w))
 		}
-		if len(cl.Why) > 0 {
+		if len(pr.Why) > 0 {
 			p("\n")
 		}
-		for _, pr := range cl.Policies {
-			p("\n### Policy %s (%s): %s\n\n", md(pr.Policy), md(string(pr.Action)), verdict(pr.Met))
-			if pr.Configured {
-				p("Schedule `%s` (%s), scheduled on this cluster since %s.\n", strings.ReplaceAll(pr.Schedule, "`", "'"), md(pr.Timezone), ts(pr.ScheduledSince))
-			} else {
-				p("No longer scheduled on this cluster: only its runs are judged.\n")
-			}
-			k := pr.Counts
-			p("Slots: %d due, %d succeeded, %d failed, %d skipped, %d missed, %d in flight; %d manual runs.\n", k.Due, k.Succeeded, k.Failed, k.Skipped, k.Missed, k.InFlight, k.Manual)
-			for _, w := range pr.Why {
-				p("\n- %s", md(w))
-			}
-			if len(pr.Why) > 0 {
-				p("\n")
-			}
-			if len(pr.Problems) > 0 {
-				p("\n| slot | outcome | reason | run | detail |\n|---|---|---|---|---|\n")
-				for _, s := range pr.Problems {
-					p("| %s | %s | %s | %s | %s |\n", ts(s.Slot), s.Outcome, md(s.Reason), s.RunID, md(s.Detail))
-				}
-			}
-			if len(pr.Snapshots) > 0 {
-				p("\nSnapshots taken:\n\n| snapshot | slot | status | completed | retention | expires | run |\n|---|---|---|---|---|---|---|\n")
-				for _, s := range pr.Snapshots {
-					p("| %s | %s | %s | %s | %d d | %s | %s |\n", md(s.SnapshotID), ts(s.Slot), md(s.Status), ts(s.CompletedAt), s.RetentionInDays, ts(s.ExpiresAt), s.RunID)
-				}
-			}
-			if len(pr.Exports) > 0 {
-				p("\nExports:\n\n| snapshot | bucket | job | state | result | run id in bucket metadata | finished |\n|---|---|---|---|---|---|---|\n")
-				for _, e := range pr.Exports {
-					p("| %s | %s | %s | %s | %s | %s | %s |\n", md(e.SnapshotID), md(e.BucketID), md(e.JobID), md(e.State), md(e.Result), e.BucketRunID, ts(e.FinishedAt))
-				}
-			}
-			if len(pr.Restores) > 0 {
-				p("\nRestores:\n\n| kind | snapshot | into | job | result | requested | restore time | snapshot age | verification | run |\n|---|---|---|---|---|---|---|---|---|---|\n")
-				for _, x := range pr.Restores {
-					p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", md(string(x.Kind)), md(x.SnapshotID), md(x.Target.String()), md(x.JobID),
-						md(x.Result), ts(x.RequestedAt), dur(x.RestoreDuration), age(x.SnapshotAge), md(x.Verification), x.RunID)
-				}
+		if len(pr.Problems) > 0 {
+			p("\n| slot | outcome | reason | run | detail |\n|---|---|---|---|---|\n")
+			for _, s := range pr.Problems {
+				p("| %s | %s | %s | %s | %s |\n", ts(s.Slot), s.Outcome, md(s.Reason), s.RunID, md(s.Detail))
 			}
 		}
-		if n := cl.Native; n != nil {
-			p("\n### Native backups (monitor, last read %s)\n\n", ts(n.LastRead))
-			if n.LastError != "" {
-				p("Last read failed: %s\n\n", md(n.LastError))
+		if len(pr.Snapshots) > 0 {
+			p("\nSnapshots taken:\n\n| snapshot | slot | status | completed | retention | expires | run |\n|---|---|---|---|---|---|---|\n")
+			for _, s := range pr.Snapshots {
+				p("| %s | %s | %s | %s | %d d | %s | %s |\n", md(s.SnapshotID), ts(s.Slot), md(s.Status), ts(s.CompletedAt), s.RetentionInDays, ts(s.ExpiresAt), s.RunID)
 			}
-			p("Schedule: %s. Newest native snapshot: %s.\n", md(items(n.Schedule)), ts(n.NewestAny))
-			if n.Compliance != nil {
-				p("Compliance policy in force: %s.", md(items(n.Compliance.Required)))
-				if len(n.Compliance.Shortfalls) > 0 {
-					p(" The schedule falls short: %s.", md(strings.Join(n.Compliance.Shortfalls, "; ")))
-				}
-				p("\n")
-			} else {
-				p("No compliance policy in force for the project.\n")
+		}
+		if len(pr.Exports) > 0 {
+			p("\nExports:\n\n| snapshot | bucket | job | state | result | run id in bucket metadata | finished |\n|---|---|---|---|---|---|---|\n")
+			for _, e := range pr.Exports {
+				p("| %s | %s | %s | %s | %s | %s | %s |\n", md(e.SnapshotID), md(e.BucketID), md(e.JobID), md(e.State), md(e.Result), e.BucketRunID, ts(e.FinishedAt))
 			}
-			if len(n.Overdue) > 0 {
-				p("Overdue: %s.\n", md(strings.Join(n.Overdue, ", ")))
+		}
+		if len(pr.Restores) > 0 {
+			p("\nRestores:\n\n| kind | snapshot | into | job | result | requested | restore time | snapshot age | verification | run |\n|---|---|---|---|---|---|---|---|---|---|\n")
+			for _, x := range pr.Restores {
+				p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", md(string(x.Kind)), md(x.SnapshotID), md(x.Target.String()), md(x.JobID),
+					md(x.Result), ts(x.RequestedAt), dur(x.RestoreDuration), age(x.SnapshotAge), md(x.Verification), x.RunID)
 			}
 		}
 	}
-	_, err := w.Write(b.Bytes())
-	if err != nil {
-		return fmt.Errorf("write the report: %w", err)
+	if n := cl.Native; n != nil {
+		p("\n### Native backups (monitor, last read %s)\n\n", ts(n.LastRead))
+		if n.LastError != "" {
+			p("Last read failed: %s\n\n", md(n.LastError))
+		}
+		p("Schedule: %s. Newest native snapshot: %s.\n", md(items(n.Schedule)), ts(n.NewestAny))
+		if n.Compliance != nil {
+			p("Compliance policy in force: %s.", md(items(n.Compliance.Required)))
+			if len(n.Compliance.Shortfalls) > 0 {
+				p(" The schedule falls short: %s.", md(strings.Join(n.Compliance.Shortfalls, "; ")))
+			}
+			p("\n")
+		} else {
+			p("No compliance policy in force for the project.\n")
+		}
+		if len(n.Overdue) > 0 {
+			p("Overdue: %s.\n", md(strings.Join(n.Overdue, ", ")))
+		}
 	}
-	return nil
 }
 
 func orAll(s []string) string {
@@ -245,7 +366,7 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"join": strings.Join,
 }).Parse(pageHTML))
 
-const pageHTML = `<!DOCTYPE html>
+const pageHTML = `{{define "head"}}<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8" />
@@ -282,7 +403,8 @@ section.cluster { border-top: 2px solid #888; margin-top: 2em; }
 <tr><td>{{.Target.ProjectID}}/{{.Target.Cluster}}</td><td class="{{if .Met}}met{{else}}notmet{{end}}">{{verdict .Met}}</td><td>{{join .Why "; "}}</td></tr>
 {{- end}}
 </table>
-{{- range .Clusters}}
+{{- end}}
+{{define "cluster"}}
 <section class="cluster">
 <h2>{{.Target.ProjectID}}/{{.Target.Cluster}}: <span class="{{if .Met}}met{{else}}notmet{{end}}">{{verdict .Met}}</span></h2>
 {{- if .Why}}
@@ -354,6 +476,7 @@ section.cluster { border-top: 2px solid #888; margin-top: 2em; }
 {{- end}}
 </section>
 {{- end}}
+{{define "foot"}}
 </body>
 </html>
-`
+{{end}}`

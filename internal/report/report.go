@@ -150,6 +150,13 @@ func matchAny(patterns []string, s string) bool {
 
 // Report is the evidence report; its JSON form is backupd.report/v1.
 type Report struct {
+	Header
+	Totals   Totals    `json:"totals"`
+	Clusters []Cluster `json:"clusters"`
+}
+
+// Header is what a report says before its clusters.
+type Header struct {
 	Schema      string    `json:"schema"`
 	GeneratedAt time.Time `json:"generatedAt"`
 	From        time.Time `json:"from"`
@@ -158,9 +165,7 @@ type Report struct {
 	RetainedSince time.Time `json:"retainedSince,omitzero"`
 	Filters       Filters   `json:"filters"`
 	// MonitorConfigured says whether native backups are part of the report.
-	MonitorConfigured bool      `json:"monitorConfigured"`
-	Totals            Totals    `json:"totals"`
-	Clusters          []Cluster `json:"clusters"`
+	MonitorConfigured bool `json:"monitorConfigured"`
 }
 
 // Filters echoes the query's filters.
@@ -365,119 +370,226 @@ type Native struct {
 }
 
 // Build builds the report of in for q. q must be valid (Query.Validate).
+// It holds the whole report; Stream writes one of any size.
 func Build(in Input, q Query) *Report {
-	rep := &Report{
+	rep := header(in, q)
+	b := newBuilder(in, q)
+	_ = b.each(noSource, func(c Cluster) error {
+		rep.Clusters = append(rep.Clusters, c)
+		rep.Totals.add(c)
+		return nil
+	})
+	return rep
+}
+
+// header is the report without clusters.
+func header(in Input, q Query) *Report {
+	return &Report{Header: Header{
 		Schema: Schema, GeneratedAt: in.Now, From: q.From, To: q.To, RetainedSince: in.RetainedSince,
 		Filters:           Filters{Policies: nonNil(q.Policies), Clusters: nonNil(q.Clusters)},
-		MonitorConfigured: in.Monitor != nil, Clusters: []Cluster{},
+		MonitorConfigured: in.Monitor != nil,
+	}, Clusters: []Cluster{}}
+}
+
+// add counts c in the totals.
+func (t *Totals) add(c Cluster) {
+	for _, pr := range c.Policies {
+		t.Counts.add(pr.Counts)
 	}
-	// Runs by policy and target; runs of the period only.
-	type key struct {
-		policy string
-		target run.Target
+	t.Clusters++
+	if c.Met {
+		t.Met++
+	} else {
+		t.NotMet++
 	}
-	runs := map[key][]run.Run{}
-	for _, r := range in.Runs {
-		at := r.Slot
-		if r.Manual {
-			at = r.CreatedAt
-		}
-		if at.Before(q.From) || !at.Before(q.To) || !q.keepPolicy(r.Policy) || !q.keepCluster(r.Target) {
-			continue
-		}
-		k := key{r.Policy, r.Target}
-		runs[k] = append(runs[k], r)
-	}
-	clusters := map[run.Target]*Cluster{}
-	cluster := func(t run.Target) *Cluster {
-		c, ok := clusters[t]
-		if !ok {
-			c = &Cluster{Target: t, Policies: []PolicyReport{}}
-			clusters[t] = c
-		}
-		return c
-	}
-	seen := map[key]bool{}
+}
+
+// Source yields runs ordered by target (project, then cluster), the order
+// of journal.Outcomes; runs the query's filters drop may be among them.
+type Source func(fn func(run.Run) error) error
+
+func noSource(func(run.Run) error) error { return nil }
+
+// scheduledOn is one configured policy on one cluster.
+type scheduledOn struct {
+	policy Policy
+	target Target
+}
+
+// builder builds the report cluster by cluster, in order, so a report
+// holds one cluster's evidence at a time whatever its size: what it
+// keeps for the whole report is the configuration's clusters, the
+// monitor's, and Input.Runs by cluster.
+type builder struct {
+	in         Input
+	q          Query
+	configured map[run.Target][]scheduledOn
+	monitor    map[run.Target]run.MonitorCluster
+	extra      map[run.Target][]run.Run // Input.Runs of the period, by cluster
+	known      []run.Target             // every cluster of the three, sorted
+}
+
+func newBuilder(in Input, q Query) *builder {
+	b := &builder{in: in, q: q, configured: map[run.Target][]scheduledOn{}, monitor: map[run.Target]run.MonitorCluster{},
+		extra: map[run.Target][]run.Run{}}
+	set := map[run.Target]bool{}
 	for _, p := range in.Policies {
 		if !q.keepPolicy(p.Name) {
 			continue
 		}
 		for _, t := range p.Targets {
-			if !q.keepCluster(t.Target) {
-				continue
+			if q.keepCluster(t.Target) {
+				b.configured[t.Target] = append(b.configured[t.Target], scheduledOn{policy: p, target: t})
+				set[t.Target] = true
 			}
-			k := key{p.Name, t.Target}
-			seen[k] = true
-			pr := judge(p, &t, runs[k], in, q)
-			c := cluster(t.Target)
-			c.Policies = append(c.Policies, pr)
 		}
 	}
-	// Runs of policies or clusters no longer scheduled: judged on their
-	// runs alone.
-	for k, rs := range runs {
-		if seen[k] {
-			continue
-		}
-		first := rs[0]
-		p := Policy{Name: k.policy, Action: first.Action}
-		pr := judge(p, nil, rs, in, q)
-		c := cluster(k.target)
-		c.Policies = append(c.Policies, pr)
-	}
-	// The monitor's clusters.
 	if in.Monitor != nil {
 		for _, mc := range in.Monitor.Clusters {
-			if !q.keepCluster(mc.Target) {
-				continue
+			if q.keepCluster(mc.Target) {
+				b.monitor[mc.Target] = mc
+				set[mc.Target] = true
 			}
-			// With a policy filter, only clusters of those policies.
-			if len(q.Policies) > 0 && clusters[mc.Target] == nil {
-				continue
-			}
-			cluster(mc.Target).Native = native(mc)
 		}
 	}
-	for _, c := range clusters {
-		slices.SortFunc(c.Policies, func(a, b PolicyReport) int { return cmp.Compare(a.Policy, b.Policy) })
-		c.Met = true
-		for _, pr := range c.Policies {
-			if !pr.Met {
-				c.Met = false
-				for _, w := range pr.Why {
-					c.Why = append(c.Why, pr.Policy+": "+w)
-				}
-			}
-			rep.Totals.Counts.add(pr.Counts)
-		}
-		if n := c.Native; n != nil {
-			switch {
-			case n.LastRead.IsZero():
-				c.Met = false
-				c.Why = append(c.Why, "monitor: no successful read of the native backups yet"+errSuffix(n.LastError))
-			default:
-				if len(n.Overdue) > 0 {
-					c.Met = false
-					c.Why = append(c.Why, "monitor: native snapshots overdue: "+strings.Join(n.Overdue, ", "))
-				}
-				for _, p := range n.Problems {
-					c.Met = false
-					c.Why = append(c.Why, "monitor: "+p)
-				}
-			}
-		}
-		rep.Clusters = append(rep.Clusters, *c)
-		rep.Totals.Clusters++
-		if c.Met {
-			rep.Totals.Met++
-		} else {
-			rep.Totals.NotMet++
+	for _, r := range in.Runs {
+		if b.inPeriod(r) {
+			b.extra[r.Target] = append(b.extra[r.Target], r)
+			set[r.Target] = true
 		}
 	}
-	slices.SortFunc(rep.Clusters, func(a, b Cluster) int {
-		return cmp.Or(cmp.Compare(a.Target.ProjectID, b.Target.ProjectID), cmp.Compare(a.Target.Cluster, b.Target.Cluster))
+	for t := range set {
+		b.known = append(b.known, t)
+	}
+	slices.SortFunc(b.known, compareTargets)
+	return b
+}
+
+func compareTargets(a, b run.Target) int {
+	return cmp.Or(cmp.Compare(a.ProjectID, b.ProjectID), cmp.Compare(a.Cluster, b.Cluster))
+}
+
+// inPeriod reports whether r is a run of the report: its slot (a manual
+// run's creation) in the period, its policy and cluster kept.
+func (b *builder) inPeriod(r run.Run) bool {
+	at := r.Slot
+	if r.Manual {
+		at = r.CreatedAt
+	}
+	return !at.Before(b.q.From) && at.Before(b.q.To) && b.q.Selects(r.Policy, r.Target)
+}
+
+// each calls emit with every cluster of the report, in order: those src
+// has runs of (with Input.Runs of theirs) merged with the others known.
+// It stops at the first error, from src or emit.
+func (b *builder) each(src Source, emit func(Cluster) error) error {
+	next := 0 // the first of b.known not emitted yet
+	// upTo emits the known clusters before t (all of them when t is nil),
+	// and skips t itself.
+	upTo := func(t *run.Target) error {
+		for ; next < len(b.known) && (t == nil || compareTargets(b.known[next], *t) < 0); next++ {
+			if err := b.emitCluster(b.known[next], nil, emit); err != nil {
+				return err
+			}
+		}
+		if t != nil && next < len(b.known) && b.known[next] == *t {
+			next++
+		}
+		return nil
+	}
+	var cur run.Target
+	var runs []run.Run
+	flush := func() error {
+		if len(runs) == 0 {
+			return nil
+		}
+		if err := upTo(&cur); err != nil {
+			return err
+		}
+		err := b.emitCluster(cur, runs, emit)
+		runs = nil
+		return err
+	}
+	err := src(func(r run.Run) error {
+		if !b.inPeriod(r) {
+			return nil
+		}
+		if len(runs) > 0 && r.Target != cur {
+			if compareTargets(r.Target, cur) < 0 {
+				return fmt.Errorf("the runs of %s came after those of %s: out of order", r.Target, cur)
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		cur = r.Target
+		runs = append(runs, r)
+		return nil
 	})
-	return rep
+	if err == nil {
+		err = flush()
+	}
+	if err == nil {
+		err = upTo(nil)
+	}
+	return err
+}
+
+// emitCluster builds the cluster t of src's runs and its Input.Runs, and
+// emits it unless the report has nothing of it.
+func (b *builder) emitCluster(t run.Target, srcRuns []run.Run, emit func(Cluster) error) error {
+	byPolicy := map[string][]run.Run{}
+	for _, rs := range [][]run.Run{srcRuns, b.extra[t]} {
+		for _, r := range rs {
+			byPolicy[r.Policy] = append(byPolicy[r.Policy], r)
+		}
+	}
+	c := Cluster{Target: t, Policies: []PolicyReport{}}
+	seen := map[string]bool{}
+	for _, s := range b.configured[t] {
+		seen[s.policy.Name] = true
+		c.Policies = append(c.Policies, judge(s.policy, &s.target, byPolicy[s.policy.Name], b.in, b.q))
+	}
+	// Runs of policies no longer scheduled here: judged on their runs alone.
+	for name, rs := range byPolicy {
+		if !seen[name] {
+			c.Policies = append(c.Policies, judge(Policy{Name: name, Action: rs[0].Action}, nil, rs, b.in, b.q))
+		}
+	}
+	// The monitor's read; with a policy filter, only of those policies' clusters.
+	if mc, ok := b.monitor[t]; ok && (len(b.q.Policies) == 0 || len(c.Policies) > 0) {
+		c.Native = native(mc)
+	}
+	if len(c.Policies) == 0 && c.Native == nil {
+		return nil
+	}
+	slices.SortFunc(c.Policies, func(a, b PolicyReport) int { return cmp.Compare(a.Policy, b.Policy) })
+	c.Met = true
+	for _, pr := range c.Policies {
+		if !pr.Met {
+			c.Met = false
+			for _, w := range pr.Why {
+				c.Why = append(c.Why, pr.Policy+": "+w)
+			}
+		}
+	}
+	if n := c.Native; n != nil {
+		switch {
+		case n.LastRead.IsZero():
+			c.Met = false
+			c.Why = append(c.Why, "monitor: no successful read of the native backups yet"+errSuffix(n.LastError))
+		default:
+			if len(n.Overdue) > 0 {
+				c.Met = false
+				c.Why = append(c.Why, "monitor: native snapshots overdue: "+strings.Join(n.Overdue, ", "))
+			}
+			for _, p := range n.Problems {
+				c.Met = false
+				c.Why = append(c.Why, "monitor: "+p)
+			}
+		}
+	}
+	return emit(c)
 }
 
 func errSuffix(e string) string {

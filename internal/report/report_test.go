@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -265,7 +267,7 @@ func TestJSONSchemaRoundTrip(t *testing.T) {
 		t.Fatalf("no schema field:\n%.300s", buf.String())
 	}
 	// Durations are strings, as in every JSON backupd writes (issue 14).
-	for _, want := range []string{`"maxGap": "24h0m0s"`, `"retention": "168h0m0s"`, `"retention": "720h0m0s"`} {
+	for _, want := range []string{`"maxGap":"24h0m0s"`, `"retention":"168h0m0s"`, `"retention":"720h0m0s"`} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("report JSON lacks %s", want)
 		}
@@ -452,5 +454,73 @@ func TestFlexRestoreEvidence(t *testing.T) {
 	}
 	if !strings.Contains(md.String(), "| 6h") {
 		t.Errorf("the Markdown report does not show the flex snapshot's age:\n%s", md.String())
+	}
+}
+
+// TestStreamWritesWhatBuildRenders: a report streamed from a source of
+// ended runs (ordered by cluster, as the journal's rollup yields them) and
+// the rest in Input.Runs is, byte for byte in every format, the report
+// Build makes of all of them; the summary at the top of Markdown and HTML
+// agrees with the sections under it. A source out of order is refused.
+func TestStreamWritesWhatBuildRenders(t *testing.T) {
+	in := month(t)
+	prodC := run.Target{ProjectID: "42b6e34b3d91647abb20e7b8", Cluster: "prod-a"}
+	in.Runs = append(in.Runs, nightlyRun("gone", prodC, at(2, 0), run.StageSucceeded, ""))
+	inFlight := nightlyRun("nightly", prodA, at(9, 3*time.Hour), run.StageExporting, "")
+	in.Monitor = &run.MonitorStatus{Clusters: []run.MonitorCluster{{Target: run.Target{ProjectID: project, Cluster: "only-watched"}, LastRead: at(9, 0)}}}
+	q := report.Query{From: at(0, 0), To: at(10, 0)}
+	var ended, rest []run.Run
+	for _, r := range in.Runs {
+		if r.Stage.Terminal() && !r.Slot.Equal(at(9, 3*time.Hour)) {
+			ended = append(ended, r)
+		}
+	}
+	rest = append(rest, inFlight)
+	slices.SortStableFunc(ended, func(a, b run.Run) int {
+		return cmp.Or(cmp.Compare(a.Target.ProjectID, b.Target.ProjectID), cmp.Compare(a.Target.Cluster, b.Target.Cluster))
+	})
+	whole := in
+	whole.Runs = append(slices.Clone(ended), rest...)
+	want := build(t, whole, q)
+	if len(want.Clusters) != 4 || want.Totals.Counts.InFlight != 1 {
+		t.Fatalf("the report's clusters %d, totals %+v", len(want.Clusters), want.Totals)
+	}
+	streamed := in
+	streamed.Runs = rest
+	passes := 0
+	src := func(fn func(run.Run) error) error {
+		passes++
+		for _, r := range ended {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, f := range report.Formats {
+		var a, b bytes.Buffer
+		if err := report.Render(&a, want, f); err != nil {
+			t.Fatal(err)
+		}
+		passes = 0
+		totals, err := report.Stream(&b, f, streamed, q, src)
+		if err != nil || totals != want.Totals || a.String() != b.String() {
+			t.Fatalf("%s: streamed (%v, totals %+v) differs from the rendered report (totals %+v):\n%s\n----\n%s", f, err, totals, want.Totals, b.String(), a.String())
+		}
+		if wantPasses := map[bool]int{true: 1, false: 2}[f == report.FormatJSON]; passes != wantPasses {
+			t.Fatalf("%s: %d passes over the source, want %d", f, passes, wantPasses)
+		}
+	}
+	back, err := report.Decode(strings.NewReader(func() string {
+		var b bytes.Buffer
+		_, _ = report.Stream(&b, report.FormatJSON, streamed, q, src)
+		return b.String()
+	}()))
+	if err != nil || !reflect.DeepEqual(back.Totals, want.Totals) || len(back.Clusters) != len(want.Clusters) {
+		t.Fatalf("decoded stream: %v, totals %+v", err, back)
+	}
+	slices.Reverse(ended)
+	if _, err := report.Stream(io.Discard, report.FormatJSON, streamed, q, src); err == nil || !strings.Contains(err.Error(), "out of order") {
+		t.Fatalf("a source out of order: err = %v", err)
 	}
 }

@@ -156,8 +156,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	paths := struct{ fixture, config, secret, state, simLog, daemonLog string }{
-		filepath.Join(wd, "fixture.yaml"), filepath.Join(wd, "config.yaml"), filepath.Join(wd, "client-secret"),
+	paths := struct{ fixture, config, secret, token, state, simLog, daemonLog string }{
+		filepath.Join(wd, "fixture.yaml"), filepath.Join(wd, "config.yaml"), filepath.Join(wd, "client-secret"), filepath.Join(wd, "admin-token"),
 		filepath.Join(wd, "state", "state.db"), filepath.Join(wd, "atlas-sim.log"), filepath.Join(wd, "backupd.log"),
 	}
 	if err := fleet.WriteFixture(paths.fixture, o.RateCapacity, o.RatePerMinute, o.Spread); err != nil {
@@ -166,8 +166,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := WriteSecret(paths.secret); err != nil {
 		return nil, err
 	}
+	if err := WriteAdminToken(paths.token); err != nil {
+		return nil, err
+	}
 	if err := fleet.WriteConfig(paths.config, ConfigParams{
-		BaseURL: "http://" + simAddr, Listen: daemonAddr, StatePath: paths.state, SecretFile: paths.secret,
+		BaseURL: "http://" + simAddr, Listen: daemonAddr, StatePath: paths.state, SecretFile: paths.secret, AdminTokenFile: paths.token,
 		RequestsPerMinute: o.RequestsPerMinute, Jitter: o.Jitter, LogLevel: o.LogLevel,
 	}); err != nil {
 		return nil, err

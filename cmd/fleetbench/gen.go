@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -91,6 +93,7 @@ type ConfigParams struct {
 	Listen            string
 	StatePath         string
 	SecretFile        string
+	AdminTokenFile    string // "" for none
 	RequestsPerMinute int
 	Jitter            time.Duration
 	LogLevel          string
@@ -104,6 +107,9 @@ func (f Fleet) WriteConfig(path string, p ConfigParams) error {
 	fmt.Fprintf(&b, "atlas:\n  baseURL: %s\n  auth:\n    serviceAccount:\n      clientID: %s\n      clientSecretFile: %s\n", p.BaseURL, clientID, p.SecretFile)
 	fmt.Fprintf(&b, "  requestsPerMinute: %d\n  timeout: 30s\n", p.RequestsPerMinute)
 	fmt.Fprintf(&b, "server:\n  listen: %s\n", p.Listen)
+	if p.AdminTokenFile != "" {
+		fmt.Fprintf(&b, "  adminTokenFile: %s\n", p.AdminTokenFile)
+	}
 	// History large enough that pruning never runs during the benchmark.
 	fmt.Fprintf(&b, "state:\n  path: %s\n  historyRuns: 10000000\n  historyAge: 3650d\n", p.StatePath)
 	fmt.Fprintf(&b, "log: {level: %s, format: json}\n", p.LogLevel)
@@ -123,6 +129,20 @@ func (f Fleet) WriteConfig(path string, p ConfigParams) error {
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("writing the daemon configuration: %w", err)
+	}
+	return nil
+}
+
+// WriteAdminToken writes a random admin token to path: it opens the
+// daemon's /debug/pprof profiles to whoever runs the benchmark
+// (docs/benchmarks.md).
+func WriteAdminToken(path string) error {
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return fmt.Errorf("making the admin token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(raw)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing the admin token file: %w", err)
 	}
 	return nil
 }

@@ -79,6 +79,7 @@ func (s *Server) routes() http.Handler {
 	handle(http.MethodGet, "/api/v1/runs/{id}", s.runByID)
 	handle(http.MethodGet, "/api/v1/report", s.report)
 	handle(http.MethodPost, "/api/v1/policies/{name}/trigger", s.trigger)
+	handle(http.MethodGet, "/debug/pprof/{name}", s.profile)
 	if s.cfg.Page != nil {
 		mux.Handle("/{$}", s.cfg.Page)
 		mux.Handle("/ui/", s.cfg.Page)

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -13,30 +14,52 @@ import (
 )
 
 // A chain this process fired for a slot after its start makes only the
-// calls that carry information (docs/atlas-client.md): the cluster read,
-// the two requests and the reads of each job. No earlier process can have
-// left a snapshot or export with its marker, and a foreign on-demand
-// snapshot would be answered by the request itself, so it lists neither
-// snapshots nor exports (issue 15 item 2).
+// calls that carry information, in the order docs/atlas-client.md lists
+// them: the cluster read, the snapshot request and its reads, the export
+// request and its reads. No earlier process can have left a snapshot or
+// export with its marker, and a foreign on-demand snapshot would be
+// answered by the request itself, so it lists neither snapshots nor
+// exports (issue 15 item 2). A sharded cluster reads its snapshot on the
+// sharded endpoint.
 func TestAFreshChainListsNothing(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		sim := fleet(t)
-		p := snapshotPolicy("nightly", "rs", true)
-		h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
-		defer h.stop()
-		r := h.await(fire(t, h, p, "rs", slot))
-		if r.Stage != run.StageSucceeded {
-			t.Fatalf("run ended %s{%s}: %s", r.Stage, r.Reason, r.Detail)
-		}
-		for op, want := range map[string]int{
-			atlas.OpGetCluster: 1, atlas.OpTakeSnapshot: 1, atlas.OpCreateExport: 1,
-			atlas.OpListSnapshots: 0, atlas.OpListExports: 0,
-		} {
-			if got := sim.Calls(op); got != want {
-				t.Errorf("%s called %d times, want %d", op, got, want)
-			}
-		}
-	})
+	for _, tc := range []struct{ cluster, getSnapshot string }{
+		{"rs", atlas.OpGetSnapshot}, {"sharded", atlas.OpGetShardedSnapshot},
+	} {
+		t.Run(tc.cluster, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sim := fleet(t)
+				p := snapshotPolicy("nightly", tc.cluster, true)
+				h := start(t, sim, journal.NewMemory(), []engine.Policy{p}, false, nil)
+				defer h.stop()
+				r := h.await(fire(t, h, p, tc.cluster, slot))
+				if r.Stage != run.StageSucceeded {
+					t.Fatalf("run ended %s{%s}: %s", r.Stage, r.Reason, r.Detail)
+				}
+				for op, want := range map[string]int{
+					atlas.OpGetCluster: 1, atlas.OpTakeSnapshot: 1, atlas.OpCreateExport: 1,
+					atlas.OpListSnapshots: 0, atlas.OpListShardedSnapshots: 0, atlas.OpListExports: 0,
+				} {
+					if got := sim.Calls(op); got != want {
+						t.Errorf("%s called %d times, want %d", op, got, want)
+					}
+				}
+				// The order, each job's reads counted as one step.
+				var steps []string
+				for _, c := range sim.CallLog() {
+					if c.Op == "" || c.Op == "token" {
+						continue // the token endpoint is no call of the chain's
+					}
+					if len(steps) == 0 || steps[len(steps)-1] != c.Op {
+						steps = append(steps, c.Op)
+					}
+				}
+				want := []string{atlas.OpGetCluster, atlas.OpTakeSnapshot, tc.getSnapshot, atlas.OpCreateExport, atlas.OpGetExport}
+				if !slices.Equal(steps, want) {
+					t.Errorf("calls in order %v, want %v", steps, want)
+				}
+			})
+		})
+	}
 }
 
 // A run of a slot that came before the process started may have been fired

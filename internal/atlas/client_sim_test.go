@@ -391,6 +391,72 @@ func TestSimProjectBucketHoldsBackCallers(t *testing.T) {
 	})
 }
 
+// Set at Atlas's per-project rate, the one budget the engine, discovery and
+// the monitor share earns no 429 in steady state, however much they ask:
+// callers of every priority keep the project's budget saturated for ten
+// minutes against a simulated bucket of the rate fleetbench uses (100 a
+// minute), and every caller is still served (issue 15 item 3). A budget
+// above Atlas's rate fails this.
+func TestSimSharedBudgetAtAtlasRateEarnsNo429(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newSimFleet(t)
+		f.sim.SetRateLimit(atlassim.RateLimit{Capacity: 100, RefillPerMinute: 100})
+		var mu sync.Mutex
+		attempts := map[atlas.Priority]int{}
+		limited := 0
+		c := f.client(t, func(cfg *atlas.Config) {
+			cfg.RequestsPerMinute = 100
+			cfg.Hook = func(i atlas.RequestInfo) {
+				if i.Operation == atlas.OpFetchToken {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				attempts[i.Priority]++
+				if i.RateLimited || i.StatusCode == http.StatusTooManyRequests {
+					limited++
+				}
+			}
+		})
+		const window = 10 * time.Minute
+		ctx, cancel := context.WithTimeout(t.Context(), window)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, prio := range atlas.Priorities() {
+			pctx := atlas.WithPriority(ctx, prio)
+			for range 3 {
+				wg.Go(func() {
+					for pctx.Err() == nil {
+						if _, err := c.Clusters.Get(pctx, simProject, "prod"); err != nil && pctx.Err() == nil {
+							t.Errorf("%s call: %v", prio, err)
+							return
+						}
+					}
+				})
+			}
+		}
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("attempts by priority in %s: %v", window, attempts)
+		if limited != 0 {
+			t.Errorf("%d answers were 429 with the budget at Atlas's rate, want none (attempts %v)", limited, attempts)
+		}
+		total := 0
+		for _, prio := range atlas.Priorities() {
+			if attempts[prio] == 0 {
+				t.Errorf("no %s call was served in %s: starved (attempts %v)", prio, window, attempts)
+			}
+			total += attempts[prio]
+		}
+		// Saturated: about the burst plus 100 a minute, so the budget, not
+		// the callers, set the pace.
+		if total < 950 || total > 1020 {
+			t.Errorf("%d attempts in %s, want about 1,010 (burst 10 + 100 a minute): %v", total, window, attempts)
+		}
+	})
+}
+
 func TestSimUnknownOutcomeIsNotRepeated(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -360,6 +361,79 @@ func TestEvaluateFailsEmptyAndPassesGood(t *testing.T) {
 	for _, name := range []string{CheckCalls, Check429, CheckFireLag} {
 		if c, _ := bad.Check(name); c.Pass {
 			t.Errorf("%s passes with %s", name, c.Value)
+		}
+	}
+}
+
+// A learned-polling report is held to issue 15's targets, not the fixed
+// backoff's: at most 6 calls per chain (1.5x the minimum of 4) and a
+// detection p99 of at most 30 s, where the fixed mode passes with 19 calls
+// and 60 s. The 429 line is the same for both: none.
+func TestEvaluateHoldsLearnedPollingToIssue15Targets(t *testing.T) {
+	base := Report{
+		StartupSeconds: 0.5, PeakRSSBytes: 40 << 20,
+		Runs:    Runs{Expected: 10, Succeeded: 10},
+		API:     API{PerChain: 6, Budget: 19},
+		FireLag: Dist{N: 10, P99: 0.2}, SnapshotDetection: Dist{N: 10, P99: 30}, ExportDetection: Dist{N: 10, P99: 30},
+	}
+	for _, tc := range []struct {
+		name      string
+		polling   string
+		perChain  float64
+		detection float64 // both p99s, seconds
+		status429 int
+		fail      []string // the checks that fail; all others pass
+	}{
+		{"learned at its targets", "learned", 6, 30, 0, nil},
+		{"learned over 6 calls", "learned", 6.2, 29.2, 0, []string{CheckCalls}},
+		{"learned over 30 s", "learned", 5.4, 30.1, 0, []string{CheckSnapshot, CheckExport}},
+		{"learned with a 429", "learned", 5.4, 20, 1, []string{Check429}},
+		{"fixed within the backoff's budget and cap", "fixed", 16.5, 59.8, 0, nil},
+		{"fixed over its budget and cap", "fixed", 19.5, 60.5, 0, []string{CheckCalls, CheckSnapshot, CheckExport}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := base
+			r.Params.Polling = tc.polling
+			r.API.PerChain, r.API.Status429 = tc.perChain, tc.status429
+			r.SnapshotDetection.P99, r.ExportDetection.P99 = tc.detection, tc.detection
+			r.evaluate()
+			for _, c := range r.Checks {
+				if want := !slices.Contains(tc.fail, c.Name); c.Pass != want {
+					t.Errorf("%s: %s (target %s) pass=%v, want %v", c.Name, c.Value, c.Target, c.Pass, want)
+				}
+			}
+		})
+	}
+}
+
+// With -polling both the tables end in one comparison line per mode of
+// the figures issue 15 compares.
+func TestWriteTablesComparesTheModes(t *testing.T) {
+	fixed := Report{Params: Params{Polling: "fixed"}, API: API{PerChain: 16.5},
+		SnapshotDetection: Dist{P50: 31, P99: 59.3}, ExportDetection: Dist{P50: 30.5, P99: 59.8}, FireLag: Dist{P99: 1.79}, PeakRSSBytes: 40 << 20}
+	learned := Report{Params: Params{Polling: "learned"}, API: API{PerChain: 6.2},
+		SnapshotDetection: Dist{P50: 13.7, P99: 29.2}, ExportDetection: Dist{P50: 13.9, P99: 30.1}, FireLag: Dist{P99: 0.86}, PeakRSSBytes: 37 << 20}
+	fixed.evaluate()
+	learned.evaluate()
+	var b bytes.Buffer
+	if err := writeTables(&b, []*Report{&fixed, &learned}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	i := strings.LastIndex(out, "polling  calls/chain")
+	if i < 0 {
+		t.Fatalf("no comparison table:\n%s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(out[i:]), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("comparison %q, want a header and one line per mode", lines)
+	}
+	for n, want := range [][]string{{"fixed", "16.5", "31.0 / 59.3 s", "30.5 / 59.8 s", "1.790 s", "40.0 MiB"},
+		{"learned", "6.2", "13.7 / 29.2 s", "13.9 / 30.1 s", "0.860 s", "37.0 MiB"}} {
+		for _, field := range want {
+			if !strings.Contains(lines[n+1], field) {
+				t.Errorf("comparison line %q lacks %q", lines[n+1], field)
+			}
 		}
 	}
 }

@@ -959,7 +959,10 @@ func TestPrometheusRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"BackupdNoRecentSuccess", "BackupdLastRunFailed", "BackupdExportLagging", "BackupdDrillOverdue", "BackupdDrillFailed",
-		"BackupdAtlasRateLimited", "BackupdAtlasUnreachable", "BackupdConfigReloadFailed", "BackupdDown"} {
+		"BackupdAtlasRateLimited", "BackupdAtlasUnreachable", "BackupdConfigReloadFailed", "BackupdDown",
+		// The monitor's (issue 12 item 4).
+		"BackupdNativeSnapshotOverdue", "BackupdNativeSnapshotFailed", "BackupdNativeBackupDisabled",
+		"BackupdNativeScheduleBelowCompliance", "BackupdNativeFlexSnapshotStale", "BackupdMonitorReadStale"} {
 		if !alerts[want] {
 			t.Errorf("%s: no alert %s", rulesPath, want)
 		}

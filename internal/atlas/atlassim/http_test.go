@@ -24,6 +24,13 @@ func TestEveryOperation(t *testing.T) {
 	rj := decode[atlas.FlexRestoreJob](t, h.must(h.post(base+"/flexClusters/flex-prod/backup/restoreJobs",
 		fmt.Sprintf(`{"snapshotId":"65f1b0000000000000000001","targetDeploymentItemName":"staging","targetProjectId":%q}`, pid)), http.StatusOK))
 	drill := decode[atlas.RestoreJob](t, h.must(h.post(base+"/clusters/prod-main/backup/restoreJobs", drillBody(rs.ID, "analytics")), http.StatusOK))
+	if err := h.sim.SetSchedule(pid, "prod-main", DefaultSchedule()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sim.SetCompliancePolicy(pid, &CompliancePolicySpec{ScheduledItems: []atlas.PolicyItem{
+		{FrequencyType: atlas.FrequencyDaily, FrequencyInterval: 1, RetentionUnit: atlas.RetentionDays, RetentionValue: 7}}}); err != nil {
+		t.Fatal(err)
+	}
 	h.clk.Advance(DefaultTimings.ExportQueued + time.Minute) // exports InProgress, restore RUNNING
 
 	gets := map[string]string{
@@ -46,6 +53,8 @@ func TestEveryOperation(t *testing.T) {
 		"get_flex_restore":       base + "/flexClusters/flex-prod/backup/restoreJobs/" + rj.ID,
 		"list_restores":          base + "/clusters/prod-main/backup/restoreJobs",
 		"get_restore":            base + "/clusters/prod-main/backup/restoreJobs/" + drill.ID,
+		"get_backup_schedule":    base + "/clusters/prod-main/backup/schedule",
+		"get_compliance_policy":  base + "/backupCompliancePolicy",
 	}
 	for op, path := range gets {
 		t.Run(op, func(t *testing.T) {
@@ -62,6 +71,13 @@ func TestEveryOperation(t *testing.T) {
 	for _, op := range []string{"take_snapshot", "create_export", "create_flex_restore", "create_restore", "token"} {
 		if h.sim.Calls(op) == 0 {
 			t.Errorf("Calls(%s) = 0", op)
+		}
+	}
+	// Every route is exercised (and its 200 body held to the spec), a
+	// route added later included.
+	for _, rt := range routes {
+		if h.sim.Calls(rt.op) == 0 {
+			t.Errorf("route %s (%s %s) is not exercised by TestEveryOperation", rt.op, rt.method, strings.Join(rt.pattern, "/"))
 		}
 	}
 	// The sharded export has one component per shard plus the config server.

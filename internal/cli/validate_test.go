@@ -338,6 +338,15 @@ func TestValidateListsWhatTheMonitorWatches(t *testing.T) {
 		}
 	}
 
+	// A project that lists but where the selectors match nothing is a
+	// warning, not a failure: the clusters may come later.
+	none := strings.Replace(monitorOnly, `["prod-*", flex-prod]`, `["nomatch-*"]`, 1)
+	code, out, errOut = validateRun(t, validateTestEnv(validateSAEnv), "-config", validateWriteConfig(t, none), "-online")
+	if code != 0 || !strings.Contains(errOut, "warning: ") || !strings.Contains(errOut, "monitor.targets: project "+validateTestProject+": selects no cluster right now") ||
+		strings.Contains(out, validateTestProject+"/") {
+		t.Fatalf("selectors matching nothing: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+
 	unknown := strings.Replace(monitorOnly, "projectID: "+validateTestProject, "projectID: 5f0a1b2c3d4e5f60718293ff", 1)
 	code, _, errOut = validateRun(t, validateTestEnv(validateSAEnv), "-config", validateWriteConfig(t, unknown), "-online")
 	if code != 2 || !strings.Contains(errOut, "monitor.targets: project 5f0a1b2c3d4e5f60718293ff: cannot list its clusters") {

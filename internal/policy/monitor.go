@@ -6,11 +6,14 @@ import "time"
 // both together).
 const (
 	// DefaultMonitorInterval is how often each watched cluster is read. A
-	// read costs about three Atlas calls (snapshots, schedule, and the
-	// project's compliance policy), so 800 clusters cost 2,400 calls an
-	// hour, 40 a minute, inside the default 100 requests a minute with
-	// room for the policies' own runs; native schedules are hourly at the
-	// finest, so reading more often would notice nothing sooner.
+	// read of a dedicated cluster costs two Atlas calls (its snapshots and
+	// its schedule) plus its share of the project's compliance policy (once
+	// per project per interval) and of its two listings (as often, at the
+	// defaults; docs/metrics.md, "Monitor"): a project of 10 clusters costs
+	// 23 calls an hour, spread over it, against its budget of 100 a minute
+	// (atlas.requestsPerMinute), which leaves the policies' own runs all
+	// the room; native schedules are hourly at the finest, so reading more
+	// often would notice nothing sooner.
 	DefaultMonitorInterval = time.Hour
 	// DefaultMonitorMargin is how long after a schedule's slot its snapshot
 	// may still be missing before the frequency counts as overdue: Atlas

@@ -23,10 +23,26 @@ func exampleEnv() Env {
 // FuzzLoad feeds arbitrary bytes to the parser: it must never panic or
 // hang, every rejection must be located, and every accepted config must be
 // printable and plannable.
+//
+// The example config is seeded without its comments. Whole, it is 9 KB,
+// mostly comments, and every input the fuzzer derives from it is as long:
+// the fuzzer minimises each input that finds new coverage, which costs a
+// number of runs quadratic in its length, up to -fuzzminimizetime (60 s)
+// per input, during which no new input is run. Seeded whole, the fuzzer
+// spent nearly all its time minimising (0 execs/s after the baseline).
+// Stripped, it is 2 KB of the same keys and values (checked below).
 func FuzzLoad(f *testing.F) {
-	if example, err := os.ReadFile("../../config.example.yaml"); err == nil {
-		f.Add(example)
+	example, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		f.Fatal(err)
 	}
+	stripped := stripComments(example)
+	whole, err1 := Parse(example, "config.example.yaml", exampleEnv())
+	bare, err2 := Parse(stripped, "config.example.yaml", exampleEnv())
+	if err1 != nil || err2 != nil || whole.String() != bare.String() {
+		f.Fatalf("config.example.yaml without comments is another config:\nwhole: %v\nbare: %v", err1, err2)
+	}
+	f.Add(stripped)
 	for _, s := range []string{
 		base,
 		"",
@@ -70,6 +86,35 @@ func FuzzLoad(f *testing.F) {
 			_ = NextFires(p, target, time.Date(2026, 3, 29, 0, 0, 0, 0, time.UTC), 3)
 		}
 	})
+}
+
+// stripComments drops YAML comments and blank lines: a '#' at the start
+// of a line or after a blank, outside quotes, starts a comment.
+func stripComments(data []byte) []byte {
+	var out []byte
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimRight(line, "\n")
+		var quote rune
+		for i, r := range line {
+			switch {
+			case quote != 0:
+				if r == quote {
+					quote = 0
+				}
+			case r == '"' || r == '\'':
+				quote = r
+			case r == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+				line = line[:i]
+			}
+			if len(line) <= i {
+				break
+			}
+		}
+		if line = strings.TrimRight(line, " \t"); line != "" {
+			out = append(append(out, line...), '\n')
+		}
+	}
+	return out
 }
 
 func TestExampleConfig(t *testing.T) {

@@ -161,6 +161,12 @@ func LoadFixture(path string) (*Fixture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load fixture: %w", err)
 	}
+	return parseFixture(path, data)
+}
+
+// parseFixture is LoadFixture on data already read from path, so the
+// fuzzer can feed it without a file per input.
+func parseFixture(path string, data []byte) (*Fixture, error) {
 	var f Fixture
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

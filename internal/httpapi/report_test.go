@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -129,4 +130,49 @@ func manyPatterns(n int) string {
 		ps[i] = fmt.Sprintf("c%d", i)
 	}
 	return strings.Join(ps, ",")
+}
+
+// streamReporter writes part, then fails with err (nil: succeeds).
+type streamReporter struct {
+	fakeReporter
+	part string
+	err  error
+}
+
+func (s *streamReporter) WriteReport(_ context.Context, w io.Writer, _ report.Query, _ string) error {
+	if s.part != "" {
+		if _, err := io.WriteString(w, s.part); err != nil {
+			return err
+		}
+	}
+	return s.err
+}
+
+// TestStreamedReport: a reporter that writes its report as it builds it
+// is answered with what it writes and the format's headers; its error
+// before the first byte is a 500, after it the answer ends short (the
+// status was sent).
+func TestStreamedReport(t *testing.T) {
+	for _, tc := range []struct {
+		part string
+		err  error
+		code int
+		body string
+	}{
+		{part: `{"schema":"x"}`, code: 200, body: `{"schema":"x"}`},
+		{err: errors.New("the journal: a damaged record"), code: 500, body: "the journal: a damaged record"},
+		{part: `{"schema":`, err: errors.New("the journal: a damaged record"), code: 200, body: `{"schema":`},
+		{code: 200},
+	} {
+		h := &harness{srv: reportServer(t, &streamReporter{part: tc.part, err: tc.err})}
+		r := h.do(t, http.MethodGet, "/api/v1/report?format=html", nil, nil)
+		wantType := "text/html; charset=utf-8"
+		if tc.code == 500 {
+			wantType = "application/json"
+		}
+		if r.code != tc.code || !strings.Contains(r.body, tc.body) || r.header.Get("Content-Type") != wantType ||
+			(tc.code == 200) != (r.header.Get("Content-Security-Policy") != "") {
+			t.Errorf("%+v: %d %q %s, CSP %q", tc, r.code, r.body, r.header.Get("Content-Type"), r.header.Get("Content-Security-Policy"))
+		}
+	}
 }

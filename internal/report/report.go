@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -427,10 +428,11 @@ type builder struct {
 	monitor    map[run.Target]run.MonitorCluster
 	extra      map[run.Target][]run.Run // Input.Runs of the period, by cluster
 	known      []run.Target             // every cluster of the three, sorted
+	slots      slotCache
 }
 
 func newBuilder(in Input, q Query) *builder {
-	b := &builder{in: in, q: q, configured: map[run.Target][]scheduledOn{}, monitor: map[run.Target]run.MonitorCluster{},
+	b := &builder{in: in, q: q, slots: slotCache{from: q.From, to: q.To, bySchedule: map[string][]time.Time{}}, configured: map[run.Target][]scheduledOn{}, monitor: map[run.Target]run.MonitorCluster{},
 		extra: map[run.Target][]run.Run{}}
 	set := map[run.Target]bool{}
 	for _, p := range in.Policies {
@@ -548,12 +550,12 @@ func (b *builder) emitCluster(t run.Target, srcRuns []run.Run, emit func(Cluster
 	seen := map[string]bool{}
 	for _, s := range b.configured[t] {
 		seen[s.policy.Name] = true
-		c.Policies = append(c.Policies, judge(s.policy, &s.target, byPolicy[s.policy.Name], b.in, b.q))
+		c.Policies = append(c.Policies, judge(s.policy, &s.target, byPolicy[s.policy.Name], b.in, b.q, &b.slots))
 	}
 	// Runs of policies no longer scheduled here: judged on their runs alone.
 	for name, rs := range byPolicy {
 		if !seen[name] {
-			c.Policies = append(c.Policies, judge(Policy{Name: name, Action: rs[0].Action}, nil, rs, b.in, b.q))
+			c.Policies = append(c.Policies, judge(Policy{Name: name, Action: rs[0].Action}, nil, rs, b.in, b.q, &b.slots))
 		}
 	}
 	// The monitor's read; with a policy filter, only of those policies' clusters.
@@ -608,7 +610,7 @@ func nonNil(s []string) []string {
 
 // judge reports one policy on one cluster: t is nil when the
 // configuration no longer schedules it.
-func judge(p Policy, t *Target, rs []run.Run, in Input, q Query) PolicyReport {
+func judge(p Policy, t *Target, rs []run.Run, in Input, q Query, slots *slotCache) PolicyReport {
 	pr := PolicyReport{
 		Policy: p.Name, Action: p.Action, Schedule: p.Schedule, Timezone: p.Timezone, Configured: t != nil,
 		Problems: []Slot{}, Snapshots: []Snapshot{}, Exports: []Export{}, Restores: []Restore{},
@@ -640,27 +642,21 @@ func judge(p Policy, t *Target, rs []run.Run, in Input, q Query) PolicyReport {
 		if q.To.Before(until) {
 			until = q.To
 		}
-		for s := scheduler.NextSlot(t.Entry, after); !s.IsZero() && s.Before(until); s = scheduler.NextSlot(t.Entry, s) {
-			due = append(due, s)
-			if len(due) > MaxSlots {
-				due = due[1:]
-				pr.Truncated = true
-			}
-		}
+		due, pr.Truncated = slots.between(t.Entry, after, until)
 	} else if t != nil {
 		pr.Why = append(pr.Why, "no schedule record for this cluster yet: no slot was due")
 	}
-	slots := map[int64]time.Time{}
+	judged := make(map[int64]time.Time, len(due))
 	for _, s := range due {
-		slots[s.UnixNano()] = s
+		judged[s.UnixNano()] = s
 	}
 	for n, r := range bySlot {
-		if _, ok := slots[n]; !ok {
-			slots[n] = r.Slot
+		if _, ok := judged[n]; !ok {
+			judged[n] = r.Slot
 		}
 	}
-	ordered := make([]time.Time, 0, len(slots))
-	for _, s := range slots {
+	ordered := make([]time.Time, 0, len(judged))
+	for _, s := range judged {
 		ordered = append(ordered, s)
 	}
 	slices.SortFunc(ordered, time.Time.Compare)
@@ -728,6 +724,55 @@ func judge(p Policy, t *Target, rs []run.Run, in Input, q Query) PolicyReport {
 		pr.Why = nil
 	}
 	return pr
+}
+
+// slotCache computes each schedule's slots in the period once, not once a
+// cluster: a fleet's clusters share their policies' schedules, and the
+// next-slot maths was a fifth of a report's time.
+type slotCache struct {
+	from, to   time.Time
+	bySchedule map[string][]time.Time // by spec and zone; nil: too many to keep
+}
+
+// cachedSlots bounds what the cache keeps of one schedule (a minutely
+// schedule over a year is computed per cluster instead).
+const cachedSlots = 5 * MaxSlots
+
+// between is e's slots after after and before until (both within the
+// period), the newest MaxSlots of them, and whether there were more.
+func (c *slotCache) between(e scheduler.Entry, after, until time.Time) ([]time.Time, bool) {
+	key := e.Spec + "\x00" + e.Location.String()
+	all, ok := c.bySchedule[key]
+	if !ok {
+		all = []time.Time{}
+		for s := scheduler.NextSlot(e, c.from.Add(-time.Nanosecond)); !s.IsZero() && s.Before(c.to); s = scheduler.NextSlot(e, s) {
+			if all = append(all, s); len(all) > cachedSlots {
+				all = nil // too many to keep
+				break
+			}
+		}
+		c.bySchedule[key] = all
+	}
+	if all == nil {
+		var due []time.Time
+		truncated := false
+		for s := scheduler.NextSlot(e, after); !s.IsZero() && s.Before(until); s = scheduler.NextSlot(e, s) {
+			due = append(due, s)
+			if len(due) > MaxSlots {
+				due = due[1:]
+				truncated = true
+			}
+		}
+		return due, truncated
+	}
+	// The first slot after after, and the first not before until.
+	lo := sort.Search(len(all), func(i int) bool { return all[i].After(after) })
+	hi := sort.Search(len(all), func(i int) bool { return !all[i].Before(until) })
+	due := all[lo:max(lo, hi)]
+	if len(due) > MaxSlots {
+		return due[len(due)-MaxSlots:], true
+	}
+	return due, false
 }
 
 // stageAt is when r entered stage s (zero if it never did).

@@ -524,3 +524,30 @@ func TestStreamWritesWhatBuildRenders(t *testing.T) {
 		t.Fatalf("a source out of order: err = %v", err)
 	}
 }
+
+// TestManySlotsAreJudgedOnTheNewest: a minutely policy over 20 days
+// (28,800 slots, the schedule's slots computed once for both clusters)
+// and over 80 days (115,200, too many to keep: computed per cluster) is
+// judged on its newest MaxSlots, not met, and says so, on every cluster.
+func TestManySlotsAreJudgedOnTheNewest(t *testing.T) {
+	for _, days := range []int{20, 80} {
+		from, to := at(0, 0), at(days, 0)
+		in := report.Input{Now: to.Add(time.Hour)}
+		p := report.Policy{Name: "minutely", Action: run.ActionSnapshot, Schedule: "* * * * *", Timezone: "UTC"}
+		for _, tg := range []run.Target{prodA, prodB} {
+			e := entry(t, "minutely", tg, "* * * * *", 0)
+			p.Targets = append(p.Targets, report.Target{Target: tg, Entry: e, Mark: &scheduler.Mark{Since: from.Add(-time.Hour), Spec: e.Spec}})
+		}
+		in.Policies = []report.Policy{p}
+		rep := build(t, in, report.Query{From: from, To: to})
+		for _, c := range rep.Clusters {
+			pr := c.Policies[0]
+			oldest := to.Add(-report.MaxSlots * time.Minute)
+			if !pr.Truncated || pr.Met || pr.Counts.Due != report.MaxSlots || pr.Counts.Missed != report.MaxSlots ||
+				!pr.Problems[0].Slot.Equal(oldest) || !pr.Problems[len(pr.Problems)-1].Slot.Equal(to.Add(-time.Minute)) {
+				t.Fatalf("%d days, %s: truncated %v met %v counts %+v, slots %v..%v; want the newest %d from %v",
+					days, c.Target, pr.Truncated, pr.Met, pr.Counts, pr.Problems[0].Slot, pr.Problems[len(pr.Problems)-1].Slot, report.MaxSlots, oldest)
+			}
+		}
+	}
+}

@@ -65,6 +65,12 @@ func (c cutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func startReplica(t *testing.T, rc *rest.Config, id string, hooks ha.Hooks) *replica {
 	t.Helper()
+	return startReplicaOn(t, testHA, rc, id, hooks)
+}
+
+// startReplicaOn is startReplica electing on cfg's Lease.
+func startReplicaOn(t *testing.T, cfg policy.HA, rc *rest.Config, id string, hooks ha.Hooks) *replica {
+	t.Helper()
 	r := &replica{id: id, stopped: make(chan struct{})}
 	rc = rest.CopyConfig(rc)
 	rc.WrapTransport = func(next http.RoundTripper) http.RoundTripper { return cutTransport{r: r, next: next} }
@@ -77,7 +83,7 @@ func startReplica(t *testing.T, rc *rest.Config, id string, hooks ha.Hooks) *rep
 			started()
 		}
 	}
-	e, err := ha.New(testHA, ha.Options{Identity: id, Rest: rc, Logger: zaptest.NewLogger(t).Named(id), Hooks: hooks})
+	e, err := ha.New(cfg, ha.Options{Identity: id, Rest: rc, Logger: zaptest.NewLogger(t).Named(id), Hooks: hooks})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,13 +60,30 @@ type Cluster struct {
 	apiArgs []string
 	caPEM   []byte
 
+	// users are the tokens of StartRBAC's users, by user name.
+	users map[string]string
+
 	mu  sync.Mutex
 	api *proc
 }
 
 // Start starts etcd and kube-apiserver for t, or skips t when the binaries
-// are not configured.
+// are not configured. Every request is allowed (AlwaysAllow).
 func Start(t testing.TB) *Cluster {
+	t.Helper()
+	return start(t, nil)
+}
+
+// StartRBAC is Start with RBAC authorization, as in a real cluster, and a
+// token for each of users (UserConfig), who may do only what Roles bound to
+// them allow. RestConfig stays an all-powerful user (system:masters), to set
+// the Roles up.
+func StartRBAC(t testing.TB, users ...string) *Cluster {
+	t.Helper()
+	return start(t, users)
+}
+
+func start(t testing.TB, rbacUsers []string) *Cluster {
 	t.Helper()
 	apiBin, etcdBin := os.Getenv(EnvKubeAPIServer), os.Getenv(EnvEtcd)
 	if apiBin == "" || etcdBin == "" {
@@ -74,6 +91,14 @@ func Start(t testing.TB) *Cluster {
 	}
 	dir := t.TempDir()
 	c := &Cluster{t: t, dir: dir, apiBin: apiBin}
+	authz := "AlwaysAllow"
+	if rbacUsers != nil {
+		authz = "RBAC"
+		c.users = map[string]string{}
+		for i, u := range rbacUsers {
+			c.users[u] = fmt.Sprintf("backupd-hatest-user-%d", i)
+		}
+	}
 	etcdURL := c.startEtcd(etcdBin)
 	c.writeCredentials()
 	c.apiPort = freePort(t)
@@ -85,7 +110,7 @@ func Start(t testing.TB) *Cluster {
 		"--tls-private-key-file=" + filepath.Join(dir, "serving.key"),
 		"--cert-dir=" + filepath.Join(dir, "certs"),
 		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
-		"--authorization-mode=AlwaysAllow",
+		"--authorization-mode=" + authz,
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
@@ -106,6 +131,19 @@ func (c *Cluster) RestConfig() *rest.Config {
 		TLSClientConfig: rest.TLSClientConfig{CAData: c.caPEM},
 		Timeout:         5 * time.Second,
 	}
+}
+
+// UserConfig is a connection to the API server as user, one of
+// StartRBAC's users.
+func (c *Cluster) UserConfig(user string) *rest.Config {
+	c.t.Helper()
+	tok, ok := c.users[user]
+	if !ok {
+		c.t.Fatalf("hatest: no token for user %q (name it in StartRBAC)", user)
+	}
+	rc := c.RestConfig()
+	rc.BearerToken = tok
+	return rc
 }
 
 // StartAPIServer starts kube-apiserver (again, after StopAPIServer) on the
@@ -187,7 +225,11 @@ func (c *Cluster) writeCredentials() {
 			c.t.Fatalf("writing %s: %v", name, err)
 		}
 	}
-	write("tokens.csv", []byte(token+`,hatest,hatest-uid,"system:masters"`+"\n"))
+	tokens := token + `,hatest,hatest-uid,"system:masters"` + "\n"
+	for u, tok := range c.users {
+		tokens += fmt.Sprintf("%s,%s,%s-uid\n", tok, u, tok)
+	}
+	write("tokens.csv", []byte(tokens))
 
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -632,3 +632,52 @@ func TestHAPostCutByTheFenceIsAdoptedNotRepeated(t *testing.T) {
 		}
 	})
 }
+
+// Issue 16 item 1: the ha: section is read at start. A reload that changes
+// it (another Lease, another identity) or drops it is applied otherwise but
+// says so and leaves the election as started: a replica must not leave its
+// Lease, or act without one, on a SIGHUP.
+func TestHAReloadKeepsTheElection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, sim := setup(t, "")
+		withHA(t, dir, "pod-a")
+		f := newFake("pod-a", true, "")
+		e := launchHA(t, dir, sim, f)
+		defer e.stop()
+		path := filepath.Join(dir, goodConfig)
+		orig, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := strings.Replace(strings.Replace(string(orig), "name: backupd-leader", "name: other-lease", 1), "identity: pod-a", "identity: pod-z", 1)
+		dropped := strings.Replace(string(orig), strings.Replace(haSection, "ID", "pod-a", 1), "", 1)
+		for i, text := range []string{changed, dropped} {
+			if text == string(orig) {
+				t.Fatalf("reload %d: the config did not change", i)
+			}
+			if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.d.Reload(context.Background()); err != nil {
+				t.Fatalf("reload %d: %v", i, err)
+			}
+			synctest.Wait()
+			if n := strings.Count(e.logs.String(), "ha settings change at the next restart"); n != i+1 {
+				t.Fatalf("reload %d: the change of ha: was logged %d times, want %d", i, n, i+1)
+			}
+			st := e.status(t)
+			if st.HA == nil || st.HA.Lease != "apps/backupd-leader" || st.HA.Identity != "pod-a" || st.HA.Role != run.RoleLeader {
+				t.Fatalf("reload %d: status ha = %+v, want the election as started", i, st.HA)
+			}
+			if code, body := e.post(t, "/api/v1/policies/hourly/trigger"); code != http.StatusAccepted {
+				t.Fatalf("reload %d: trigger on the leader = %d %s", i, code, body)
+			}
+			synctest.Wait()
+		}
+		f.lose("pod-b")
+		synctest.Wait()
+		if code, _ := e.post(t, "/api/v1/policies/hourly/trigger"); code != http.StatusServiceUnavailable {
+			t.Fatalf("after a reload without ha: and the lease lost, a trigger = %d, want 503: the replica acts without a lease", code)
+		}
+	})
+}

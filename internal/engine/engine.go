@@ -50,6 +50,9 @@ type Config struct {
 	// target and start-up reconciliation skips it: a journal that restarts
 	// normally costs Atlas nothing, while an older copy (marks behind the
 	// schedule) is still reconciled. Nil reconciles every target with a mark.
+	// It is asked only during Start and released after: what it closes
+	// over (the daemon's index of every scheduler entry, MiBs at fleet
+	// size) is not kept for the life of the process.
 	MarkCurrent func(key string, m journal.Mark, now time.Time) bool
 	// RecoveryWindow bounds how far back marker recovery looks (default 48h).
 	RecoveryWindow time.Duration

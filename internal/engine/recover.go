@@ -61,13 +61,15 @@ func (e *Engine) recoverFromMarkers(ctx context.Context, active []run.Run) (_ []
 	for _, r := range active {
 		busy[key(r.Policy, r.Target)] = true
 	}
+	markCurrent := e.cfg.MarkCurrent
+	e.cfg.MarkCurrent = nil // asked once, here: release what it holds
 	now := e.clk.Now()
 	var todo []recoveryTarget // reconciled now, before anything starts
 	for _, p := range policies {
 		for _, t := range p.Targets {
 			if !empty {
 				if m, has, err := e.j.Mark(key(p.Name, t)); err == nil && has {
-					if mc := e.cfg.MarkCurrent; mc == nil || !mc(key(p.Name, t), m, now) {
+					if markCurrent == nil || !markCurrent(key(p.Name, t), m, now) {
 						later = append(later, recoveryTarget{p, t})
 					}
 					continue

@@ -71,7 +71,8 @@ type Config struct {
 	// show none. A new leader's journal stops at its last term; this is
 	// what the previous leaders did (the daemon publishes the last-run
 	// series from it). Restore policies leave no markers and are not
-	// reported.
+	// reported. Targets are reconciled several at once, so it is called
+	// concurrently and must be safe for that.
 	Reconciled func(policy string, t run.Target, newest *Finished)
 	// Verifier runs restore drills' verify commands (default verify.Runner
 	// on the engine's clock).

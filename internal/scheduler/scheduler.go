@@ -45,7 +45,7 @@ type Options struct {
 	// entries) and per missed slot. Nil discards. It must be safe for
 	// concurrent use when Parallel is above 1.
 	Logf func(format string, args ...any)
-	// Parallel is how many entries' firings of one pass are handed to the
+	// Parallel is how many targets' firings of one pass are handed to the
 	// engine at once (default 1: one after the other, in order of At). A
 	// firing returns once its run is durable, a journal commit of a few
 	// milliseconds, or tens when the disk is busy: one at a time, 10,000

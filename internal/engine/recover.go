@@ -222,9 +222,9 @@ func (e *Engine) reconcileLater(ctx context.Context, targets []recoveryTarget) {
 // reconcileParallel is how many targets are reconciled with Atlas's markers
 // at once. Each costs two or three reads, and a project's reads wait for its
 // request budget: one target at a time, the 30,000 reads of a fresh journal
-// (or a new leader's term) at 10,000 targets took most of an hour at
-// Atlas's 100 requests a minute per project; at once, each project's budget
-// is the only bound.
+// (or a new leader's term) at 10,000 targets took hours at Atlas's 100
+// requests a minute per project (a fleet run read 235 targets in 200
+// simulated seconds); at once, each project's budget is the only bound.
 const reconcileParallel = 32
 
 // reconciled is what reconcileTarget answered for one target.

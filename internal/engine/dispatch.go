@@ -23,13 +23,15 @@ import (
 // again (parked) or ends.
 
 // task is one run in flight.
+//
+// A task is kept small: at fleet size it is most of the engine's memory
+// (docs/benchmarks.md), and at 512 bytes or less it takes no allocation
+// header and no larger size class (TestTaskStaysSmall). Its key and the
+// clusters it locks are derived from the run when needed, not stored.
 type task struct {
-	key   string   // policy|project|cluster, the engine's inflight key
-	locks []string // the clusters the run must own while it works
-
-	// r is the run as the engine last recorded it. Engine.mu guards it;
-	// the worker stepping the task is its only writer.
-	r run.Run
+	// r is the run as the engine last recorded it, kept compact (taskRun).
+	// Engine.mu guards it; the worker stepping the task is its only writer.
+	r taskRun
 
 	// poll is the backoff of the phase the run is in. Only the worker
 	// stepping the task touches it, and one worker steps a task at a time.
@@ -50,17 +52,22 @@ type task struct {
 	// the task writes it again before anything else (Engine.step).
 	unsaved *unsavedWrite
 
-	// Dispatcher state, guarded by dispatcher.mu.
-	wake    time.Time // when the parked task is due; zero: not in the heap
-	pending time.Time // a wake that arrived while the task was running
-	index   int       // position in the heap, -1 when not in it
-	seq     uint64    // FIFO order among tasks due at the same instant
+	// Dispatcher state, guarded by dispatcher.mu. wake is when the parked
+	// task is due, and while it runs the earliest wake that arrived
+	// meanwhile (zero: none); a task neither parked nor running has none.
+	wake    time.Time
+	seq     uint64 // FIFO order among tasks due at the same instant
+	index   int32  // position in the heap, -1 when not in it
 	running bool
 	done    bool
 }
 
-func newTask(r run.Run) *task {
-	return &task{key: key(r.Policy, r.Target), locks: lockKeys(r), r: r, index: -1}
+// newTask is the task of r. spec is r's policy's spec as the engine holds
+// it, which the task shares while it is r's (Engine.specs).
+func newTask(r run.Run, spec *run.Spec) *task {
+	t := &task{index: -1}
+	t.r.set(r, spec)
+	return t
 }
 
 // poller returns the polling backoff of phase, starting a fresh one when the
@@ -100,8 +107,8 @@ func (d *dispatcher) schedule(t *task, at time.Time) {
 	case t.done:
 		return
 	case t.running:
-		if t.pending.IsZero() || at.Before(t.pending) {
-			t.pending = at
+		if t.wake.IsZero() || at.Before(t.wake) {
+			t.wake = at
 		}
 		return
 	}
@@ -114,7 +121,7 @@ func (d *dispatcher) pushLocked(t *task, at time.Time) {
 			return
 		}
 		t.wake = at
-		heap.Fix(&d.h, t.index)
+		heap.Fix(&d.h, int(t.index))
 	} else {
 		d.seq++
 		t.wake, t.seq = at, d.seq
@@ -134,10 +141,10 @@ func (d *dispatcher) park(t *task, until time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t.running = false
-	if !t.pending.IsZero() && (until.IsZero() || t.pending.Before(until)) {
-		until = t.pending
+	if pending := t.wake; !pending.IsZero() && (until.IsZero() || pending.Before(until)) {
+		until = pending
 	}
-	t.pending = time.Time{}
+	t.wake = time.Time{}
 	if !until.IsZero() {
 		d.pushLocked(t, until)
 	}
@@ -149,7 +156,7 @@ func (d *dispatcher) finish(t *task) {
 	defer d.mu.Unlock()
 	t.running, t.done = false, true
 	if t.index >= 0 {
-		heap.Remove(&d.h, t.index)
+		heap.Remove(&d.h, int(t.index))
 	}
 }
 
@@ -227,7 +234,7 @@ const heldDetail = "Atlas holds requests to project "
 // step then runs, and the client answers a long hold at once).
 func (e *Engine) parkHeld(t *task) bool {
 	e.mu.Lock()
-	r := t.r
+	r := t.r.get()
 	e.mu.Unlock()
 	now := e.clk.Now()
 	hold := e.atlas.HoldUntil(r.Target.ProjectID)
@@ -265,11 +272,11 @@ func (h taskHeap) Less(i, k int) bool {
 }
 func (h taskHeap) Swap(i, k int) {
 	h[i], h[k] = h[k], h[i]
-	h[i].index, h[k].index = i, k
+	h[i].index, h[k].index = int32(i), int32(k)
 }
 func (h *taskHeap) Push(x any) {
 	t := x.(*task)
-	t.index = len(*h)
+	t.index = int32(len(*h))
 	*h = append(*h, t)
 }
 func (h *taskHeap) Pop() any {

@@ -10,7 +10,7 @@ var t0 = time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
 
 func TestDispatcherOrdersByWakeThenFIFO(t *testing.T) {
 	d := newDispatcher()
-	a, b, c := &task{index: -1, key: "a"}, &task{index: -1, key: "b"}, &task{index: -1, key: "c"}
+	a, b, c := &task{index: -1, r: taskRun{ID: "a"}}, &task{index: -1, r: taskRun{ID: "b"}}, &task{index: -1, r: taskRun{ID: "c"}}
 	d.schedule(a, t0.Add(time.Minute))
 	d.schedule(b, t0)
 	d.schedule(c, t0)
@@ -24,7 +24,7 @@ func TestDispatcherOrdersByWakeThenFIFO(t *testing.T) {
 		if got == nil {
 			break
 		}
-		order = append(order, got.key)
+		order = append(order, string(got.r.ID))
 	}
 	if want := "b c a"; strings.Join(order, " ") != want {
 		t.Fatalf("dispatch order %q, want %q", strings.Join(order, " "), want)

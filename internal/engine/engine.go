@@ -113,8 +113,11 @@ type Engine struct {
 	workers     chan struct{} // one token per run being stepped
 	verifySlots chan struct{} // one token per verify command running
 
-	mu        sync.Mutex
-	policies  map[string]Policy
+	mu       sync.Mutex
+	policies map[string]Policy
+	// specs are the policies' specs by name, one copy each, which the
+	// runs in flight of a policy share while theirs is the same (taskRun).
+	specs     map[string]*run.Spec
 	inflight  map[string]*task     // key: policy|project|cluster → the run in flight
 	seen      map[run.ID]bool      // runs marker recovery found in Atlas
 	lastSlots map[string]time.Time // newest slot per key marker recovery found
@@ -186,11 +189,14 @@ func key(policy string, t run.Target) string { return policy + "|" + t.ProjectID
 // the spec they started with.
 func (e *Engine) SetPolicies(ps []Policy) {
 	m := make(map[string]Policy, len(ps))
+	specs := make(map[string]*run.Spec, len(ps))
 	for _, p := range ps {
 		m[p.Name] = p
+		specs[p.Name] = new(p.Spec)
 	}
 	e.mu.Lock()
 	e.policies = m
+	e.specs = specs
 	e.mu.Unlock()
 }
 
@@ -232,9 +238,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	})
 	for _, r := range active {
 		e.log.Info("re-attaching run", runFields(r)...)
-		t := newTask(r)
+		k := key(r.Policy, r.Target)
 		e.mu.Lock()
-		e.inflight[t.key] = t
+		t := newTask(r, e.specs[r.Policy])
+		e.inflight[k] = t
 		e.mu.Unlock()
 		e.launch(t)
 	}
@@ -251,9 +258,9 @@ func (e *Engine) Start(ctx context.Context) error {
 // dispatcher; one past the waiting stage takes its cluster locks first.
 func (e *Engine) launch(t *task) {
 	if stageOrder(t.r.Stage) == 2 {
-		e.locks.tryAcquire(t.locks, t.r.ID, nil)
+		e.locks.tryAcquire(t.r.lockKeys(), t.r.ID, nil)
 	}
-	e.emit(t.r, t.r.Stage, 0, "re-attached after restart")
+	e.emit(t.r.get(), t.r.Stage, 0, "re-attached after restart")
 	e.disp.schedule(t, e.clk.Now())
 }
 
@@ -278,7 +285,7 @@ func (e *Engine) Active() []run.Run {
 	defer e.mu.Unlock()
 	out := make([]run.Run, 0, len(e.inflight))
 	for _, t := range e.inflight {
-		out = append(out, t.r)
+		out = append(out, t.r.get())
 	}
 	sort.Slice(out, func(i, k int) bool { return out[i].CreatedAt.Before(out[k].CreatedAt) })
 	return out
@@ -304,7 +311,7 @@ func (e *Engine) InFlight(policy string, t run.Target) (run.Run, bool) {
 	if !ok {
 		return run.Run{}, false
 	}
-	return tk.r, true
+	return tk.r.get(), true
 }
 
 // Fire starts the run for one scheduled slot. It returns once the run is
@@ -407,7 +414,7 @@ func (e *Engine) record(ctx context.Context, r run.Run, skip string) (_ run.Run,
 	prev, busy := e.inflight[k]
 	if busy && prev.r.ID == r.ID {
 		defer e.mu.Unlock()
-		return prev.r, nil, false, nil
+		return prev.r.get(), nil, false, nil
 	}
 	if existing, ok, err := e.j.Get(r.ID); err != nil {
 		e.mu.Unlock()
@@ -443,7 +450,7 @@ func (e *Engine) record(ctx context.Context, r run.Run, skip string) (_ run.Run,
 	}
 	var t *task
 	if !r.Stage.Terminal() {
-		t = newTask(r)
+		t = newTask(r, e.specs[r.Policy])
 		e.inflight[k] = t
 	}
 	e.mu.Unlock()
@@ -531,7 +538,7 @@ func (e *Engine) commit(w pendingWrite, retry bool) error {
 		if r.Stage.Terminal() {
 			delete(e.inflight, k)
 		} else {
-			cur.r = r
+			cur.r.set(r, nil)
 		}
 	}
 	e.mu.Unlock()

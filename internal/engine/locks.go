@@ -18,19 +18,19 @@ var errDeadline = errors.New("deadline passed")
 // release wakes it.
 type clusterLocks struct {
 	mu      sync.Mutex
-	held    map[string]run.ID
-	waiters map[string][]*task // runs to wake when the key is released
+	held    map[run.Target]run.ID
+	waiters map[run.Target][]*task // runs to wake when the key is released
 	wake    func(*task)
 }
 
 func newClusterLocks(wake func(*task)) *clusterLocks {
-	return &clusterLocks{held: map[string]run.ID{}, waiters: map[string][]*task{}, wake: wake}
+	return &clusterLocks{held: map[run.Target]run.ID{}, waiters: map[run.Target][]*task{}, wake: wake}
 }
 
 // tryAcquire takes every key for id if none is held by another run, and
 // otherwise takes none. When it fails and w is not nil, w is woken once the
 // key that stood in the way is released.
-func (l *clusterLocks) tryAcquire(keys []string, id run.ID, w *task) bool {
+func (l *clusterLocks) tryAcquire(keys []run.Target, id run.ID, w *task) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, k := range keys {
@@ -48,7 +48,7 @@ func (l *clusterLocks) tryAcquire(keys []string, id run.ID, w *task) bool {
 }
 
 // release frees the keys id holds and wakes the runs waiting for them.
-func (l *clusterLocks) release(keys []string, id run.ID) {
+func (l *clusterLocks) release(keys []run.Target, id run.ID) {
 	l.mu.Lock()
 	var wake []*task
 	for _, k := range keys {
@@ -65,7 +65,7 @@ func (l *clusterLocks) release(keys []string, id run.ID) {
 }
 
 // holder reports which run holds a cluster, for status.
-func (l *clusterLocks) holder(key string) (run.ID, bool) {
+func (l *clusterLocks) holder(key run.Target) (run.ID, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	id, ok := l.held[key]

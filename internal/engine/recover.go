@@ -264,7 +264,7 @@ func (e *Engine) attachRecovered(ctx context.Context, r run.Run) bool {
 		e.mu.Unlock()
 		return false
 	}
-	t := newTask(r)
+	t := newTask(r, e.specs[r.Policy])
 	e.inflight[k] = t // reserved: a slot fired meanwhile sees it
 	e.mu.Unlock()
 	if err := e.j.Put(r); err != nil {

@@ -81,7 +81,10 @@ func NewID(policy, projectID, cluster string, slot time.Time, manual bool) ID {
 		kind = "m"
 	}
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s\x00%s\x00%d", kind, policy, projectID, cluster, slot.UTC().UnixNano()))
-	return ID(hex.EncodeToString(sum[:])[:20])
+	// The first 20 hex digits: encoding only the 10 bytes they show keeps
+	// the id's own 24 bytes, not the 48 of the whole sum's digits (the id
+	// of each run in flight is kept as long as it is).
+	return ID(hex.EncodeToString(sum[:10]))
 }
 
 // Marker is the text stamped into the snapshot description and the export's

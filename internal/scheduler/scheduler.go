@@ -309,7 +309,12 @@ func (s *Scheduler) fireOne(ctx context.Context, q queued) bool {
 	if q.CatchUp || q.Skip != "" {
 		s.logf("scheduler: %s: slot %s (due %s) was missed; %s", q.Entry.Key, q.Slot.Format(time.RFC3339), q.At.Format(time.RFC3339), missedAction(q.Firing))
 	}
-	q.st.pending = q.st.pending[1:]
+	// The last firing leaves nil, not pending[1:]: an empty slice sliced
+	// off the end keeps pointing at its array, and 10,000 targets' fired
+	// Firings (each with its Entry) stayed live until the next slot, 3 MiB.
+	if q.st.pending = q.st.pending[1:]; len(q.st.pending) == 0 {
+		q.st.pending = nil
+	}
 	q.st.mark.LastSlot = q.Slot
 	q.st.dirty = true
 	return true

@@ -613,3 +613,28 @@ func TestRunStopsOnCancelDuringFire(t *testing.T) {
 		}
 	}
 }
+
+// A fired slot is let go: at fleet size every target's last Firing (with
+// its Entry) stayed reachable from its state until the next slot, through
+// the empty slice left by slicing it off.
+func TestFiredSlotsAreNotRetained(t *testing.T) {
+	fake := clock.NewFake(ts(t, "2026-01-10T10:59:00Z"))
+	mem := newMemStore()
+	var fired []Firing
+	s := New(fake, mem, func(_ context.Context, f Firing) error {
+		fired = append(fired, f)
+		return nil
+	}, Options{})
+	e := keyed(t, "a", "0 * * * *", 0, MissedOnce)
+	s.Set([]Entry{e})
+	ctx := context.Background()
+	s.iterate(ctx) // reads the mark: a new schedule from 10:59
+	fake.Set(ts(t, "2026-01-10T11:00:00Z"))
+	s.iterate(ctx)
+	if len(fired) != 1 || !fired[0].Slot.Equal(ts(t, "2026-01-10T11:00:00Z")) {
+		t.Fatalf("fired %+v, want the 11:00 slot once", fired)
+	}
+	if st := s.states["a"]; st.pending != nil {
+		t.Fatalf("after firing, the state still holds its pending firings (len %d, cap %d, nil %v)", len(st.pending), cap(st.pending), st.pending == nil)
+	}
+}

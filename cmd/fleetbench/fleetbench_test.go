@@ -534,3 +534,16 @@ func TestAnalyseWithASpread(t *testing.T) {
 		t.Fatalf("snapshot detection %+v, want one delay of 12s from the spread end", rep.SnapshotDetection)
 	}
 }
+
+// The daemon is measured as it is installed: the README's install command
+// and fleetbench's build must agree on cgo and -trimpath.
+func TestBuildsAsTheReadmeInstalls(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join(buildEnv, " ") + " go " + strings.Join(buildArgs, " ") + " -o backupd ./cmd/backupd"
+	if !strings.Contains(string(readme), want) {
+		t.Fatalf("README.md does not install backupd with %q, the build fleetbench measures", want)
+	}
+}

@@ -34,9 +34,12 @@ type commitResult struct {
 // maxCommitBatch caps the writes one transaction takes from the queue.
 // Committing reads every page the writes touch again (bbolt copies the
 // changed leaves out of its memory map), so the cap bounds the mapped
-// pages a commit brings back (see pageReleaser); 16 writes per fsync is
-// still an order of magnitude more throughput than the fleet needs.
-const maxCommitBatch = 16
+// pages a commit brings back (see pageReleaser). A commit of 16 mapped up
+// to 16 MiB at once in a fleet run, a quarter of the 64 MiB target
+// (docs/journal.md, BenchmarkFleetRSS). 4 writes per fsync at 20 ms an
+// fsync (a busy disk) is still 200 writes a second, eight times what
+// 10,000 hourly targets write at real time.
+const maxCommitBatch = 4
 
 // committer serialises writes into group commits on db.
 type committer struct {

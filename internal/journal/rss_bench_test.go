@@ -233,8 +233,9 @@ func (p *peakSampler) peak() int64 {
 // finally Prune keeps the newest 60,000 runs. It reports the resident size
 // of the journal's mapping (smaps Rss) after start-up and at the end, and
 // its peak (sampled every 2 ms) while writing and while pruning, for
-// several release budgets ("never-release" is the journal without
-// releases). Run with -benchtime 1x; it takes about a minute per budget.
+// several release budgets, writes per commit and runs per prune
+// transaction ("never-release" is the journal without releases). Run with
+// -benchtime 1x; it takes about two minutes per variant.
 func BenchmarkFleetRSS(b *testing.B) {
 	const history, hours, writers = 10, 2, 64
 	src := filepath.Join(b.TempDir(), "fleet.db")
@@ -246,14 +247,23 @@ func BenchmarkFleetRSS(b *testing.B) {
 		}
 	}
 	slices.SortStableFunc(puts, func(a, b timedPut) int { return a.at.Compare(b.at) })
-	for _, budget := range []int64{0, 8, defaultReleaseBudget, 32} {
-		name := fmt.Sprintf("budget=%d", budget)
-		if budget == 0 {
+	type variant struct {
+		budget        int64
+		commit, prune int
+	}
+	variants := []variant{
+		{0, maxCommitBatch, pruneBatch},
+		{defaultReleaseBudget, maxCommitBatch, pruneBatch}, // the journal as it is
+		{16, 16, 16}, {16, 8, 8}, {16, 4, 4}, // as it was, and on the way
+	}
+	for _, v := range variants {
+		name := fmt.Sprintf("budget=%d/commit=%d/prune=%d", v.budget, v.commit, v.prune)
+		if v.budget == 0 {
 			name = "never-release"
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				fleetSteady(b, src, puts, writers, budget)
+				fleetSteady(b, src, puts, writers, v.budget, v.commit, v.prune)
 			}
 		})
 	}
@@ -262,7 +272,7 @@ func BenchmarkFleetRSS(b *testing.B) {
 // fleetSteady opens a copy of the journal at src, reads what start-up
 // reads, writes puts from writers goroutines, prunes, and reports the
 // journal's resident memory.
-func fleetSteady(b *testing.B, src string, puts []timedPut, writers int, budget int64) {
+func fleetSteady(b *testing.B, src string, puts []timedPut, writers int, budget int64, commit, prune int) {
 	b.StopTimer()
 	path := filepath.Join(b.TempDir(), "state.db")
 	copyFile(b, path, src)
@@ -271,7 +281,7 @@ func fleetSteady(b *testing.B, src string, puts []timedPut, writers int, budget 
 	if err != nil {
 		b.Fatal(err)
 	}
-	j.rel.budget = budget
+	j.rel.budget, j.w.max, j.pruneBatch = budget, commit, prune
 	opened := readMem(b, path)
 	if _, err := j.Summaries(); err != nil {
 		b.Fatal(err)

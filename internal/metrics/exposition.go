@@ -59,8 +59,8 @@ var targetFamilies = []*targetFamily{
 		name: "backupd_last_run_success", typ: dto.MetricType_GAUGE,
 		help: "1 if the last finished run on a target succeeded, 0 if it failed or timed out. Skips leave it unchanged.",
 		samples: func(s *targetSeries, out []sample) []sample {
-			if s.has&hasLastRun != 0 && !s.withheld {
-				out = append(out, sample{s: s, value: s.lastRun})
+			if s.has&hasLastRun != 0 && !s.withheld() {
+				out = append(out, sample{s: s, value: s.lastRun()})
 			}
 			return out
 		},
@@ -141,7 +141,7 @@ func (m *Metrics) walk(f *targetFamily, buf []sample, emit func([]sample) error)
 		buf = buf[:0]
 		m.mu.Lock()
 		for ; i < len(order) && len(buf) <= cap(buf)-maxSamplesPerTarget; i++ {
-			if s := order[i]; !s.deleted {
+			if s := order[i]; !s.deleted() {
 				buf = f.samples(s, buf)
 			}
 		}
@@ -192,7 +192,7 @@ func (c *targetCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		_ = c.m.walk(f, buf, func(ss []sample) error {
 			for _, s := range ss {
-				labels := []string{s.s.key.policy, s.s.key.project, s.s.key.cluster}
+				labels := []string{s.s.key.policy(), s.s.key.project(), s.s.key.cluster}
 				if f.label != "" {
 					labels = append(labels, s.label)
 				}
@@ -248,7 +248,7 @@ func (c *dtoChunk) fill(f *targetFamily, samples []sample) *dto.MetricFamily {
 		smp := &samples[i]
 		lps := c.lps[4*i : 4*i+nl]
 		lpps := c.lpps[4*i : 4*i+nl]
-		values := [4]*string{&smp.s.key.cluster, &smp.s.key.policy, &smp.s.key.project, &smp.label}
+		values := [4]*string{&smp.s.key.cluster, &smp.s.key.group.policy, &smp.s.key.group.project, &smp.label}
 		for j := range lps {
 			lps[j].Name, lps[j].Value = &c.labels[j], values[j]
 			lpps[j] = &lps[j]

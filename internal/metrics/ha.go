@@ -135,7 +135,7 @@ func (m *Metrics) BeginTerm() {
 	defer m.mu.Unlock()
 	for _, s := range m.targets.byKey {
 		if s.has&hasLastRun != 0 {
-			s.withheld = true
+			s.setWithheld(true)
 		}
 	}
 }
@@ -163,7 +163,7 @@ func (m *Metrics) Reconciled(policy string, t run.Target, newest *AtlasRun) {
 	s := m.targets.get(policy, t.ProjectID, t.Cluster)
 	if newest == nil {
 		if s != nil {
-			s.withheld = false
+			s.setWithheld(false)
 		}
 		return
 	}
@@ -182,17 +182,13 @@ func (m *Metrics) Reconciled(policy string, t run.Target, newest *AtlasRun) {
 	raise(stageSnapshot, newest.SnapshotAt)
 	raise(stageExport, newest.ExportAt)
 	if s.has&hasLastRun != 0 && s.lastRunSlot != 0 && newest.Slot.UnixMilli() <= s.lastRunSlot {
-		s.withheld = false // the result held is as new
+		s.setWithheld(false) // the result held is as new
 		return
 	}
 	if newest.SnapshotBytes > 0 {
 		s.setSnapshotSize(float64(newest.SnapshotBytes))
 	}
-	v := 0.0
-	if newest.Succeeded {
-		v = 1
-	}
-	s.setLastRun(v, newest.Slot)
+	s.setLastRun(newest.Succeeded, newest.Slot)
 }
 
 // HANames are the leader-election families, for checks of the names the

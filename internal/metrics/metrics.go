@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"hash/maphash"
 	"runtime"
 	"strconv"
 	"sync"
@@ -109,11 +110,15 @@ type Metrics struct {
 	// inflightRuns is the stage each in-flight run is currently counted in,
 	// so repeated and re-attached events move a run instead of adding it.
 	inflightRuns map[run.ID]run.Stage
-	// terminated remembers recently finished runs (a ring of ids) so a
-	// repeated terminal event does not count a run twice.
-	terminated     map[run.ID]struct{}
-	terminatedRing []run.ID
+	// terminated remembers recently finished runs (a ring of their ids'
+	// hashes, with termSeed) so a repeated terminal event does not count a
+	// run twice. Hashes, not the ids: 8 bytes each instead of a string
+	// header and the id's bytes kept alive, 4,096 times over; two of 4,096
+	// ids share a 64-bit hash with odds of about 1 in 10^12.
+	terminated     map[uint64]struct{}
+	terminatedRing []uint64
 	terminatedNext int
+	termSeed       maphash.Seed
 	// seenPolicies is every policy that may have series in policyVecs, so
 	// SetPolicies can delete those of policies no longer configured.
 	seenPolicies map[string]struct{}
@@ -181,7 +186,8 @@ func New(version string) *Metrics {
 		targets:      newTargetStore(),
 		stageMasks:   make(map[string]uint8),
 		inflightRuns: make(map[run.ID]run.Stage),
-		terminated:   make(map[run.ID]struct{}),
+		terminated:   make(map[uint64]struct{}, recentTerminalCap),
+		termSeed:     maphash.MakeSeed(),
 		seenPolicies: make(map[string]struct{}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -349,11 +355,11 @@ func (m *Metrics) SetPolicies(ps []PolicyInfo) {
 		delete(m.seenPolicies, name)
 	}
 	for _, s := range m.targets.byKey {
-		if _, ok := keep[s.key.policy]; !ok {
+		if _, ok := keep[s.key.policy()]; !ok {
 			m.targets.remove(s)
 			continue
 		}
-		if mask, ok := m.stageMasks[s.key.policy]; ok {
+		if mask, ok := m.stageMasks[s.key.policy()]; ok {
 			s.keepStages(mask)
 			m.targets.removeIfEmpty(s)
 		}
@@ -430,9 +436,9 @@ func (m *Metrics) Rebuild(rs []Restored) {
 		if r.Last != nil {
 			switch r.Last.Stage {
 			case run.StageSucceeded:
-				series().setLastRun(1, r.Last.Slot)
+				series().setLastRun(true, r.Last.Slot)
 			case run.StageFailed:
-				series().setLastRun(0, r.Last.Slot)
+				series().setLastRun(false, r.Last.Slot)
 			}
 		}
 		mask := m.stageMaskLocked(r.Policy)
@@ -524,7 +530,7 @@ func (m *Metrics) Observe(e run.Event) {
 	case run.StageSucceeded:
 		series().runs[resultSuccess]++
 		if !s.olderThanLastRun(r.Slot) {
-			s.setLastRun(1, r.Slot)
+			s.setLastRun(true, r.Slot)
 		}
 		if r.ExportJobID != "" || e.From == run.StageExporting {
 			setLastSuccess(stageExport)
@@ -539,7 +545,7 @@ func (m *Metrics) Observe(e run.Event) {
 		}
 		series().runs[result]++
 		if !s.olderThanLastRun(r.Slot) {
-			s.setLastRun(0, r.Slot)
+			s.setLastRun(false, r.Slot)
 		}
 	case run.StageSkipped:
 		series().skipped[skipReason(r.Reason)]++
@@ -580,17 +586,21 @@ func (m *Metrics) trackLocked(id run.ID, s run.Stage) bool {
 // rememberTerminalLocked records that run id finished and reports whether
 // this is the first terminal event seen for it.
 func (m *Metrics) rememberTerminalLocked(id run.ID) bool {
-	if _, seen := m.terminated[id]; seen {
+	h := maphash.String(m.termSeed, string(id))
+	if _, seen := m.terminated[h]; seen {
 		return false
 	}
 	if len(m.terminatedRing) < recentTerminalCap {
-		m.terminatedRing = append(m.terminatedRing, id)
+		if m.terminatedRing == nil {
+			m.terminatedRing = make([]uint64, 0, recentTerminalCap)
+		}
+		m.terminatedRing = append(m.terminatedRing, h)
 	} else {
 		delete(m.terminated, m.terminatedRing[m.terminatedNext])
-		m.terminatedRing[m.terminatedNext] = id
+		m.terminatedRing[m.terminatedNext] = h
 		m.terminatedNext = (m.terminatedNext + 1) % recentTerminalCap
 	}
-	m.terminated[id] = struct{}{}
+	m.terminated[h] = struct{}{}
 	return true
 }
 

@@ -642,8 +642,8 @@ backupd_runs_total{cluster="prod-b",policy="nightly",project="32b6e34b3d91647abb
 	m.SetNextRun("nightly", prodA, time.Time{}) // of a deleted target: nothing to do
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if n, ns := len(m.targets.byKey), len(m.targets.strs); n != 0 || ns != 0 {
-		t.Errorf("store holds %d targets and %d interned strings after every target was deleted, want none", n, ns)
+	if n, ns := len(m.targets.byKey), len(m.targets.groups); n != 0 || ns != 0 {
+		t.Errorf("store holds %d targets and %d groups after every target was deleted, want none", n, ns)
 	}
 }
 
@@ -656,18 +656,18 @@ func TestStoreHoldsOnlyTargetsWithSeries(t *testing.T) {
 	}
 	m.SetNextRun("weekly", prodA, t0)
 	m.mu.Lock()
-	n, ns := len(m.targets.byKey), len(m.targets.strs)
+	n, ns := len(m.targets.byKey), len(m.targets.groups)
 	m.mu.Unlock()
-	if n != 2 || ns != 3 {
-		t.Errorf("store: %d targets, %d interned strings; want 2 (nightly and weekly on prod-a) and 3 (two policies, one project)", n, ns)
+	if n != 2 || ns != 2 {
+		t.Errorf("store: %d targets, %d groups; want 2 (nightly and weekly on prod-a) and 2 (two policies on one project)", n, ns)
 	}
 	m.SetNextRun("nightly", prodA, time.Time{})
 	m.SetNextRun("weekly", prodA, time.Time{})
 	m.mu.Lock()
-	n, ns = len(m.targets.byKey), len(m.targets.strs)
+	n, ns = len(m.targets.byKey), len(m.targets.groups)
 	m.mu.Unlock()
 	if n != 0 || ns != 0 {
-		t.Errorf("store: %d targets, %d interned strings after the next runs were removed, want none", n, ns)
+		t.Errorf("store: %d targets, %d groups after the next runs were removed, want none", n, ns)
 	}
 }
 

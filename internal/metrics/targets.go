@@ -41,18 +41,30 @@ const (
 // allStages is the stage mask that lets every last-success stage through.
 const allStages uint8 = 1<<len(stageLabels) - 1
 
-// targetKey identifies one policy on one target.
-type targetKey struct {
-	policy, project, cluster string
+// targetGroup is a policy on a project: the two label values every
+// cluster of the project shares under that policy, held once (a pointer
+// in each series' key) instead of two string headers per series. It never
+// changes after it is created, so the exposition reads it without the lock.
+type targetGroup struct {
+	policy, project string
 }
 
-// newTargetKey is the key of policy on (project, cluster). Label values
-// must be UTF-8 (a registry refuses others), so invalid bytes become
-// U+FFFD; valid strings, all that config validation lets through, are used
-// as they are.
-func newTargetKey(policy, project, cluster string) targetKey {
-	return targetKey{validUTF8(policy), validUTF8(project), validUTF8(cluster)}
+// groupEntry is a group in the store and how many series use it.
+type groupEntry struct {
+	g    *targetGroup
+	refs int
 }
+
+// targetKey identifies one policy on one target: 24 bytes, the map's key
+// and part of every series.
+type targetKey struct {
+	group   *targetGroup
+	cluster string
+}
+
+// policy and project are the key's label values.
+func (k targetKey) policy() string  { return k.group.policy }
+func (k targetKey) project() string { return k.group.project }
 
 func validUTF8(s string) string {
 	if utf8.ValidString(s) {
@@ -62,30 +74,60 @@ func validUTF8(s string) string {
 }
 
 // targetSeries is every per-target series of one policy on one target:
-// about 160 bytes. A counter series exists once its count is above zero;
-// a gauge exists when its bit in has is set.
+// 112 bytes. A counter series exists once its count is above zero; a
+// gauge exists when its bit in has is set.
 type targetSeries struct {
 	// key never changes after the series is created, so the exposition
 	// reads it without the lock.
-	key     targetKey
-	has     uint8
-	deleted bool // removed from the store; a scrape holding it skips it
-	// withheld hides backupd_last_run_success at the start of a term until
-	// the target was reconciled with Atlas or a run of the term ended
-	// (BeginTerm).
-	withheld bool
+	key targetKey
 
 	// lastRunSlot is the slot (Unix milliseconds) of the run lastRun is
 	// about; 0 unknown.
 	lastRunSlot int64
 
 	nextRun      float64 // backupd_next_run_timestamp_seconds
-	lastRun      float64 // backupd_last_run_success
 	snapshotSize float64 // backupd_snapshot_size_bytes
 	lastSuccess  [len(stageLabels)]float64
 
-	runs    [len(resultLabels)]uint64 // backupd_runs_total
-	skipped [len(reasonLabels)]uint64 // backupd_runs_skipped_total
+	// The counters are 32 bits: a target's runs are Atlas snapshots and
+	// exports, a few an hour, so 4 billion of them is not reached.
+	runs    [len(resultLabels)]uint32 // backupd_runs_total
+	skipped [len(reasonLabels)]uint32 // backupd_runs_skipped_total
+
+	has   uint8
+	flags uint8 // flagDeleted, flagWithheld, flagLastRunOK
+}
+
+// Bits of targetSeries.flags.
+const (
+	// flagDeleted: removed from the store; a scrape holding it skips it.
+	flagDeleted uint8 = 1 << iota
+	// flagWithheld hides backupd_last_run_success at the start of a term
+	// until the target was reconciled with Atlas or a run of the term
+	// ended (BeginTerm).
+	flagWithheld
+	// flagLastRunOK is backupd_last_run_success's value: 1 if set, else 0.
+	flagLastRunOK
+)
+
+func (s *targetSeries) deleted() bool  { return s.flags&flagDeleted != 0 }
+func (s *targetSeries) withheld() bool { return s.flags&flagWithheld != 0 }
+
+// setWithheld hides (or shows) backupd_last_run_success.
+func (s *targetSeries) setWithheld(w bool) {
+	if w {
+		s.flags |= flagWithheld
+	} else {
+		s.flags &^= flagWithheld
+	}
+}
+
+// lastRun is backupd_last_run_success's value.
+func (s *targetSeries) lastRun() float64 {
+	if s.flags&flagLastRunOK != 0 {
+		return 1
+	}
+	return 0
 }
 
 // empty reports whether the target has no series left.
@@ -107,11 +149,13 @@ func (s *targetSeries) empty() bool {
 }
 
 // setLastRun sets backupd_last_run_success to the result of the run of
-// slot (zero: unknown) and shows it.
-func (s *targetSeries) setLastRun(v float64, slot time.Time) {
-	s.lastRun = v
+// slot (zero: unknown), 1 if ok, and shows it.
+func (s *targetSeries) setLastRun(ok bool, slot time.Time) {
+	s.flags &^= flagWithheld | flagLastRunOK
+	if ok {
+		s.flags |= flagLastRunOK
+	}
 	s.has |= hasLastRun
-	s.withheld = false
 	s.lastRunSlot = 0
 	if !slot.IsZero() {
 		s.lastRunSlot = slot.UnixMilli()
@@ -153,47 +197,60 @@ type targetStore struct {
 	// added or removed, rebuilt by the next scrape. A new slice is built
 	// each time, so a scrape that holds the old one is not disturbed.
 	sorted []*targetSeries
-	// strs interns policy names and project ids, which many targets share.
-	strs map[string]internEntry
-}
-
-// internEntry is an interned string and how many series use it.
-type internEntry struct {
-	s    string
-	refs int
+	// groups interns the (policy, project) pairs, which the clusters of a
+	// project share.
+	groups map[[2]string]groupEntry
 }
 
 func newTargetStore() targetStore {
-	return targetStore{byKey: make(map[targetKey]*targetSeries), strs: make(map[string]internEntry)}
+	return targetStore{byKey: make(map[targetKey]*targetSeries), groups: make(map[[2]string]groupEntry)}
 }
 
 // get returns the series of policy on (project, cluster), or nil.
 func (st *targetStore) get(policy, project, cluster string) *targetSeries {
-	return st.byKey[newTargetKey(policy, project, cluster)]
+	e, ok := st.groups[[2]string{validUTF8(policy), validUTF8(project)}]
+	if !ok {
+		return nil
+	}
+	return st.byKey[targetKey{e.g, validUTF8(cluster)}]
 }
 
 // getOrCreate returns the series of policy on (project, cluster), creating
-// an empty one if needed.
+// an empty one if needed. Label values must be UTF-8 (a registry refuses
+// others), so invalid bytes become U+FFFD; valid strings, all that config
+// validation lets through, are used as they are.
 func (st *targetStore) getOrCreate(policy, project, cluster string) *targetSeries {
-	k := newTargetKey(policy, project, cluster)
+	gk := [2]string{validUTF8(policy), validUTF8(project)}
+	e, ok := st.groups[gk]
+	if !ok {
+		e.g = &targetGroup{policy: gk[0], project: gk[1]}
+	}
+	k := targetKey{e.g, validUTF8(cluster)}
 	if s := st.byKey[k]; s != nil {
 		return s
 	}
-	s := &targetSeries{key: targetKey{st.intern(k.policy), st.intern(k.project), k.cluster}}
-	st.byKey[s.key] = s
+	e.refs++
+	st.groups[gk] = e
+	s := &targetSeries{key: k}
+	st.byKey[k] = s
 	st.sorted = nil
 	return s
 }
 
 // remove deletes s from the store.
 func (st *targetStore) remove(s *targetSeries) {
-	if s.deleted {
+	if s.deleted() {
 		return
 	}
 	delete(st.byKey, s.key)
-	s.deleted = true
-	st.release(s.key.policy)
-	st.release(s.key.project)
+	s.flags |= flagDeleted
+	gk := [2]string{s.key.policy(), s.key.project()}
+	if e := st.groups[gk]; e.refs <= 1 {
+		delete(st.groups, gk)
+	} else {
+		e.refs--
+		st.groups[gk] = e
+	}
 	st.sorted = nil
 }
 
@@ -217,34 +274,12 @@ func (st *targetStore) order() []*targetSeries {
 			if c := strings.Compare(a.key.cluster, b.key.cluster); c != 0 {
 				return c
 			}
-			if c := strings.Compare(a.key.policy, b.key.policy); c != 0 {
+			if c := strings.Compare(a.key.policy(), b.key.policy()); c != 0 {
 				return c
 			}
-			return strings.Compare(a.key.project, b.key.project)
+			return strings.Compare(a.key.project(), b.key.project())
 		})
 		st.sorted = sorted
 	}
 	return st.sorted
-}
-
-func (st *targetStore) intern(s string) string {
-	e, ok := st.strs[s]
-	if !ok {
-		e.s = s
-	}
-	e.refs++
-	st.strs[s] = e
-	return e.s
-}
-
-func (st *targetStore) release(s string) {
-	e, ok := st.strs[s]
-	if !ok {
-		return
-	}
-	if e.refs--; e.refs <= 0 {
-		delete(st.strs, s)
-		return
-	}
-	st.strs[s] = e
 }

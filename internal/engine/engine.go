@@ -175,7 +175,7 @@ func New(cfg Config) *Engine {
 		lastSlots:   map[string]time.Time{},
 		queued:      map[string][]run.Run{},
 	}
-	e.hist = history{plan: pollplan.Plan{Min: cfg.PollMin, Max: cfg.PollMax}, byTarget: map[run.Target]*clusterHistory{}}
+	e.hist = newHistory(pollplan.Plan{Min: cfg.PollMin, Max: cfg.PollMax})
 	if cfg.Fence != nil {
 		e.atlas = fencedAtlas{Atlas: cfg.Atlas, f: cfg.Fence}
 	}

@@ -131,10 +131,26 @@ func compareTargets(a, b run.Target) int {
 }
 
 // projectClusters is one project's dedicated and flex clusters, listed once
-// however many selectors name the project.
+// however many selectors name the project. It keeps only what resolution
+// reads of each, not Atlas's whole description: a discovery holds every
+// project's listing until the last policy is resolved, and at 10,000
+// clusters the decoded descriptions were a transient of megabytes.
 type projectClusters struct {
-	dedicated []atlas.Cluster
-	flex      []atlas.FlexCluster
+	dedicated []listedCluster
+	flex      []string
+}
+
+// listedCluster is what resolution needs of a dedicated cluster.
+type listedCluster struct {
+	name   string
+	paused bool
+	// reason and detail are dedicatedEligibility's answer, "" when the
+	// cluster can be snapshotted and exported.
+	reason, detail string
+}
+
+func (pc projectClusters) dedicatedIndex(name string) int {
+	return slices.IndexFunc(pc.dedicated, func(c listedCluster) bool { return c.name == name })
 }
 
 type listing struct {
@@ -174,7 +190,15 @@ func listProject(ctx context.Context, l ClusterLister, projectID string) (projec
 	if err != nil {
 		return projectClusters{}, fmt.Errorf("list flex clusters of project %s: %w", projectID, err)
 	}
-	return projectClusters{dedicated: ded, flex: flex}, nil
+	pc := projectClusters{dedicated: make([]listedCluster, len(ded)), flex: make([]string, len(flex))}
+	for i, c := range ded {
+		reason, detail := dedicatedEligibility(c)
+		pc.dedicated[i] = listedCluster{name: c.Name, paused: c.Paused, reason: reason, detail: detail}
+	}
+	for i, f := range flex {
+		pc.flex[i] = f.Name
+	}
+	return pc, nil
 }
 
 // fail records projectID as failed once per policy.
@@ -217,14 +241,13 @@ func resolveSelectors(ctx context.Context, p Policy, pl *projectLister, res *Res
 			return true
 		}
 		for _, c := range pc.dedicated {
-			if consider(c.Name) {
-				reason, detail := dedicatedEligibility(c)
-				add(run.Target{ProjectID: sel.ProjectID, Cluster: c.Name}, reason, detail)
+			if consider(c.name) {
+				add(run.Target{ProjectID: sel.ProjectID, Cluster: c.name}, c.reason, c.detail)
 			}
 		}
-		for _, f := range pc.flex {
-			if consider(f.Name) {
-				add(run.Target{ProjectID: sel.ProjectID, Cluster: f.Name}, run.ReasonNotSupported,
+		for _, name := range pc.flex {
+			if consider(name) {
+				add(run.Target{ProjectID: sel.ProjectID, Cluster: name}, run.ReasonNotSupported,
 					"flex cluster: Atlas takes no on-demand snapshots of flex clusters and cannot export them")
 			}
 		}
@@ -288,8 +311,8 @@ func resolveFlexRestore(ctx context.Context, fr *FlexRestoreAction, pl *projectL
 	skip := func(reason, detail string) {
 		res.Skipped = append(res.Skipped, run.SkippedTarget{Target: src, Reason: reason, Detail: detail})
 	}
-	if !slices.ContainsFunc(pc.flex, func(f atlas.FlexCluster) bool { return f.Name == fr.Cluster }) {
-		if slices.ContainsFunc(pc.dedicated, func(c atlas.Cluster) bool { return c.Name == fr.Cluster }) {
+	if !slices.Contains(pc.flex, fr.Cluster) {
+		if pc.dedicatedIndex(fr.Cluster) >= 0 {
 			skip(run.ReasonNotSupported, fmt.Sprintf("%s is a dedicated cluster, not a flex cluster: flexRestore restores flex snapshots", fr.Cluster))
 			return
 		}
@@ -301,12 +324,12 @@ func resolveFlexRestore(ctx context.Context, fr *FlexRestoreAction, pl *projectL
 		res.fail(fr.TargetProjectID, err)
 		return
 	}
-	if i := slices.IndexFunc(tc.dedicated, func(c atlas.Cluster) bool { return c.Name == fr.TargetCluster }); i >= 0 {
-		if tc.dedicated[i].Paused {
+	if i := tc.dedicatedIndex(fr.TargetCluster); i >= 0 {
+		if tc.dedicated[i].paused {
 			skip(run.ReasonNotSupported, fmt.Sprintf("restore target %s is paused", fr.TargetCluster))
 			return
 		}
-	} else if !slices.ContainsFunc(tc.flex, func(f atlas.FlexCluster) bool { return f.Name == fr.TargetCluster }) {
+	} else if !slices.Contains(tc.flex, fr.TargetCluster) {
 		skip(run.ReasonNotFound, fmt.Sprintf("restore target: no cluster named %s in project %s", fr.TargetCluster, fr.TargetProjectID))
 		return
 	}
@@ -327,17 +350,17 @@ func resolveRestoreDrill(ctx context.Context, rd *RestoreDrillAction, pl *projec
 	skip := func(reason, detail string) {
 		res.Skipped = append(res.Skipped, run.SkippedTarget{Target: src, Reason: reason, Detail: detail})
 	}
-	i := slices.IndexFunc(pc.dedicated, func(c atlas.Cluster) bool { return c.Name == rd.Cluster })
+	i := pc.dedicatedIndex(rd.Cluster)
 	if i < 0 {
-		if slices.ContainsFunc(pc.flex, func(f atlas.FlexCluster) bool { return f.Name == rd.Cluster }) {
+		if slices.Contains(pc.flex, rd.Cluster) {
 			skip(run.ReasonNotSupported, fmt.Sprintf("%s is a flex cluster: restoreDrill restores dedicated clusters' snapshots (use flexRestore)", rd.Cluster))
 			return
 		}
 		skip(run.ReasonNotFound, fmt.Sprintf("no cluster named %s in project %s", rd.Cluster, rd.ProjectID))
 		return
 	}
-	if reason, detail := dedicatedEligibility(pc.dedicated[i]); reason != "" {
-		skip(reason, detail)
+	if c := pc.dedicated[i]; c.reason != "" {
+		skip(c.reason, c.detail)
 		return
 	}
 	tc, err := pl.get(ctx, rd.TargetProjectID)
@@ -345,12 +368,12 @@ func resolveRestoreDrill(ctx context.Context, rd *RestoreDrillAction, pl *projec
 		res.fail(rd.TargetProjectID, err)
 		return
 	}
-	j := slices.IndexFunc(tc.dedicated, func(c atlas.Cluster) bool { return c.Name == rd.TargetCluster })
+	j := tc.dedicatedIndex(rd.TargetCluster)
 	switch {
-	case j >= 0 && tc.dedicated[j].Paused:
+	case j >= 0 && tc.dedicated[j].paused:
 		skip(run.ReasonNotSupported, fmt.Sprintf("drill target %s is paused", rd.TargetCluster))
 		return
-	case j < 0 && slices.ContainsFunc(tc.flex, func(f atlas.FlexCluster) bool { return f.Name == rd.TargetCluster }):
+	case j < 0 && slices.Contains(tc.flex, rd.TargetCluster):
 		skip(run.ReasonNotSupported, fmt.Sprintf("drill target %s is a flex cluster: a dedicated cluster's snapshot restores into a dedicated cluster", rd.TargetCluster))
 		return
 	case j < 0:
